@@ -1,0 +1,1 @@
+"""The click commands of qdqtool (installed as ``qdqtool.cli``)."""

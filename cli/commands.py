@@ -1,0 +1,3 @@
+"""The list of subcommands; each lives in its own module."""
+
+ALL = []

@@ -1,0 +1,71 @@
+"""Atomic writes: a temp file in the target folder, validated, then renamed. Never a partial output file."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Optional
+
+import onnx
+
+from .errors import OutputError
+
+Validator = Callable[[Path], None]
+
+
+def refuse_overwriting_input(input_path: os.PathLike | str, output_path: os.PathLike | str) -> None:
+    """Raise if output_path names the same file as input_path (qdqtool never modifies user input in place)."""
+    src, dst = Path(input_path), Path(output_path)
+    same = src.resolve() == dst.resolve() or (dst.exists() and src.exists() and os.path.samefile(src, dst))
+    if same:
+        raise OutputError(f"output path {dst} is the input file; choose another -o path (qdqtool never overwrites its input)")
+
+
+def _check_folder(path: Path) -> None:
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"output folder {folder} does not exist; create it or choose another path")
+    if path.is_dir():
+        raise OutputError(f"output path {path} is a folder; give a file name")
+
+
+def write_bytes_atomically(path: os.PathLike | str, data: bytes, validate: Optional[Validator] = None) -> Path:
+    """Write data to path via a temp file in the same folder; validate(temp_path) may raise to abort."""
+    target = Path(path)
+    _check_folder(target)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if validate is not None:
+            validate(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def write_text_atomically(path: os.PathLike | str, text: str) -> Path:
+    return write_bytes_atomically(path, text.encode("utf-8"))
+
+
+def write_json_atomically(path: os.PathLike | str, payload: object) -> Path:
+    return write_text_atomically(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+
+
+def save_model_atomically(model: onnx.ModelProto, path: os.PathLike | str, validate: Optional[Validator] = None) -> Path:
+    """Serialise model, check it with onnx.checker, run validate (e.g. open an ONNX Runtime session), rename."""
+
+    def check(tmp: Path) -> None:
+        onnx.checker.check_model(str(tmp), full_check=False)
+        if validate is not None:
+            validate(tmp)
+
+    return write_bytes_atomically(path, model.SerializeToString(deterministic=True), check)

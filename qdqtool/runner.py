@@ -1,0 +1,73 @@
+"""The one place that creates ONNX Runtime sessions (CPU provider, or CUDA when onnxruntime-gpu sees a GPU)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import onnx
+
+from .errors import ModelError
+
+log = logging.getLogger("qdqtool")
+
+ModelSource = Union[str, Path, bytes, onnx.ModelProto]
+
+
+def _ort():
+    import onnxruntime
+
+    onnxruntime.set_default_logger_severity(3)
+    return onnxruntime
+
+
+def available_providers() -> List[str]:
+    return list(_ort().get_available_providers())
+
+
+def default_providers(prefer_gpu: bool = True) -> List[str]:
+    """CUDA first when onnxruntime-gpu is installed and a GPU answers; CPU always last."""
+    have = available_providers()
+    chosen = [p for p in ("CUDAExecutionProvider",) if prefer_gpu and p in have]
+    return chosen + ["CPUExecutionProvider"]
+
+
+def create_session(
+    model: ModelSource,
+    *,
+    optimize: bool = True,
+    optimized_model_path: Optional[Union[str, Path]] = None,
+    providers: Optional[Sequence[str]] = None,
+    intra_op_threads: int = 0,
+):
+    """An InferenceSession; optimize=False keeps every tensor name (for calibration and comparisons)."""
+    ort = _ort()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = intra_op_threads
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
+    if optimized_model_path is not None:
+        options.optimized_model_filepath = str(optimized_model_path)
+    if isinstance(model, onnx.ModelProto):
+        model = model.SerializeToString()
+    elif isinstance(model, Path):
+        model = str(model)
+    try:
+        return ort.InferenceSession(model, options, providers=list(providers or default_providers()))
+    except Exception as exc:  # ORT raises its own exception types for invalid graphs
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"ONNX Runtime cannot load the model: {first_line}") from exc
+
+
+def check_session_opens(path: Union[str, Path]) -> None:
+    """Validator for atomic writes: the written model must open in ONNX Runtime."""
+    create_session(Path(path), optimize=False, providers=["CPUExecutionProvider"])
+
+
+def run(session, feeds: Dict[str, np.ndarray], outputs: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
+    names = list(outputs) if outputs is not None else [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds)))
