@@ -1,0 +1,104 @@
+"""`qdqtool calibrate`: FP32 ONNX + real data -> Q/DQ ONNX placed by TensorRT's rules, ranges file, optional cache."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import onnx
+
+from .collect import collect_ranges
+from .data import Preprocess, SampleSet, model_input_specs
+from .edits import apply_plan, scale_from_amax
+from .fileio import refuse_overwriting_input, save_model_atomically
+from .graph import GraphView
+from .observers import METHODS
+from .placement import PlacementConfig, PlacementPlan, group_amax, plan_placement
+from .prepare import load_model, prepare_float_model, refuse_existing_qdq
+from .ranges import TensorRange, amax_map, save_ranges
+from .runner import check_session_opens
+from .summary import plan_summary
+from .trtcache import DEFAULT_VERSION_TAG, write_calibration_cache
+
+log = logging.getLogger("qdqtool")
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    method: str = "entropy"
+    percentile: float = 99.99
+    batch_size: int = 8
+    max_samples: Optional[int] = None
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
+
+
+@dataclass(frozen=True)
+class CalibrationOutputs:
+    model: Path
+    ranges: Optional[Path] = None
+    cache: Optional[Path] = None
+    cache_version_tag: str = DEFAULT_VERSION_TAG
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    model: onnx.ModelProto
+    plan: PlacementPlan
+    ranges: Dict[str, TensorRange]
+    tensor_amax: Dict[str, float]
+    samples: int
+    notes: List[str]
+
+    def summary(self) -> Dict[str, object]:
+        summary = plan_summary(self.plan)
+        summary["samples"] = self.samples
+        summary["notes"] = list(self.notes)
+        return summary
+
+
+def calibrate_model(model: onnx.ModelProto, samples: SampleSet, config: CalibrationConfig = CalibrationConfig(),
+                    progress: Optional[Callable[[int], None]] = None, notes: Optional[List[str]] = None
+                    ) -> CalibrationResult:
+    """Plan, collect ranges on the samples, plan again with the ranges, apply. The input model is not modified."""
+    if config.method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}")
+    view = GraphView(model)
+    first = plan_placement(view, config.placement)
+    log.info("observing %d tensors for %d quantizers", len(first.observe), len(first.quantized_tensors()))
+    ranges = collect_ranges(model, first.observe, samples.batches(config.batch_size), config.method,
+                            percentile=config.percentile, progress=progress)
+    plan = plan_placement(view, config.placement, amax_map(ranges))
+    tensor_amax = group_amax(plan, amax_map(ranges))
+    quantized = apply_plan(model, plan, tensor_amax)
+    return CalibrationResult(quantized, plan, ranges, tensor_amax, len(samples), list(notes or []))
+
+
+def open_samples(model: onnx.ModelProto, data_dir, config: CalibrationConfig) -> SampleSet:
+    return SampleSet(data_dir, model_input_specs(model), config.preprocess, config.max_samples)
+
+
+def calibrate_file(model_path, data_dir, outputs: CalibrationOutputs, config: CalibrationConfig = CalibrationConfig(),
+                   progress: Optional[Callable[[int], None]] = None,
+                   on_samples: Optional[Callable[[int], None]] = None) -> CalibrationResult:
+    """The whole command: validate everything first, calibrate, then write every output atomically."""
+    for path in (outputs.model, outputs.ranges, outputs.cache):
+        if path is not None:
+            refuse_overwriting_input(model_path, path)
+    original = load_model(model_path)
+    refuse_existing_qdq(original, str(model_path))
+    prepared, notes = prepare_float_model(original, str(model_path))
+    samples = open_samples(prepared, data_dir, config)
+    if on_samples is not None:
+        on_samples(len(samples))
+    result = calibrate_model(prepared, samples, config, progress, notes)
+    save_model_atomically(result.model, outputs.model, validate=check_session_opens)
+    if outputs.ranges is not None:
+        save_ranges(outputs.ranges, result.ranges.values(), Path(model_path).name)
+    if outputs.cache is not None:
+        amax = {name: result.tensor_amax.get(name, r.amax) for name, r in result.ranges.items()}
+        scales = {t: scale_from_amax(a) for t, a in sorted(amax.items())}
+        write_calibration_cache(outputs.cache, scales, outputs.cache_version_tag)
+    return result
