@@ -1,0 +1,79 @@
+"""Plain-text rendering of a PrecisionReport: the per-layer table and the summary (shared by `build` and `report`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from qdqtool.layers import PrecisionReport
+
+NAME_WIDTH = 72
+TACTIC_WIDTH = 36
+LISTED_NAMES = 12
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _precisions(values: Sequence[str]) -> str:
+    return ",".join(values) if values else "-"
+
+
+def _flags(layer) -> str:
+    return ",".join(flag for flag, on in (
+        ("residual", layer.fused_residual_add), ("fallback", layer.is_fallback), ("reformat", layer.is_reformat)) if on)
+
+
+def layer_table(report: PrecisionReport) -> str:
+    rows = [("#", "output", "inputs", "type", "flags", "layer (ONNX nodes fused)", "tactic")]
+    for index, layer in enumerate(report.layers):
+        rows.append((str(index), layer.precision, _precisions(layer.input_precisions), layer.layer_type or "-",
+                     _flags(layer) or "-", _cut(layer.name, NAME_WIDTH), _cut(layer.tactic, TACTIC_WIDTH)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def _listed(label: str, names: Iterable[str]) -> str:
+    names = list(names)
+    shown = ", ".join(names[:LISTED_NAMES]) + (f", ... (+{len(names) - LISTED_NAMES})" if len(names) > LISTED_NAMES else "")
+    return f"{label} ({len(names)})" + (f": {shown}" if names else "")
+
+
+def _counts(counts: dict) -> str:
+    return ", ".join(f"{key} {value}" for key, value in counts.items()) or "none"
+
+
+def summary_text(report: PrecisionReport) -> str:
+    s = report.summary
+    lines = [
+        f"backend: {report.backend}    source: {report.source}",
+        f"layers: {s.layer_count}    by output precision: {_counts(s.precision_counts)}",
+        f"reformat layers: {s.reformat_count}" + (f" ({_counts(s.reformat_conversions)})" if s.reformat_conversions else ""),
+        f"fused residual convolutions: {len(s.fused_residual_convs)}" + (
+            f", with INT8 output: {len(s.fused_int8_residuals)}" if report.precision_known else " (judged from names)"),
+    ]
+    if report.precision_known:
+        lines += [
+            _listed("Adds left in float", s.float_adds),
+            _listed("Concats left in float", s.float_concats),
+            _listed("Concats needing requantize", s.requant_concats),
+            _listed("convolutions/Gemm/MatMul not computing in INT8", s.float_convs),
+        ]
+        if s.fallbacks:
+            lines.append(_listed("float fallbacks between INT8 nodes", s.fallbacks))
+    else:
+        lines.append("precision: unknown (names only)")
+    latency = report.latency
+    if latency is not None:
+        e = latency.engine
+        lines.append(f"latency: median {e.median_ms:.2f} ms, p90 {e.p90_ms:.2f}, p99 {e.p99_ms:.2f} over {e.runs} runs")
+        if latency.reference is not None:
+            r = latency.reference
+            lines.append(f"reference ({latency.reference_name}): median {r.median_ms:.2f} ms, p90 {r.p90_ms:.2f}, "
+                         f"p99 {r.p99_ms:.2f};  INT8/FP32 latency ratio {latency.ratio:.2f}")
+    lines += [f"note: {note}" for note in report.notes]
+    return "\n".join(lines)
+
+
+def report_text(report: PrecisionReport, with_layers: bool = True) -> str:
+    return (layer_table(report) + "\n\n" if with_layers else "") + summary_text(report)

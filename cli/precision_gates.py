@@ -1,0 +1,30 @@
+"""--fail-on handling for precision reports: a failed gate ends the command with exit status 3 (1 is a user error)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import click
+
+from qdqtool.errors import QdqError
+from qdqtool.gates import describe_violations
+from qdqtool.layers import PrecisionReport
+
+GATE_EXIT_STATUS = 3
+NAME_ONLY_GATES = frozenset({"reformat"})  # the only gate a names-only layer file can judge
+
+
+def enforce_gates(report: PrecisionReport, gates: Sequence[str]) -> None:
+    """Print each violated gate on stderr and exit 3; refuse gates that need precisions when none are known."""
+    if not gates:
+        return
+    if not report.precision_known:
+        blind = [g for g in gates if g not in NAME_ONLY_GATES]
+        if blind:
+            raise QdqError(f"--fail-on {','.join(blind)} needs layer precisions, but {report.source} has names only; "
+                           "export it with `trtexec --profilingVerbosity=detailed --exportLayerInfo=FILE`")
+    failures = describe_violations(report.summary.gate_counts(), gates)
+    for line in failures:
+        click.echo(f"qdqtool: gate failed: {line}", err=True)
+    if failures:
+        click.get_current_context().exit(GATE_EXIT_STATUS)
