@@ -2,6 +2,10 @@
 
 ALL = []
 
+from .calibrate_cmd import calibrate_command  # noqa: E402
+
+ALL.append(calibrate_command)
+
 from .report_cmd import report_command
 
 ALL.append(report_command)

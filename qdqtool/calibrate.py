@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
@@ -70,10 +70,20 @@ def calibrate_model(model: onnx.ModelProto, samples: SampleSet, config: Calibrat
     log.info("observing %d tensors for %d quantizers", len(first.observe), len(first.quantized_tensors()))
     ranges = collect_ranges(model, first.observe, samples.batches(config.batch_size), config.method,
                             percentile=config.percentile, progress=progress)
+    ranges = unclipped_model_inputs(ranges, view.input_names)
     plan = plan_placement(view, config.placement, amax_map(ranges))
     tensor_amax = group_amax(plan, amax_map(ranges))
     quantized = apply_plan(model, plan, tensor_amax)
     return CalibrationResult(quantized, plan, ranges, tensor_amax, len(samples), list(notes or []))
+
+
+def unclipped_model_inputs(ranges: Dict[str, TensorRange], input_names) -> Dict[str, TensorRange]:
+    """Model inputs are data with a known range (pixels): clipping them only loses information, so they use max."""
+    result = dict(ranges)
+    for name in input_names:
+        if name in result and result[name].amax < result[name].observed_max:
+            result[name] = replace(result[name], amax=result[name].observed_max, method="max (model input)")
+    return result
 
 
 def open_samples(model: onnx.ModelProto, data_dir, config: CalibrationConfig) -> SampleSet:

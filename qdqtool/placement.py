@@ -258,7 +258,10 @@ class _Planner:
             ratio = self.spread(inputs)
             ratio_text = f"input ranges differ {ratio:.1f}x" if ratio is not None else "input ranges not measured"
             if not self.reaches_int8(node.output[0]):
-                self.decide(node, "concat", "float", f"output feeds no INT8 op ({ratio_text})", inputs)
+                mixed = ratio is not None and ratio > self.config.concat_ratio
+                why = (f"; {ratio_text} (> {self.config.concat_ratio:g}x), so one int8 scale would also crush the "
+                       "small-range inputs" if mixed else f" ({ratio_text})")
+                self.decide(node, "concat", "float", f"output feeds no INT8 op{why}", inputs)
                 continue
             members = self.groups.members(node.output[0]) | set().union(*(self.groups.members(t) for t in inputs))
             self.observe.update(members)
