@@ -36,12 +36,15 @@ def default_ranges_path(output: Path) -> Path:
               help="Also write a TensorRT (<= 10) calibration cache for the implicit INT8 path.")
 @click.option("--cache-header", default=DEFAULT_VERSION_TAG, show_default=True,
               help="The cache's first line (TensorRT checks version and calibrator).")
+@click.option("--keep-float", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Rank quantizers by how much each alone changes the outputs and keep the consumers of the N "
+                   "worst float (costs one extra run per quantizer on a few samples).")
 @data_options
 @placement_options
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.pass_context
 def calibrate_command(ctx: click.Context, model: Path, output: Path, method: str, percentile: float, batch_size: int,
-                      ranges_path, cache_path, cache_header: str, as_json: bool, **options) -> None:
+                      ranges_path, cache_path, cache_header: str, keep_float: int, as_json: bool, **options) -> None:
     """Calibrate an FP32 ONNX MODEL on real data and write a Q/DQ model placed by TensorRT's rules.
 
     Example: qdqtool calibrate yolov8n.onnx --data photos/ --preset yolo --size 320 -o yolov8n.qdq.onnx
@@ -51,7 +54,7 @@ def calibrate_command(ctx: click.Context, model: Path, output: Path, method: str
         raise DataError("calibrate needs real samples: pass --data DIR (a folder of images or .npy/.npz tensors)")
     config = CalibrationConfig(method=method, percentile=percentile, batch_size=batch_size,
                                max_samples=data.max_samples, preprocess=data.preprocess,
-                               placement=placement_from_options(options))
+                               placement=placement_from_options(options), keep_float=keep_float)
     outputs = CalibrationOutputs(model=output, ranges=ranges_path or default_ranges_path(output),
                                  cache=cache_path, cache_version_tag=cache_header)
     with progress_bar("calibrating", quiet_from(ctx) or as_json) as (set_total, advance):

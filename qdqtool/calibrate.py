@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from itertools import islice
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
@@ -19,6 +20,7 @@ from .placement import PlacementConfig, PlacementPlan, group_amax, plan_placemen
 from .prepare import load_model, prepare_float_model, refuse_existing_qdq
 from .ranges import TensorRange, amax_map, save_ranges
 from .runner import check_session_opens
+from .sensitivity import keep_float_nodes, measure_sensitivity
 from .summary import plan_summary
 from .trtcache import DEFAULT_VERSION_TAG, write_calibration_cache
 
@@ -33,6 +35,8 @@ class CalibrationConfig:
     max_samples: Optional[int] = None
     preprocess: Preprocess = field(default_factory=Preprocess)
     placement: PlacementConfig = field(default_factory=PlacementConfig)
+    keep_float: int = 0                  # keep the consumers of the N most harmful quantizers float
+    sensitivity_samples: int = 4         # calibration samples used to rank quantizers for keep_float
 
 
 @dataclass(frozen=True)
@@ -73,8 +77,18 @@ def calibrate_model(model: onnx.ModelProto, samples: SampleSet, config: Calibrat
     ranges = unclipped_model_inputs(ranges, view.input_names)
     plan = plan_placement(view, config.placement, amax_map(ranges))
     tensor_amax = group_amax(plan, amax_map(ranges))
+    notes = list(notes or [])
+    if config.keep_float > 0:
+        feeds = list(islice(iter(samples), config.sensitivity_samples))
+        ranked = measure_sensitivity(model, plan, tensor_amax, feeds)
+        kept = keep_float_nodes(ranked, config.keep_float)
+        notes += [f"kept float by sensitivity: {s.tensor} -> {', '.join(s.consumers)} ({100 * s.error:.1f}% output "
+                  "change)" for s in ranked[:config.keep_float]]
+        placement = replace(config.placement, keep_float=config.placement.keep_float + kept)
+        plan = plan_placement(view, placement, amax_map(ranges))
+        tensor_amax = group_amax(plan, amax_map(ranges))
     quantized = apply_plan(model, plan, tensor_amax)
-    return CalibrationResult(quantized, plan, ranges, tensor_amax, len(samples), list(notes or []))
+    return CalibrationResult(quantized, plan, ranges, tensor_amax, len(samples), notes)
 
 
 def unclipped_model_inputs(ranges: Dict[str, TensorRange], input_names) -> Dict[str, TensorRange]:

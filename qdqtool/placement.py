@@ -26,6 +26,7 @@ class PlacementConfig:
     standalone_add: str = "float"          # "float" | "int8" for Adds with no fusible convolution
     op_types: Optional[FrozenSet[str]] = None   # weighted op types to quantize (None: all of WEIGHTED_OPS)
     exclude: Tuple[str, ...] = ()          # fnmatch patterns on node names left float
+    keep_float: Tuple[Tuple[str, str], ...] = ()   # (node name, reason): nodes the sensitivity analysis keeps float
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,11 @@ class _Planner:
 
     # --- helpers --------------------------------------------------------------------------------------------
     def excluded(self, name: str) -> bool:
-        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.config.exclude)
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.config.exclude) or name in self.kept_float
+
+    @property
+    def kept_float(self) -> Dict[str, str]:
+        return dict(self.config.keep_float)
 
     def quantize(self, tensor: str, node, index: int, rule: str) -> None:
         self.inputs.setdefault((node.name, index), QuantizedInput(tensor, node.name, index, rule))
@@ -149,7 +154,7 @@ class _Planner:
                 self.decide(node, "weighted", "float", f"{node.op_type} not in --op-types")
                 continue
             if self.excluded(node.name):
-                self.decide(node, "weighted", "float", "excluded by --exclude")
+                self.decide(node, "weighted", "float", self.kept_float.get(node.name, "excluded by --exclude"))
                 continue
             if len(node.input) <= spec.weight_input:
                 continue
