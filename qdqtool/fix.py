@@ -1,0 +1,236 @@
+"""`qdqtool fix-residuals`: repair a Q/DQ placement someone else made, by the same rules `calibrate` places with.
+
+Decide, then apply: `plan_repairs` compares the model's quantized edges with what TensorRT needs (residual Adds,
+Concat groups, commuting-op scale groups, standalone Adds) and returns RepairEdits with reasons; `apply_repairs`
+(repair_edits.py) applies them to a copy. Scales for new quantizers come, in order, from a quantizer that already
+quantizes the same tensor, a ranges file, or a quick calibration on data; otherwise nothing is written.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .check import Analysis, CheckReport, same_scale
+from .edits import scale_from_amax
+from .errors import ModelError, RangeError
+from .graph import GraphView
+from .placement import PlacementConfig, PlacementPlan, plan_placement
+from .qdqview import GRAPH_OUTPUT, Edge, QdqView
+from .repair_edits import RepairEdit
+from .rules import WEIGHTED_OPS
+
+log = logging.getLogger("qdqtool")
+
+STANDALONE_ADD_CHOICES = ("int8", "float", "keep")
+REFUSED_PROBLEMS = {
+    "zero-point": "re-quantize with symmetric int8 activations and weights (zero point 0)",
+    "per-channel-activation": "re-quantize activations per tensor",
+}
+KIND_ORDER = {"convert-opset": 0, "remove": 1, "set-scale": 2, "insert": 3}
+
+
+@dataclass(frozen=True)
+class FixConfig:
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
+    standalone_add: str = "keep"        # int8: both inputs and output quantized; float: none; keep: as they are
+
+
+@dataclass(frozen=True)
+class FixPlan:
+    edits: tuple[RepairEdit, ...]
+    kept: tuple[str, ...]               # "leave it" decisions, each with its reason
+    missing: tuple[str, ...]            # tensors that need a range no source gave
+    observe: tuple[str, ...]            # tensors a quick calibration measures (missing ranges, Concat inputs)
+    before: CheckReport
+
+    def to_json(self) -> dict[str, object]:
+        return {"edits": [e.to_json() for e in self.edits], "kept": list(self.kept), "missing": list(self.missing),
+                "before": self.before.to_json()}
+
+
+def refuse_unfixable(qdq: QdqView) -> None:
+    refused = [p for p in qdq.problems if p.kind in REFUSED_PROBLEMS]
+    if refused:
+        kinds = sorted({p.kind for p in refused})
+        shown = ", ".join(p.node for p in refused[:5]) + (" ..." if len(refused) > 5 else "")
+        raise ModelError(f"{len(refused)} quantizers TensorRT cannot take ({', '.join(kinds)}: {shown}); "
+                         f"{'; '.join(REFUSED_PROBLEMS[k] for k in kinds)}, then run fix-residuals again")
+
+
+class _Repairs:
+    def __init__(self, qdq: QdqView, config: FixConfig, measured: Mapping[str, float]):
+        self.qdq, self.config, self.measured = qdq, config, measured
+        self.analysis = Analysis(qdq, config.placement)
+        self.view: GraphView = self.analysis.view
+        self.existing: dict[str, tuple[float, str]] = {}       # tensor -> (largest amax, its Q node)
+        for quantizer in qdq.edges.values():
+            amax = quantizer.scale * 127
+            if amax > self.existing.get(quantizer.tensor, (-1.0, ""))[0]:
+                self.existing[quantizer.tensor] = (amax, quantizer.q_node)
+        self.removes: dict[Edge, str] = {}
+        self.inserts: dict[Edge, tuple[str, str]] = {}          # edge -> (tensor, reason)
+        self.scales: dict[str, tuple[float, str, str]] = {}     # Q node -> (scale, tensor, reason)
+        self.group_amax: dict[str, float] = {}
+        self.kept: list[str] = []
+        self.missing: set[str] = set()
+
+    def excluded(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, p) for p in self.config.placement.exclude)
+
+    def plan(self) -> PlacementPlan:
+        ranges = {t: amax for t, (amax, _) in self.existing.items()}
+        ranges.update(self.measured)
+        placement = self.config.placement
+        standalone = "int8" if self.config.standalone_add == "int8" else "float"
+        config = PlacementConfig(placement.residual_mode, placement.concat_ratio, standalone, placement.op_types,
+                                 placement.exclude)
+        return plan_placement(self.view, config, ranges)
+
+    def remove(self, edge: Edge, reason: str) -> None:
+        if edge in self.qdq.edges:
+            self.removes.setdefault(edge, reason)
+
+    def insert(self, edge: Edge, tensor: str, reason: str) -> None:
+        if self.analysis.in_scale(*edge) is None:
+            self.inserts.setdefault(edge, (tensor, reason))
+
+    # --- rules ------------------------------------------------------------------------------------------------
+    def residuals(self) -> None:
+        for node in self.view.nodes:
+            if node.op_type != "Add" or len(self.analysis.activation_inputs(node)) != 2 or self.excluded(node.name):
+                continue
+            res = self.analysis.residual(node)
+            if res is None:
+                self.standalone_add(node)
+                continue
+            skip = node.input[res.skip_index]
+            self.insert((node.name, res.skip_index), skip,
+                        f"skip input of {node.name}: {res.conv} fuses the Add only when the skip arrives in INT8")
+            keep = {(node.name, res.fused_index)} if self.config.placement.residual_mode == "both" else set()
+            for edge in res.chain_edges:
+                if edge not in keep:
+                    self.remove(edge, f"Q/DQ on the conv side of {node.name} splits the fusion of {res.conv} into it")
+            if keep:
+                self.insert((node.name, res.fused_index), node.input[res.fused_index],
+                            "--residual-mode both: the conv side shares the skip input's scale")
+
+    def standalone_add(self, node) -> None:
+        mode = self.config.standalone_add
+        out = node.output[0]
+        if mode == "keep":
+            self.kept.append(f"{node.name}: standalone Add left as it is (--standalone-add keep)")
+        elif mode == "float":
+            reason = f"standalone Add {node.name} runs in float (--standalone-add float)"
+            for index in range(2):
+                self.remove((node.name, index), reason)
+            for consumer, index in self.view.consumers(out):
+                if consumer.op_type not in WEIGHTED_OPS and consumer.op_type != "Concat":
+                    self.remove((consumer.name, index), reason)
+            for position, name in enumerate(self.view.output_names):
+                if name == out:
+                    self.remove((GRAPH_OUTPUT, position), reason)
+        elif self.view.is_graph_output(out) or not self.view.consumers(out):
+            self.kept.append(f"{node.name}: standalone Add output is a graph output, which stays float (rule 6)")
+        else:
+            reason = f"standalone Add {node.name} in INT8 (--standalone-add int8): both inputs and the output"
+            for index, tensor in enumerate(node.input):
+                self.insert((node.name, index), tensor, reason)
+            for consumer, index in self.view.consumers(out):
+                self.insert((consumer.name, index), out, reason)
+
+    def concats(self, plan: PlacementPlan) -> None:
+        for decision in plan.decisions_for("concat"):
+            if decision.outcome != "float":
+                continue
+            # both range-spread branches of placement end their reason with "(rule 4)"; "feeds no INT8 op" does not
+            if "(rule 4)" not in decision.reason:
+                self.kept.append(f"{decision.node}: Concat left as it is ({decision.reason})")
+                continue
+            node = self.view.by_name[decision.node]
+            reason = f"Concat {node.name} stays float: {decision.reason}"
+            for index, _ in self.analysis.activation_inputs(node):
+                self.remove((node.name, index), reason)
+            for consumer, index in self.view.consumers(node.output[0]):
+                if consumer.op_type not in WEIGHTED_OPS:
+                    self.remove((consumer.name, index), reason)
+            for position, name in enumerate(self.view.output_names):
+                if name == node.output[0]:
+                    self.remove((GRAPH_OUTPUT, position), reason)
+
+    def groups(self, plan: PlacementPlan) -> None:
+        inserted = {tensor for tensor, _ in self.inserts.values()}
+        for group in plan.groups:
+            members = set(group)
+            quantizers = {q.q_node: q for t in members for _, q in self.analysis.by_tensor.get(t, [])}
+            if not quantizers and not members & inserted:
+                continue
+            known = [q.scale * 127 for q in quantizers.values()] or [self.measured[t] for t in members
+                                                                     if t in self.measured]
+            if not known:
+                self.missing.update(members & inserted)
+                continue
+            amax = max(known)
+            for tensor in members:
+                self.group_amax[tensor] = amax
+            scale = scale_from_amax(amax)
+            shown = ", ".join(sorted(members)[:4]) + (" ..." if len(members) > 4 else "")
+            for q_node, quantizer in sorted(quantizers.items()):
+                if not same_scale(quantizer.scale, scale):
+                    reason = (f"{quantizer.tensor} shares one scale with {len(members) - 1} tensors TensorRT ties "
+                              f"to it through Concat/commuting ops ({shown}): max of the group's ranges")
+                    self.scales[q_node] = (scale, quantizer.tensor, reason)
+
+    def insert_scale(self, tensor: str) -> tuple[float | None, str]:
+        existing = self.existing.get(tensor)
+        if tensor in self.group_amax and (existing is None or existing[0] != self.group_amax[tensor]):
+            return scale_from_amax(self.group_amax[tensor]), "the shared scale of its Concat/commuting group"
+        if existing is not None:
+            amax, q_node = self.existing[tensor]
+            return scale_from_amax(amax), f"reusing the scale of {q_node}, which already quantizes {tensor}"
+        if tensor in self.measured:
+            return scale_from_amax(self.measured[tensor]), "measured range"
+        self.missing.add(tensor)
+        return None, ""
+
+    def edits(self) -> list[RepairEdit]:
+        edits = [RepairEdit("remove", n, i, self.qdq.edges[(n, i)].tensor, None, reason)
+                 for (n, i), reason in self.removes.items()]
+        edits += [RepairEdit("set-scale", q, 0, tensor, scale, reason)
+                  for q, (scale, tensor, reason) in self.scales.items()]
+        for (node, index), (tensor, reason) in self.inserts.items():
+            scale, source = self.insert_scale(tensor)
+            edits.append(RepairEdit("insert", node, index, tensor, scale, f"{reason}; scale: {source}"))
+        if any(p.kind == "opset" for p in self.qdq.problems):
+            edits.append(RepairEdit("convert-opset", "", 0, "", None, "per-channel weights need opset 13"))
+        return sorted(edits, key=lambda e: (KIND_ORDER[e.kind], e.node, e.input_index))
+
+
+def plan_repairs(qdq: QdqView, config: FixConfig | None = None,
+                 measured: Mapping[str, float] | None = None) -> FixPlan:
+    """The repairs a Q/DQ model needs (pure: nothing is modified). measured: tensor -> amax from a ranges file/data."""
+    config = config or FixConfig()
+    if config.standalone_add not in STANDALONE_ADD_CHOICES:
+        raise ValueError(f"standalone_add must be one of {STANDALONE_ADD_CHOICES}")
+    refuse_unfixable(qdq)
+    repairs = _Repairs(qdq, config, dict(measured or {}))
+    plan = repairs.plan()
+    repairs.residuals()
+    repairs.concats(plan)
+    repairs.groups(plan)
+    edits = repairs.edits()
+    concat_inputs = {t for d in plan.decisions_for("concat") for t in d.tensors}
+    observe = tuple(sorted(repairs.missing | concat_inputs))
+    for edit in edits:
+        log.info("%s %s[%d] %s: %s", edit.kind, edit.node, edit.input_index, edit.tensor, edit.reason)
+    return FixPlan(tuple(edits), tuple(repairs.kept), tuple(sorted(repairs.missing)), observe,
+                   repairs.analysis.report())
+
+
+def require_ranges(plan: FixPlan) -> None:
+    if plan.missing:
+        shown = ", ".join(plan.missing[:10]) + (" ..." if len(plan.missing) > 10 else "")
+        raise RangeError(f"{len(plan.missing)} tensors need a range and no quantizer, ranges file or data gives one "
+                         f"({shown}); pass --ranges FILE from `qdqtool calibrate` or --data DIR")
