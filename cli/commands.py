@@ -9,3 +9,8 @@ ALL.append(calibrate_command)
 from .report_cmd import report_command
 
 ALL.append(report_command)
+
+from .check_cmd import check_command  # noqa: E402
+from .fix_cmd import fix_command  # noqa: E402
+
+ALL += [check_command, fix_command]
