@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 UNKNOWN = "unknown"
 INT8 = "int8"
+FLOAT_PRECISIONS = frozenset({"fp32", "fp16", "bf16", "fp64"})
 
 # Which layers carry which kind of work, judged from the layer type (TensorRT or ONNX Runtime op type).
 WEIGHTED_TYPE_WORDS = ("conv", "gemm", "matmul", "matrixmultiply", "fullyconnected")
@@ -55,6 +56,10 @@ class LayerPrecision:
     @property
     def outputs_int8(self) -> bool:
         return self.precision == INT8
+
+    @property
+    def outputs_float(self) -> bool:
+        return any(p in FLOAT_PRECISIONS for p in self.output_precisions)
 
     @property
     def is_weighted(self) -> bool:
@@ -185,7 +190,7 @@ def summarize(layers: Iterable[LayerPrecision]) -> PrecisionSummary:
     for layer in layers:
         adds = layer.mentions(ADD_TOKEN, "Add")
         concats = layer.mentions(CONCAT_TOKEN, "Concat")
-        if layer.precision_known and not layer.outputs_int8:
+        if layer.outputs_float:
             float_adds.extend(adds)
             float_concats.extend(concats)
         if concats and layer.requantizes:
