@@ -75,7 +75,7 @@ class LayerPrecision:
         """The fused ONNX node names that are `op_type` nodes (by op type for ORT nodes, by name for TensorRT layers)."""
         if self.is_reformat:
             return ()
-        if self.layer_type == op_type:
+        if self.layer_type.endswith(op_type):  # ONNX Runtime node types: Add, QLinearAdd, QLinearConcat, ...
             return self.onnx_nodes or (self.name,)
         return tuple(n for n in self.onnx_nodes if token.search(n))
 
