@@ -20,7 +20,7 @@ from .graph import GraphView
 from .placement import PlacementConfig, PlacementPlan, plan_placement
 from .qdqview import GRAPH_OUTPUT, Edge, QdqView
 from .repair_edits import RepairEdit
-from .rules import WEIGHTED_OPS
+from .rules import WEIGHTED_OPS, is_commuting
 
 log = logging.getLogger("qdqtool")
 
@@ -76,6 +76,8 @@ class _Repairs:
         self.group_amax: dict[str, float] = {}
         self.kept: list[str] = []
         self.missing: set[str] = set()
+        self.extra_groups: list[tuple[str, ...]] = []
+        self.ranges: dict[str, float] = {}
 
     def excluded(self, name: str) -> bool:
         return any(fnmatch.fnmatchcase(name, p) for p in self.config.placement.exclude)
@@ -83,6 +85,7 @@ class _Repairs:
     def plan(self) -> PlacementPlan:
         ranges = {t: amax for t, (amax, _) in self.existing.items()}
         ranges.update(self.measured)
+        self.ranges = ranges
         placement = self.config.placement
         standalone = "int8" if self.config.standalone_add == "int8" else "float"
         config = PlacementConfig(placement.residual_mode, placement.concat_ratio, standalone, placement.op_types,
@@ -145,12 +148,23 @@ class _Repairs:
         for decision in plan.decisions_for("concat"):
             if decision.outcome != "float":
                 continue
-            # both range-spread branches of placement end their reason with "(rule 4)"; "feeds no INT8 op" does not
-            if "(rule 4)" not in decision.reason:
-                self.kept.append(f"{decision.node}: Concat left as it is ({decision.reason})")
-                continue
             node = self.view.by_name[decision.node]
-            reason = f"Concat {node.name} stays float: {decision.reason}"
+            inputs = [t for _, t in self.analysis.activation_inputs(node)]
+            around = bool(self.analysis.out_scales(node.output[0])) or any(
+                self.analysis.in_scale(node.name, i) is not None for i, _ in self.analysis.activation_inputs(node))
+            spread = self.spread(inputs)
+            # both range-spread branches of placement end their reason with "(rule 4)"; "feeds no INT8 op" does not
+            too_wide = "(rule 4)" in decision.reason or (spread is not None and spread > self.config.placement.concat_ratio)
+            if not too_wide:
+                if around:  # the model quantizes it anyway: TensorRT then needs one scale around it
+                    self.extra_groups.append(self.commuting_closure([node.output[0], *inputs]))
+                else:
+                    self.kept.append(f"{decision.node}: Concat left as it is ({decision.reason})")
+                continue
+            why = decision.reason if "(rule 4)" in decision.reason else (
+                f"input ranges differ {spread:.1f}x (> {self.config.placement.concat_ratio:g}x): one int8 scale "
+                "would crush the small-range inputs (rule 4)")
+            reason = f"Concat {node.name} stays float: {why}"
             for index, _ in self.analysis.activation_inputs(node):
                 self.remove((node.name, index), reason)
             for consumer, index in self.view.consumers(node.output[0]):
@@ -160,9 +174,34 @@ class _Repairs:
                 if name == node.output[0]:
                     self.remove((GRAPH_OUTPUT, position), reason)
 
+    def spread(self, tensors: list[str]) -> float | None:
+        values = [self.ranges.get(t) for t in tensors]
+        if not values or any(v is None for v in values):
+            return None
+        low, high = min(values), max(values)
+        return float("inf") if low <= 0 < high else (high / low if low > 0 else 1.0)
+
+    def commuting_closure(self, tensors: list[str]) -> tuple[str, ...]:
+        """The tensors plus those TensorRT ties to them by moving Q/DQ through commuting ops (both directions)."""
+        found, todo = set(tensors), list(tensors)
+        while todo and len(found) < 256:
+            tensor = todo.pop()
+            near = []
+            producer = self.view.producer(tensor)
+            if producer is not None and is_commuting(producer) and producer.input:
+                near.append(producer.input[0])
+            for consumer, index in self.view.consumers(tensor):
+                if index == 0 and is_commuting(consumer):
+                    near += [o for o in consumer.output if o]
+            for name in near:
+                if name not in found and (name in self.analysis.by_tensor or name in self.existing):
+                    found.add(name)
+                    todo.append(name)
+        return tuple(sorted(found))
+
     def groups(self, plan: PlacementPlan) -> None:
         inserted = {tensor for tensor, _ in self.inserts.values()}
-        for group in plan.groups:
+        for group in _merge_overlapping(list(plan.groups) + self.extra_groups):
             members = set(group)
             quantizers = {q.q_node: q for t in members for _, q in self.analysis.by_tensor.get(t, [])}
             if not quantizers and not members & inserted:
@@ -203,9 +242,23 @@ class _Repairs:
         for (node, index), (tensor, reason) in self.inserts.items():
             scale, source = self.insert_scale(tensor)
             edits.append(RepairEdit("insert", node, index, tensor, scale, f"{reason}; scale: {source}"))
-        if any(p.kind == "opset" for p in self.qdq.problems):
-            edits.append(RepairEdit("convert-opset", "", 0, "", None, "per-channel weights need opset 13"))
         return sorted(edits, key=lambda e: (KIND_ORDER[e.kind], e.node, e.input_index))
+
+
+def _merge_overlapping(groups: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """Groups sharing a tensor become one group (a tensor has one scale)."""
+    owner: dict[str, int] = {}
+    merged: list[set[str] | None] = []
+    for group in groups:
+        hits = sorted({owner[t] for t in group if t in owner})
+        target = set(group)
+        for index in hits:
+            target |= merged[index]
+            merged[index] = None
+        merged.append(target)
+        for tensor in target:
+            owner[tensor] = len(merged) - 1
+    return [tuple(sorted(g)) for g in merged if g]
 
 
 def plan_repairs(qdq: QdqView, config: FixConfig | None = None,

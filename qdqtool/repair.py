@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -19,10 +20,11 @@ from .fileio import (
     write_bytes_atomically,
 )
 from .fix import FixConfig, FixPlan, plan_repairs, require_ranges
-from .prepare import load_model
+from .prepare import load_model, upgrade_opset
 from .qdqview import QdqView, read_qdq
 from .ranges import amax_map, load_ranges
-from .repair_edits import apply_repairs
+from .repair_edits import RepairEdit, apply_repairs
+from .rules import MIN_QDQ_OPSET
 from .runner import check_session_opens, create_session
 
 log = logging.getLogger("qdqtool")
@@ -95,6 +97,11 @@ def _samples(qdq: QdqView, data: DataConfig) -> SampleSet | None:
 
 def fix_model(qdq: QdqView, config: FixConfig, data: DataConfig) -> FixResult:
     """Plan (ranges file, then a quick calibration of what is still unknown), apply, check, compare."""
+    convert = None
+    if any(p.kind == "opset" for p in qdq.problems):
+        qdq = read_qdq(upgrade_opset(qdq.model, MIN_QDQ_OPSET))
+        convert = RepairEdit("convert-opset", "", 0, "", None, f"per-channel weight DequantizeLinear needs opset "
+                             f"{MIN_QDQ_OPSET}: converted with onnx's version converter")
     measured: dict[str, float] = {}
     sources: dict[str, int] = {}
     if data.ranges_file is not None:
@@ -111,6 +118,8 @@ def fix_model(qdq: QdqView, config: FixConfig, data: DataConfig) -> FixResult:
             sources["data"] = len(collected)
             plan = plan_repairs(qdq, config, measured)
     require_ranges(plan)
+    if convert is not None:
+        plan = dataclasses.replace(plan, edits=(convert, *plan.edits))
     if not plan.edits:
         return FixResult(plan, None, plan.before, sources, {}, "nothing changed")
     fixed = apply_repairs(qdq, plan.edits)
