@@ -23,6 +23,7 @@ from .layers import (
     LayerPrecision,
     PrecisionReport,
     make_report,
+    report_from_json,
 )
 
 BACKEND = "tensorrt"
@@ -138,6 +139,12 @@ def _schema_note(payload: Mapping) -> tuple[str, tuple[str, ...]]:
 
 def parse_layer_info(payload: Payload, source: str = "layer information") -> PrecisionReport:
     """A report from decoded layer-information JSON (a dict with "Layers", or a bare list of layers)."""
+    if isinstance(payload, Mapping) and payload.get("format") == "qdqtool-layers":
+        try:
+            return report_from_json(dict(payload))
+        except (KeyError, TypeError) as exc:
+            raise QdqError(f"{source} is a damaged qdqtool layer report ({exc.__class__.__name__}); "
+                           "write it again with `qdqtool build --report`") from None
     if isinstance(payload, Mapping):
         layers_field = payload.get("Layers")
         schema, io_tensors = _schema_note(payload)

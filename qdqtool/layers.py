@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 UNKNOWN = "unknown"
 INT8 = "int8"
@@ -233,3 +233,18 @@ def make_report(
         io_tensors=tuple(io_tensors),
         latency=latency,
     )
+
+
+def report_from_json(payload: dict) -> PrecisionReport:
+    """Read back a report written by to_json() (`qdqtool build --report`); the summary is recomputed."""
+    names = {f.name for f in fields(LayerPrecision)}
+    layers = [LayerPrecision(**{key: tuple(value) if isinstance(value, list) else value
+                                for key, value in entry.items() if key in names}) for entry in payload["layers"]]
+    latency = payload.get("latency")
+    comparison = None
+    if latency:
+        reference = latency.get("reference")
+        comparison = LatencyComparison(Latency(**latency["engine"]), Latency(**reference) if reference else None,
+                                       latency.get("reference_name", ""))
+    return make_report(payload.get("backend", ""), payload.get("source", ""), layers, payload.get("notes", ()),
+                       payload.get("io_tensors", ()), comparison)

@@ -157,3 +157,11 @@ def test_bad_input_is_a_user_error(text):
 def test_missing_file_is_a_user_error(tmp_path):
     with pytest.raises(QdqError, match="does not exist"):
         read_layer_info(tmp_path / "absent.json")
+
+
+def test_qdqtool_report_json_reads_back(trt_fixtures):
+    original = read_layer_info(trt_fixtures / MOBILENET_FP16_ADDS)
+    again = parse_layer_info(json.loads(json.dumps(original.to_json())), "layers.json")
+    assert again.layers == original.layers and again.summary == original.summary
+    with pytest.raises(QdqError, match="damaged"):
+        parse_layer_info({"format": "qdqtool-layers", "layers": [{"no_name": 1}]})
