@@ -117,8 +117,7 @@ def _reference_model(model: onnx.ModelProto, config: BuildConfig) -> tuple[onnx.
     return strip_qdq(model), "the model without Q/DQ (FP32)"
 
 
-def _latency(int8_session, model: onnx.ModelProto, config: BuildConfig, samples, providers) -> LatencyComparison:
-    feeds = _feeds(model, config, samples)
+def _latency(int8_session, model: onnx.ModelProto, config: BuildConfig, feeds, providers) -> LatencyComparison:
     engine = measure_latency(lambda: int8_session.run(None, feeds), config.runs, config.warmup)
     reference, reference_name = _reference_model(model, config)
     if reference is None:
@@ -146,6 +145,7 @@ def build_with_onnxruntime(config: BuildConfig) -> BuildResult:
     if not any(node.op_type in QDQ_OPS for node in model.graph.node):
         notes.append("the model has no Q/DQ nodes, so everything runs in float; run `qdqtool calibrate` first")
     samples = _samples(model, config)
+    feeds = _feeds(model, config, samples) if config.measure_latency else None  # fail before building, not after
     amax, range_notes = _output_ranges(model, config, samples)
     lowered, lowering_notes = lower_for_onnxruntime(model, amax)
     providers = default_providers()
@@ -160,7 +160,7 @@ def build_with_onnxruntime(config: BuildConfig) -> BuildResult:
                                "the engine artifact is ONNX Runtime's optimised graph; it may hold CPU-specific "
                                "layouts (NCHWc) and is meant for this machine")
     if config.measure_latency:
-        report = report.with_latency(_latency(session, model, config, samples, providers))
+        report = report.with_latency(_latency(session, model, config, feeds, providers))
     return BuildResult(config.engine, "ort", report)
 
 

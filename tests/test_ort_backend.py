@@ -9,7 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from qdqtool.build import BuildConfig
 from qdqtool.collect import collect_ranges
-from qdqtool.errors import ModelError, OutputError
+from qdqtool.errors import DataError, ModelError, OutputError
 from qdqtool.layers import summarize
 from qdqtool.ort_backend import build_with_onnxruntime
 from qdqtool.ort_lowering import (
@@ -20,6 +20,7 @@ from qdqtool.ort_lowering import (
 from qdqtool.ort_precision import map_node_precisions
 from qdqtool.ranges import TensorRange, save_ranges
 from qdqtool.runner import create_session
+from qdqtool.shapes import parse_shapes
 
 SHAPE = [1, 3, 16, 16]
 
@@ -178,3 +179,16 @@ def test_qlinear_concat_with_other_input_scales_requantizes():
     assert summarize([layer]).requant_concats == ("cat",)
     model.graph.initializer[2].CopyFrom(numpy_helper.from_array(np.array(0.1, np.float32), "bs"))  # equal scales
     assert not map_node_precisions(model)[0].requantizes
+
+
+def test_dynamic_input_without_shapes_fails_before_writing(tmp_path):
+    model = tiny_trt_placed_model()
+    model.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "height"
+    onnx.save(model, tmp_path / "dyn.onnx")
+    engine = tmp_path / "dyn.engine.onnx"
+    with pytest.raises(DataError, match="--shapes x:"):
+        build_with_onnxruntime(BuildConfig(model=tmp_path / "dyn.onnx", engine=engine, backend="ort"))
+    assert not engine.exists() and list(tmp_path.iterdir()) == [tmp_path / "dyn.onnx"]
+    with_shapes = BuildConfig(model=tmp_path / "dyn.onnx", engine=engine, backend="ort", runs=2, warmup=0,
+                              shapes=parse_shapes("x:1x3x16x16"))
+    assert build_with_onnxruntime(with_shapes).report.latency.engine.runs == 2
