@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import click
 
+from qdqtool.compare import GateComparison, compare_with_prediction, predict_for_model
 from qdqtool.fileio import write_json_atomically
 from qdqtool.gates import GATES, parse_gates
 from qdqtool.layerinfo import read_layer_info
@@ -23,6 +24,7 @@ class ReportConfig:
     gates: tuple[str, ...]
     as_json: bool
     with_layers: bool
+    compare_model: Path | None
 
 
 @click.command("report", epilog=f"Exit status: 0 ok, 1 user error, {GATE_EXIT_STATUS} a --fail-on gate failed.")
@@ -32,15 +34,38 @@ class ReportConfig:
               help="Comma list; exit 3 when any is found: " + ", ".join(GATES))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("--summary-only", is_flag=True, help="Print the summary without the per-layer table.")
-def report_command(layer_info: Path, output: Path | None, fail_on: str, as_json: bool, summary_only: bool) -> None:
+@click.option("--compare", "compare_model", type=click.Path(path_type=Path), metavar="MODEL.onnx",
+              help="Compare with `qdqtool check`'s prediction for the Q/DQ ONNX model that produced the engine.")
+def report_command(layer_info: Path, output: Path | None, fail_on: str, as_json: bool, summary_only: bool,
+                   compare_model: Path | None) -> None:
     """Show which layers of a TensorRT engine run in INT8, from `trtexec --profilingVerbosity=detailed
     --exportLayerInfo=LAYERS.json` or the engine inspector's JSON (TensorRT 8.x to 11)."""
-    config = ReportConfig(layer_info, output, parse_gates(fail_on), as_json, not summary_only)
+    config = ReportConfig(layer_info, output, parse_gates(fail_on), as_json, not summary_only, compare_model)
     report = read_layer_info(config.layer_info)
+    payload = report.to_json()
+    rows = []
+    if config.compare_model is not None:
+        rows = compare_with_prediction(report, *predict_for_model(config.compare_model))
+        payload["compare"] = {"model": str(config.compare_model), "gates": [asdict(row) for row in rows]}
     if config.output is not None:
-        write_json_atomically(config.output, report.to_json())
+        write_json_atomically(config.output, payload)
     if config.as_json:
-        emit_json(report.to_json())
+        emit_json(payload)
     else:
         click.echo(report_text(report, config.with_layers))
+        if rows:
+            click.echo(comparison_text(rows, config.compare_model))
     enforce_gates(report, config.gates)
+
+
+def comparison_text(rows: list[GateComparison], model: Path) -> str:
+    lines = [f"compared with `qdqtool check {model}` (predicted / observed):"]
+    for row in rows:
+        verdict = {True: "agrees", False: "DIFFERS", None: "observed unknown (names only)"}[row.agrees]
+        observed = "?" if row.observed is None else row.observed
+        lines.append(f"  {row.gate:15s} {row.predicted:4d} / {observed!s:>4}  {verdict}")
+        if row.predicted_only:
+            lines.append(f"    predicted only: {', '.join(row.predicted_only[:8])}")
+        if row.observed_only:
+            lines.append(f"    observed only: {', '.join(row.observed_only[:8])}")
+    return "\n".join(lines)
