@@ -35,7 +35,8 @@ def layer_table(report: PrecisionReport) -> str:
 
 def _listed(label: str, names: Iterable[str]) -> str:
     names = list(names)
-    shown = ", ".join(names[:LISTED_NAMES]) + (f", ... (+{len(names) - LISTED_NAMES})" if len(names) > LISTED_NAMES else "")
+    more = f", ... (+{len(names) - LISTED_NAMES})" if len(names) > LISTED_NAMES else ""
+    shown = ", ".join(names[:LISTED_NAMES]) + more
     return f"{label} ({len(names)})" + (f": {shown}" if names else "")
 
 
@@ -48,7 +49,8 @@ def summary_text(report: PrecisionReport) -> str:
     lines = [
         f"backend: {report.backend}    source: {report.source}",
         f"layers: {s.layer_count}    by output precision: {_counts(s.precision_counts)}",
-        f"reformat layers: {s.reformat_count}" + (f" ({_counts(s.reformat_conversions)})" if s.reformat_conversions else ""),
+        f"reformat layers: {s.reformat_count}"
+        + (f" ({_counts(s.reformat_conversions)})" if s.reformat_conversions else ""),
         f"fused residual convolutions: {len(s.fused_residual_convs)}" + (
             f", with INT8 output: {len(s.fused_int8_residuals)}" if report.precision_known else " (judged from names)"),
     ]

@@ -44,7 +44,8 @@ def kl_divergences(counts: np.ndarray, levels: int = QUANTIZED_LEVELS, eps: floa
     kept = np.arange(levels, used + 1)  # candidate i
     outliers = total - mass_before[kept]
     last_bin = hist[kept - 1] + outliers  # P[i-1]
-    plogp = xlogx_before[kept - 1] + np.where(last_bin > 0, last_bin * np.log(np.where(last_bin > 0, last_bin, 1.0)), 0.0)
+    safe_last = np.where(last_bin > 0, last_bin, 1.0)
+    plogp = xlogx_before[kept - 1] + np.where(last_bin > 0, last_bin * np.log(safe_last), 0.0)
 
     per_level = kept // levels
     starts = np.arange(levels)[None, :] * per_level[:, None]

@@ -154,7 +154,8 @@ class _Repairs:
                 self.analysis.in_scale(node.name, i) is not None for i, _ in self.analysis.activation_inputs(node))
             spread = self.spread(inputs)
             # both range-spread branches of placement end their reason with "(rule 4)"; "feeds no INT8 op" does not
-            too_wide = "(rule 4)" in decision.reason or (spread is not None and spread > self.config.placement.concat_ratio)
+            spread_too_wide = spread is not None and spread > self.config.placement.concat_ratio
+            too_wide = "(rule 4)" in decision.reason or spread_too_wide
             if not too_wide:
                 if around:  # the model quantizes it anyway: TensorRT then needs one scale around it
                     self.extra_groups.append(self.commuting_closure([node.output[0], *inputs]))

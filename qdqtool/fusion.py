@@ -18,9 +18,9 @@ def gated_activation_input(view: GraphView, node: onnx.NodeProto) -> Optional[st
         return None
     for data, gate_out in (node.input, tuple(reversed(node.input))):
         gate = view.producer(gate_out)
-        if gate is not None and gate.op_type in GATED_ACTIVATION_GATES and gate.input[0] == data:
-            if view.fan_out(gate_out) == 1 and view.fan_out(data) == 2:
-                return data
+        is_gate = gate is not None and gate.op_type in GATED_ACTIVATION_GATES and gate.input[0] == data
+        if is_gate and view.fan_out(gate_out) == 1 and view.fan_out(data) == 2:
+            return data
     return None
 
 

@@ -1,4 +1,7 @@
-"""Per-layer precision: one report format for every source (TensorRT engine, trtexec layer-info file, ONNX Runtime build)."""
+"""Per-layer precision: one report format for every source.
+
+Sources: a TensorRT engine, a trtexec layer-info file, an ONNX Runtime build.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +22,10 @@ SCALE_LAYER_TYPES = frozenset({"Scale"})
 
 
 def _op_token(op: str) -> re.Pattern:
-    """An ONNX op mentioned in a layer or node name: 'Add_144', '/blocks.1/Add', 'PWN(..., Add_21)', not 'Add_output_0'."""
+    """An ONNX op mentioned in a layer or node name.
+
+    'Add_144', '/blocks.1/Add', 'PWN(..., Add_21)' mention Add; 'Add_output_0' does not.
+    """
     return re.compile(rf"(?:^|[^A-Za-z0-9]){op}(?:_\d+)?(?:$|[^A-Za-z0-9_])")
 
 
@@ -72,7 +78,10 @@ class LayerPrecision:
         return bool(self.input_precisions) and self.input_precisions[0] == INT8
 
     def mentions(self, token: re.Pattern, op_type: str) -> tuple[str, ...]:
-        """The fused ONNX node names that are `op_type` nodes (by op type for ORT nodes, by name for TensorRT layers)."""
+        """The fused ONNX node names that are `op_type` nodes.
+
+        By op type for ONNX Runtime nodes, by name for TensorRT layers.
+        """
         if self.is_reformat:
             return ()
         if self.layer_type.endswith(op_type):  # ONNX Runtime node types: Add, QLinearAdd, QLinearConcat, ...

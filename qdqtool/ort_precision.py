@@ -119,7 +119,8 @@ def map_node_precisions(model: onnx.ModelProto) -> list[LayerPrecision]:
     view = GraphView(model)
     types = infer_types(view)
     int8_nodes = {i for i, n in enumerate(view.nodes) if is_integer_kernel(n.op_type)}
-    float_nodes = {i for i, n in enumerate(view.nodes) if i not in int8_nodes and n.op_type not in (QUANTIZE, DEQUANTIZE)
+    float_nodes = {i for i, n in enumerate(view.nodes)
+                   if i not in int8_nodes and n.op_type not in (QUANTIZE, DEQUANTIZE)
                    and _precision(n.output[0], types) in FLOAT_PRECISIONS}
     from_int8, to_int8 = _int8_paths(view, int8_nodes, float_nodes)
     layers = []

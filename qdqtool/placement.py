@@ -228,7 +228,7 @@ class _Planner:
         for consumer, index in consumers:
             self.quantize(node.output[0], consumer, index, "standalone-add")
         self.decide(node, "standalone-add", "int8", "both inputs and the output quantized (--standalone-add int8)",
-                    list(node.input) + [node.output[0]])
+                    [*node.input, node.output[0]])
 
     # --- rule 4: Concat -------------------------------------------------------------------------------------
     def reaches_int8(self, tensor: str, depth: int = 0) -> bool:
@@ -238,9 +238,9 @@ class _Planner:
         for consumer, index in self.view.consumers(tensor):
             if (consumer.name, index) in self.inputs:
                 return True
-            if is_commuting(consumer) and index == 0:
-                if any(self.reaches_int8(out, depth + 1) for out in consumer.output if out):
-                    return True
+            commutes = is_commuting(consumer) and index == 0
+            if commutes and any(self.reaches_int8(out, depth + 1) for out in consumer.output if out):
+                return True
         return False
 
     def spread(self, tensors: Iterable[str]) -> Optional[float]:

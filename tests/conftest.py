@@ -30,5 +30,6 @@ def images_dir() -> Path:
 @pytest.fixture(scope="session")
 def trt_fixtures() -> Path:
     if not SHARED_TRT.is_dir():
-        pytest.skip(f"TensorRT layer-info fixtures not found at {SHARED_TRT} (they live in ../shared, outside the project)")
+        pytest.skip(f"TensorRT layer-info fixtures not found at {SHARED_TRT} "
+                    "(they live in ../shared, outside the project)")
     return SHARED_TRT

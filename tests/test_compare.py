@@ -9,7 +9,7 @@ from qdqtool.layerinfo import read_layer_info
 def test_compare_counts_and_names(trt_fixtures):
     report = read_layer_info(trt_fixtures / "trex_mobilenet_qat.graph.json")
     observed_adds = list(report.summary.float_adds)
-    predicted_adds = observed_adds[:-1] + ["Add_999"]
+    predicted_adds = [*observed_adds[:-1], "Add_999"]
     rows = {row.gate: row for row in compare_with_prediction(
         report, {"float-add": len(predicted_adds), "reformat": 18}, {"float-add": predicted_adds})}
     add = rows["float-add"]

@@ -42,7 +42,7 @@ def test_scale_from_amax_is_positive_for_zero():
 def test_applied_model_is_valid_and_close_to_float(build):
     model = build()
     before = model.SerializeToString()
-    plan, quantized, feeds = calibrated(model)
+    _plan, quantized, feeds = calibrated(model)
     assert model.SerializeToString() == before  # the input model is never modified
     onnx.checker.check_model(quantized, full_check=True)
     float_session, q_session = create_session(model, optimize=False), create_session(quantized, optimize=False)

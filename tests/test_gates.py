@@ -22,7 +22,8 @@ def test_unknown_gate_lists_valid_ones():
 
 def test_violated_gates_only_counts_above_zero():
     counts = {"float-add": 2, "reformat": 0, "float-conv": 1}
-    assert violated_gates(counts, ("reformat", "float-conv", "float-add", "float-concat")) == ["float-conv", "float-add"]
+    gates = ("reformat", "float-conv", "float-add", "float-concat")
+    assert violated_gates(counts, gates) == ["float-conv", "float-add"]
     assert describe_violations(counts, ("float-add",)) == [f"float-add: 2 ({GATES['float-add']})"]
 
 

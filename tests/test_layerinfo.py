@@ -143,7 +143,8 @@ def test_trt11_split_fields_and_io_tensors():
 
 
 def test_names_split_into_onnx_nodes():
-    assert onnx_nodes_of("Conv_18 + PWN(PWN(Sigmoid_19, Mul_20), Add_21)") == ("Conv_18", "Sigmoid_19", "Mul_20", "Add_21")
+    fused = "Conv_18 + PWN(PWN(Sigmoid_19, Mul_20), Add_21)"
+    assert onnx_nodes_of(fused) == ("Conv_18", "Sigmoid_19", "Mul_20", "Add_21")
     assert onnx_nodes_of("x", "[ONNX Layer: /a/Conv]\x1e[ONNX Layer: /a/Add]") == ("/a/Conv", "/a/Add")
     assert onnx_nodes_of("Reformatting CopyNode for Input Tensor 0 to Conv_1 + Add_2") == ()
 

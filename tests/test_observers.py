@@ -108,7 +108,9 @@ def test_streaming_histogram_equals_one_batch_when_range_doubles(rng):
     assert streamed.histogram.range_max == at_once.histogram.range_max
     np.testing.assert_array_equal(streamed.histogram.signed_counts, at_once.histogram.signed_counts)
     reference, _ = np.histogram(
-        np.abs(np.concatenate(batches)).astype(np.float64), bins=streamed.histogram.num_bins, range=(0, streamed.histogram.range_max)
+        np.abs(np.concatenate(batches)).astype(np.float64),
+        bins=streamed.histogram.num_bins,
+        range=(0, streamed.histogram.range_max),
     )
     np.testing.assert_array_equal(streamed.histogram.counts, reference)
 
@@ -230,8 +232,13 @@ def test_scale_from_amax():
 
 @pytest.mark.parametrize(
     "method, options",
-    [("kl", {}), ("percentile", {"percentile": 0.0}), ("percentile", {"percentile": 101.0}), ("mse", {"num_bins": 1000})],
+    [
+        ("kl", {}),
+        ("percentile", {"percentile": 0.0}),
+        ("percentile", {"percentile": 101.0}),
+        ("mse", {"num_bins": 1000}),
+    ],
 )
 def test_bad_settings_are_refused_with_a_hint(method, options):
-    with pytest.raises(QdqError, match="use|pass"):
+    with pytest.raises(QdqError, match=r"use|pass"):
         make_observer(method, **options)

@@ -29,7 +29,8 @@ def _activation_qdq(nodes, inits, tensor, scale, tag):
     inits += [numpy_helper.from_array(np.array(scale, np.float32), f"{tag}_s"),
               numpy_helper.from_array(np.array(0, np.int8), f"{tag}_z")]
     nodes += [helper.make_node("QuantizeLinear", [tensor, f"{tag}_s", f"{tag}_z"], [f"{tag}_q"], name=f"{tag}_Q"),
-              helper.make_node("DequantizeLinear", [f"{tag}_q", f"{tag}_s", f"{tag}_z"], [f"{tag}_dq"], name=f"{tag}_DQ")]
+              helper.make_node("DequantizeLinear", [f"{tag}_q", f"{tag}_s", f"{tag}_z"], [f"{tag}_dq"],
+                               name=f"{tag}_DQ")]
     return f"{tag}_dq"
 
 
@@ -144,7 +145,8 @@ def test_fallback_between_int8_nodes(tmp_path):
         if node.op_type == "Relu":
             node.op_type = "Softsign"  # no QLinear kernel: ONNX Runtime must run it in float
     lowered, _ = activations_to_uint8(add_output_quantizers(model, _conv_output_amax(model)).model)
-    create_session(lowered, optimize=True, optimized_model_path=tmp_path / "opt.onnx", providers=["CPUExecutionProvider"])
+    create_session(lowered, optimize=True, optimized_model_path=tmp_path / "opt.onnx",
+                   providers=["CPUExecutionProvider"])
     layers = {layer.name: layer for layer in map_node_precisions(onnx.load(str(tmp_path / "opt.onnx")))}
     assert sum(layer.layer_type == "QLinearConv" for layer in layers.values()) == 2
     assert layers["relu1"].layer_type == "Softsign" and layers["relu1"].precision == "fp32"
@@ -173,7 +175,8 @@ def test_qlinear_concat_with_other_input_scales_requantizes():
                             domain="com.microsoft", axis=1)
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, TensorProto.UINT8, [1, 2]) for n in "ab"],
                               [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, 4])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
+    opsets = [helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(graph, opset_imports=opsets)
     (layer,) = map_node_precisions(model)
     assert layer.precision == "int8" and layer.input_precisions == ("int8", "int8") and layer.requantizes
     assert summarize([layer]).requant_concats == ("cat",)

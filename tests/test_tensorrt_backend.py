@@ -69,7 +69,8 @@ def test_profiles_for_dynamic_inputs():
 
 
 def test_parser_error_line_names_the_node():
-    assert parser_error_line("/model.0/conv/Conv", "Conv", "bad weights") == "node '/model.0/conv/Conv' (Conv): bad weights"
+    line = parser_error_line("/model.0/conv/Conv", "Conv", "bad weights")
+    assert line == "node '/model.0/conv/Conv' (Conv): bad weights"
     assert parser_error_line("", "", "no graph") == "the model: no graph"
 
 

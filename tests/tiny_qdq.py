@@ -1,4 +1,7 @@
-"""Q/DQ-shaped tiny models: QAT exports (Q/DQ on Conv inputs and weights only) and ONNX Runtime quantize_static output."""
+"""Q/DQ-shaped tiny models.
+
+QAT exports (Q/DQ on Conv inputs and weights only) and ONNX Runtime quantize_static output.
+"""
 
 from __future__ import annotations
 
