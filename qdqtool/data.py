@@ -52,13 +52,29 @@ def model_input_specs(model: onnx.ModelProto) -> list[InputSpec]:
             continue
         tensor_type = value.type.tensor_type if value.type.HasField("tensor_type") else None
         if tensor_type is None or tensor_type.elem_type == onnx.TensorProto.UNDEFINED:
-            raise ModelError(f"model input '{value.name}' is not a typed tensor; re-export the model with tensor inputs")
+            raise ModelError(f"model input '{value.name}' is not a typed tensor; "
+                             "re-export the model with tensor inputs")
         if not tensor_type.HasField("shape"):
             raise ModelError(f"model input '{value.name}' has no shape (unknown rank); re-export it with a fixed rank")
         shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
                       for d in tensor_type.shape.dim)
         specs.append(InputSpec(value.name, shape, np.dtype(helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))))
     return specs
+
+
+def random_feed(model: onnx.ModelProto, rng: np.random.Generator, batch: int = 1,
+                dynamic_dim: int | None = None) -> dict[str, np.ndarray]:
+    """Random values for every model input: standard normal floats, integers in [0, 10) otherwise.
+
+    A dynamic first dimension becomes `batch`; any other dynamic dimension `dynamic_dim` (default: `batch` too).
+    """
+    feed = {}
+    for spec in model_input_specs(model):
+        shape = [d if d is not None else (batch if i == 0 or dynamic_dim is None else dynamic_dim)
+                 for i, d in enumerate(spec.shape)]
+        values = rng.standard_normal(shape) if spec.dtype.kind == "f" else rng.integers(0, 10, shape)
+        feed[spec.name] = values.astype(spec.dtype)
+    return feed
 
 
 def format_shape(shape: Sequence[int | None]) -> str:
@@ -89,7 +105,8 @@ def _usable_files(folder: Path) -> tuple[str, list[Path]]:
         raise DataError(f"data folder {folder} mixes {len(images)} images and {len(tensors)} tensor files; "
                         "keep one kind per folder")
     if not images and not tensors:
-        found = ", ".join(f"{suffix or '(none)'} x{n}" for suffix, n in Counter(p.suffix.lower() for p in files).items())
+        suffix_counts = Counter(p.suffix.lower() for p in files)
+        found = ", ".join(f"{suffix or '(none)'} x{n}" for suffix, n in suffix_counts.items())
         raise DataError(f"data folder {folder} has no usable files (found {found}); expected images "
                         f"({', '.join(sorted(IMAGE_SUFFIXES))}) or .npy/.npz tensors")
     ignored = len(files) - len(images) - len(tensors)
@@ -204,7 +221,8 @@ class SampleSet:
             array = image_to_array(decode_image(path, self._channels), self.preprocess, self.image_size, spec.dtype)
             _check_finite(array, path, spec.name)
             return {spec.name: array}
-        return {spec.name: self._conform(array, spec, path) for spec, array in zip(self.specs, self._read_tensors(path))}
+        arrays = self._read_tensors(path)
+        return {spec.name: self._conform(array, spec, path) for spec, array in zip(self.specs, arrays)}
 
     def _read_tensors(self, path: Path) -> list[np.ndarray]:
         try:

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Mapping, Optional, Set
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
 from .errors import RangeError
+from .observers import SCALE_FLOOR, scale_from_amax  # scale_from_amax: also imported from here by callers
 from .placement import PlacementPlan
 from .rules import DEQUANTIZE, QUANTIZE, WEIGHT_MAX
-
-SCALE_FLOOR = 1e-12
-
-
-def scale_from_amax(amax: float, qmax: int = 127) -> float:
-    """Symmetric int8 scale; an all-zero tensor still gets a tiny positive scale (TensorRT needs scale > 0)."""
-    return max(float(amax), SCALE_FLOOR) / qmax
 
 
 class _Names:
@@ -32,11 +26,31 @@ class _Names:
             self.used.add(node.name)
 
     def fresh(self, base: str) -> str:
-        name, suffix = base, 1
-        while name in self.used:
-            name, suffix = f"{base}_{suffix}", suffix + 1
-        self.used.add(name)
-        return name
+        return fresh_name(self.used, base)
+
+
+def fresh_name(used: Set[str], base: str) -> str:
+    """base, else the first free base_1, base_2, ...; the name returned is added to used."""
+    name, suffix = base, 1
+    while name in used:
+        name, suffix = f"{base}_{suffix}", suffix + 1
+    used.add(name)
+    return name
+
+
+def insert_after_producers(graph: onnx.GraphProto, after: Mapping[str, Sequence[onnx.NodeProto]],
+                           first: Sequence[onnx.NodeProto] = ()) -> None:
+    """Reorder graph.node: `first`, then after[t] for graph inputs/initializers t, then each node followed by
+    after[t] for each of its outputs t (so new Q/DQ nodes stand right behind what they read)."""
+    ordered: List[onnx.NodeProto] = list(first)
+    for name in dict.fromkeys([i.name for i in graph.input] + [t.name for t in graph.initializer]):
+        ordered.extend(after.get(name, ()))
+    for node in graph.node:
+        ordered.append(node)
+        for out in node.output:
+            ordered.extend(after.get(out, ()))
+    del graph.node[:]
+    graph.node.extend(ordered)
 
 
 def quantize_weight(value: np.ndarray, axis: Optional[int]) -> tuple:
@@ -104,7 +118,8 @@ def apply_plan(model: onnx.ModelProto, plan: PlacementPlan, tensor_amax: Mapping
     for weight in plan.weights:
         if weight.tensor not in weight_outputs:
             if weight.tensor not in inits:
-                raise RangeError(f"weight {weight.tensor} of {weight.node} is not an initializer; run preparation first")
+                raise RangeError(f"weight {weight.tensor} of {weight.node} is not an initializer; "
+                                 "run preparation first")
             value = numpy_helper.to_array(inits[weight.tensor])
             quantized, scales = quantize_weight(value, weight.axis)
             q_name = names.fresh(f"{weight.tensor}_quantized")
@@ -120,16 +135,7 @@ def apply_plan(model: onnx.ModelProto, plan: PlacementPlan, tensor_amax: Mapping
     for (node_name, index), tensor in rewired.items():
         nodes_by_name[node_name].input[index] = tensor
 
-    ordered: List[onnx.NodeProto] = list(after.get("", []))
-    graph_inputs = {i.name for i in graph.input}
-    for tensor in graph_inputs:
-        ordered.extend(after.get(tensor, []))
-    for node in graph.node:
-        ordered.append(node)
-        for out in node.output:
-            ordered.extend(after.get(out, []))
-    del graph.node[:]
-    graph.node.extend(ordered)
+    insert_after_producers(graph, after, first=after.pop("", []))
     graph.initializer.extend(new_inits)
     _drop_unused_initializers(graph, (w.tensor for w in plan.weights))
     return result

@@ -1,16 +1,21 @@
-"""Atomic writes: a temp file in the target folder, validated, then renamed. Never a partial output file."""
+"""Atomic writes: a temp file in the target folder, validated, then renamed. Never a partial output file.
+
+Also the one reader of users' text files (calibration caches, layer information) with one-line errors.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Optional
 
 import onnx
 
-from .errors import OutputError
+from .errors import OutputError, QdqError
 
 Validator = Callable[[Path], None]
 
@@ -20,7 +25,8 @@ def refuse_overwriting_input(input_path: os.PathLike | str, output_path: os.Path
     src, dst = Path(input_path), Path(output_path)
     same = src.resolve() == dst.resolve() or (dst.exists() and src.exists() and os.path.samefile(src, dst))
     if same:
-        raise OutputError(f"output path {dst} is the input file; choose another -o path (qdqtool never overwrites its input)")
+        raise OutputError(f"output path {dst} is the input file; "
+                          "choose another -o path (qdqtool never overwrites its input)")
 
 
 def _check_folder(path: Path) -> None:
@@ -31,25 +37,33 @@ def _check_folder(path: Path) -> None:
         raise OutputError(f"output path {path} is a folder; give a file name")
 
 
-def write_bytes_atomically(path: os.PathLike | str, data: bytes, validate: Optional[Validator] = None) -> Path:
-    """Write data to path via a temp file in the same folder; validate(temp_path) may raise to abort."""
+@contextmanager
+def atomic_output(path: os.PathLike | str, suffix: str = ".tmp") -> Iterator[Path]:
+    """An empty temp file beside path to fill in the block; renamed onto path if the block succeeds, else removed."""
     target = Path(path)
     _check_folder(target)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent or ".")
+    os.close(fd)
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if validate is not None:
-            validate(tmp)
+        yield tmp
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return target
+
+
+def write_bytes_atomically(path: os.PathLike | str, data: bytes, validate: Optional[Validator] = None) -> Path:
+    """Write data to path via a temp file in the same folder; validate(temp_path) may raise to abort."""
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if validate is not None:
+            validate(tmp)
+    return Path(path)
 
 
 def write_text_atomically(path: os.PathLike | str, text: str) -> Path:
@@ -60,7 +74,9 @@ def write_json_atomically(path: os.PathLike | str, payload: object) -> Path:
     return write_text_atomically(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
 
 
-def save_model_atomically(model: onnx.ModelProto, path: os.PathLike | str, validate: Optional[Validator] = None) -> Path:
+def save_model_atomically(
+    model: onnx.ModelProto, path: os.PathLike | str, validate: Optional[Validator] = None
+) -> Path:
     """Serialise model, check it with onnx.checker, run validate (e.g. open an ONNX Runtime session), rename."""
 
     def check(tmp: Path) -> None:
@@ -69,3 +85,14 @@ def save_model_atomically(model: onnx.ModelProto, path: os.PathLike | str, valid
             validate(tmp)
 
     return write_bytes_atomically(path, model.SerializeToString(deterministic=True), check)
+
+
+def read_text_file(path: os.PathLike | str, what: str, hint: str) -> str:
+    """A user's UTF-8 text file; QdqError '<what> <path> does not exist; <hint>' (or is not readable text)."""
+    source = Path(path)
+    try:
+        return source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise QdqError(f"{what} {source} does not exist; {hint}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise QdqError(f"{what} {source} is not readable text ({exc.__class__.__name__}); {hint}") from None

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Union
 
 from .errors import QdqError
+from .fileio import read_text_file
 from .layers import (
     ADD_TOKEN,
     CONV_TOKEN,
@@ -34,7 +35,8 @@ _ONNX_LAYER = re.compile(r"\[ONNX Layer: (.*?)\]\s*$")
 _METADATA_SEPARATORS = re.compile("[\x1e\x1f]")
 _PWN_PARTS = re.compile(r"PWN\(|\)|, ")
 
-# Datatype words as TensorRT prints them ("... row major Int8 format", "Row major linear FP32", "Half"); first match wins.
+# Datatype words as TensorRT prints them ("... row major Int8 format", "Row major linear FP32", "Half");
+# first match wins.
 _DATATYPES = tuple((re.compile(pattern, re.IGNORECASE), precision) for pattern, precision in (
     (r"\bInt8\b", "int8"),
     (r"\bUInt8\b", "uint8"),
@@ -50,11 +52,12 @@ _DATATYPES = tuple((re.compile(pattern, re.IGNORECASE), precision) for pattern, 
 ))
 _DATATYPE_KEYS = ("DataType", "Datatype", "Format/Datatype", "Format/DataType", "Format")
 
-Payload = Union[Mapping, Sequence]  # noqa: UP007 (a runtime alias; X | Y needs Python 3.10)
+Payload = Union[Mapping, Sequence]
 
 
 def precision_of_format(text: str) -> str:
-    """'Thirty-two wide channel vectorized row major Int8 format' -> 'int8'; 'N/A due to dynamic shapes' -> 'unknown'."""
+    """'Thirty-two wide channel vectorized row major Int8 format' -> 'int8';
+    'N/A due to dynamic shapes' -> 'unknown'."""
     for pattern, precision in _DATATYPES:
         if pattern.search(text or ""):
             return precision
@@ -159,7 +162,8 @@ def parse_layer_info(payload: Payload, source: str = "layer information") -> Pre
         elif isinstance(entry, Mapping) and "Name" in entry:
             layers.append(layer_from_dict(entry))
         else:
-            raise QdqError(f"{source} has a layer that is neither a name nor an object with 'Name' ({str(entry)[:80]}); {_HINT}")
+            raise QdqError(f"{source} has a layer that is neither a name nor an object with 'Name' "
+                           f"({str(entry)[:80]}); {_HINT}")
     notes = [f"layer information in the {schema}"] if schema else []
     report = make_report(BACKEND, source, layers, notes, io_tensors)
     if not report.precision_known:
@@ -175,7 +179,8 @@ def parse_layer_info_text(text: str, source: str = "layer information") -> Preci
         try:
             layers = [json.loads(block) for block in blocks]
         except json.JSONDecodeError as exc:
-            raise QdqError(f"{source}: a '--- Layer N ---' block is not JSON ({exc.msg} at line {exc.lineno}); {_HINT}") from None
+            raise QdqError(f"{source}: a '--- Layer N ---' block is not JSON "
+                           f"({exc.msg} at line {exc.lineno}); {_HINT}") from None
         return parse_layer_info(layers, source)
     try:
         payload = json.loads(text)
@@ -185,11 +190,5 @@ def parse_layer_info_text(text: str, source: str = "layer information") -> Preci
 
 
 def read_layer_info(path) -> PrecisionReport:
-    source = Path(path)
-    try:
-        text = source.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise QdqError(f"layer information file {source} does not exist; {_HINT}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise QdqError(f"layer information file {source} is not readable text ({exc.__class__.__name__}); {_HINT}") from None
-    return parse_layer_info_text(text, str(source))
+    text = read_text_file(path, "layer information file", _HINT)
+    return parse_layer_info_text(text, str(Path(path)))

@@ -24,6 +24,7 @@ METHODS = ("max", "entropy", "percentile", "mse")
 
 ACTIVATION_QMAX = 127  # scale = amax / 127
 ACTIVATION_QMIN = -128
+SCALE_FLOOR = 1e-12  # the amax an all-zero tensor is given: TensorRT needs scale > 0
 MSE_FIRST_CANDIDATE_BIN = 128  # candidates below 128 bins would quantize finer than the histogram
 _INITIAL_RANGE_MARGIN = 2.0**-20  # keeps the first batch's max strictly inside the last bin
 
@@ -46,7 +47,7 @@ def scale_from_amax(amax: float, qmax: int = ACTIVATION_QMAX) -> float:
     """amax / qmax; an amax of 0 (all-zero tensor) gives a tiny positive scale instead of a division by zero."""
     if not math.isfinite(amax) or amax < 0:
         raise RangeError(f"amax {amax} is not a finite non-negative number; recalibrate or fix the ranges file")
-    return max(float(amax), 1e-12) / qmax
+    return max(float(amax), SCALE_FLOOR) / qmax
 
 
 def _finite_values(values: np.ndarray) -> tuple:
@@ -156,25 +157,24 @@ def mse_amax(histogram: Histogram) -> float:
     return float(candidates[int(np.argmin(errors))])
 
 
-class MaxObserver:
-    """amax = max |x| seen."""
+class _RunningMax:
+    """What every observer keeps: the max |x| and the number of finite values seen (non-finite ones are dropped)."""
 
-    method = "max"
+    method: str
 
     def __init__(self) -> None:
         self._max = 0.0
         self._count = 0
 
-    def update(self, values: np.ndarray) -> None:
+    def _observe(self, values: np.ndarray) -> np.ndarray:
+        """Record the batch's finite values in the running max and count; returns them (float64, 1-D)."""
         finite, dropped = _finite_values(values)
         if dropped:
-            log.debug("max observer ignored %d non-finite values", dropped)
+            log.debug("%s observer ignored %d non-finite values", self.method, dropped)
         if finite.size:
             self._max = max(self._max, float(np.abs(finite).max()))
             self._count += int(finite.size)
-
-    def amax(self) -> float:
-        return self._max
+        return finite
 
     @property
     def observed_max(self) -> float:
@@ -185,38 +185,37 @@ class MaxObserver:
         return self._count
 
 
-class HistogramObserver:
+class MaxObserver(_RunningMax):
+    """amax = max |x| seen."""
+
+    method = "max"
+
+    def update(self, values: np.ndarray) -> None:
+        self._observe(values)
+
+    def amax(self) -> float:
+        return self._max
+
+
+class HistogramObserver(_RunningMax):
     """amax computed from a streaming histogram of |x| by `rule(histogram)`, clamped to [0, observed max]."""
 
     def __init__(self, method: str, rule: Callable[[Histogram], float], num_bins: int) -> None:
+        super().__init__()
         self.method = method
         self.histogram = Histogram(num_bins)
         self._rule = rule
-        self._max = 0.0
-        self._count = 0
 
     def update(self, values: np.ndarray) -> None:
-        finite, dropped = _finite_values(values)
-        if dropped:
-            log.debug("%s observer ignored %d non-finite values", self.method, dropped)
+        finite = self._observe(values)
         if finite.size:
             self.histogram.add(finite)
-            self._max = max(self._max, float(np.abs(finite).max()))
-            self._count += int(finite.size)
 
     def amax(self) -> float:
         if self._max == 0.0:
             return 0.0
         amax = float(self._rule(self.histogram))
         return min(max(amax, 0.0), self._max) if math.isfinite(amax) else self._max
-
-    @property
-    def observed_max(self) -> float:
-        return self._max
-
-    @property
-    def count(self) -> int:
-        return self._count
 
 
 def _entropy_rule(histogram: Histogram) -> float:

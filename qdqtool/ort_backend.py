@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,8 +13,8 @@ import numpy as np
 import onnx
 
 from .build import BuildConfig, BuildResult
-from .errors import DataError, ModelError, QdqError
-from .fileio import refuse_overwriting_input
+from .errors import DataError, ModelError
+from .fileio import atomic_output, refuse_overwriting_input
 from .latency import measure_latency
 from .layers import LatencyComparison, PrecisionReport, make_report
 from .ort_lowering import (
@@ -103,7 +101,8 @@ def _feeds(model: onnx.ModelProto, config: BuildConfig, samples) -> dict[str, np
         if any(d is None for d in shape):
             raise DataError(f"input {spec.name!r} has dynamic dimensions; pass --shapes {spec.name}:MIN/OPT/MAX "
                             "(e.g. 1x3x320x320) or --data DIR for the latency input")
-        feeds[spec.name] = rng.random(shape).astype(spec.dtype) if spec.dtype.kind == "f" else np.zeros(shape, spec.dtype)
+        is_float = spec.dtype.kind == "f"
+        feeds[spec.name] = rng.random(shape).astype(spec.dtype) if is_float else np.zeros(shape, spec.dtype)
     return feeds
 
 
@@ -166,23 +165,12 @@ def build_with_onnxruntime(config: BuildConfig) -> BuildResult:
 
 def _build_and_save(model: onnx.ModelProto, engine: Path, providers):
     """Create the session with ONNX Runtime writing its optimised graph to a temp file beside engine, then rename."""
-    folder = engine.parent if str(engine.parent) else Path(".")
-    if not folder.is_dir():
-        raise QdqError(f"output folder {folder} does not exist; create it or choose another -o path")
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{engine.name}.", suffix=".tmp.onnx", dir=folder)
-    os.close(handle)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_output(engine, suffix=".tmp.onnx") as tmp:
         session = create_session(model, optimize=True, optimized_model_path=tmp, providers=providers)
         try:
             optimized = onnx.load(str(tmp))
         except Exception as exc:  # protobuf raises DecodeError; anything else is equally fatal here
             raise ModelError(f"ONNX Runtime wrote an unreadable optimised model ({exc.__class__.__name__}); "
                              "try another onnxruntime version") from exc
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, engine)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     log.info("wrote %s (ONNX Runtime optimised graph)", engine)
     return session, optimized

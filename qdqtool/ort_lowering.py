@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .edits import scale_from_amax
+from .edits import _Names, fresh_name, insert_after_producers, scale_from_amax
 from .graph import GraphView
 from .rules import DEQUANTIZE, QUANTIZE, WEIGHTED_OPS
 
@@ -53,8 +53,7 @@ def add_output_quantizers(model: onnx.ModelProto, amax: Mapping[str, float]) -> 
     lowered.CopyFrom(model)
     graph = lowered.graph
     view = GraphView(lowered)
-    used = {name for node in graph.node for name in (*node.input, *node.output, node.name)}
-    used |= {t.name for t in graph.initializer} | {i.name for i in graph.input}
+    fresh_names = _Names(lowered)
     added, missing, skipped = [], [], []
     new_nodes: dict[str, list[onnx.NodeProto]] = {}
     for tensor in output_quantizer_candidates(model):
@@ -64,7 +63,7 @@ def add_output_quantizers(model: onnx.ModelProto, amax: Mapping[str, float]) -> 
         if tensor not in amax:
             missing.append(tensor)
             continue
-        names = [_fresh(used, f"{tensor}_ort_{suffix}") for suffix in ("scale", "zero", "q", "dq", "Q", "DQ")]
+        names = [fresh_names.fresh(f"{tensor}_ort_{suffix}") for suffix in ("scale", "zero", "q", "dq", "Q", "DQ")]
         scale, zero, quantized, dequantized, q_name, dq_name = names
         graph.initializer.append(numpy_helper.from_array(np.array(scale_from_amax(amax[tensor]), np.float32), scale))
         graph.initializer.append(numpy_helper.from_array(np.array(0, np.int8), zero))
@@ -76,22 +75,8 @@ def add_output_quantizers(model: onnx.ModelProto, amax: Mapping[str, float]) -> 
         ]
         added.append(tensor)
     if new_nodes:
-        ordered = []
-        for node in graph.node:
-            ordered.append(node)
-            for output in node.output:
-                ordered.extend(new_nodes.get(output, ()))
-        del graph.node[:]
-        graph.node.extend(ordered)
+        insert_after_producers(graph, new_nodes)
     return LoweringResult(lowered, tuple(added), tuple(missing), tuple(skipped))
-
-
-def _fresh(used: set, base: str) -> str:
-    name, suffix = base, 1
-    while name in used:
-        name, suffix = f"{base}_{suffix}", suffix + 1
-    used.add(name)
-    return name
 
 
 def activations_to_uint8(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
@@ -102,7 +87,7 @@ def activations_to_uint8(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     graph = lowered.graph
     view = GraphView(lowered)
     used = {t.name for t in graph.initializer} | {name for node in graph.node for name in node.output}
-    zero_u8 = _fresh(used, "ort_uint8_zero_point")
+    zero_u8 = fresh_name(used, "ort_uint8_zero_point")
     converted = 0
     for node in view.nodes:
         if node.op_type != QUANTIZE or len(node.input) < 3 or view.is_constant(node.input[0]):

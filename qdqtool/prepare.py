@@ -11,7 +11,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
-from .errors import ModelError
+from .errors import ModelError, first_line
 from .rules import INTEGER_KERNEL_OPS, MIN_QDQ_OPSET, QDQ_OPS
 
 log = logging.getLogger("qdqtool")
@@ -99,9 +99,9 @@ def upgrade_opset(model: onnx.ModelProto, target: int = MIN_QDQ_OPSET) -> onnx.M
         from onnx import version_converter
 
         converted = version_converter.convert_version(model, target)
-    except Exception as exc:  # the converter raises plain RuntimeError/ValueError subclasses
+    except Exception as exc:  # noqa: BLE001 - onnx's converter raises assorted errors (RuntimeError, ValueError, ...)
         raise ModelError(f"the model's opset {current} is below {target} and onnx's version converter failed "
-                         f"({str(exc).splitlines()[0][:200]}); re-export the model with opset >= {target}") from None
+                         f"({first_line(exc, 200)}); re-export the model with opset >= {target}") from None
     log.info("converted opset %d -> %d (per-channel DequantizeLinear needs opset %d)", current, target, target)
     return converted
 
@@ -109,7 +109,7 @@ def upgrade_opset(model: onnx.ModelProto, target: int = MIN_QDQ_OPSET) -> onnx.M
 def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
         return onnx.shape_inference.infer_shapes(model)
-    except Exception as exc:  # shape inference is a help, not a requirement
+    except Exception as exc:  # noqa: BLE001 - shape inference is a help, not a requirement; any failure skips it
         log.debug("shape inference skipped: %s", exc)
         return model
 

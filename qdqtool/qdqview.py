@@ -215,18 +215,24 @@ def _build_float_model(reader: _Reader, renames: dict[str, str]) -> onnx.ModelPr
     del graph.node[:]
     graph.node.extend(kept)
     graph.initializer.extend(reader.float_weights)
+    drop_unread_tensors(graph)
+    return model
+
+
+def drop_unread_tensors(graph: onnx.GraphProto) -> None:
+    """Remove initializers nobody reads (and their graph-input entries), and value_info of tensors nobody makes."""
     used = {t for node in graph.node for t in node.input} | {o.name for o in graph.output}
     produced = {t for node in graph.node for t in node.output}
     kept_inits = [t for t in graph.initializer if t.name in used]
     del graph.initializer[:]
     graph.initializer.extend(kept_inits)
-    kept_inputs = [i for i in graph.input if i.name in used or i.name not in {t.name for t in kept_inits}]
+    kept_names = {t.name for t in kept_inits}
+    kept_inputs = [i for i in graph.input if i.name in used or i.name not in kept_names]
     del graph.input[:]
     graph.input.extend(kept_inputs)
     kept_info = [v for v in graph.value_info if v.name in produced]
     del graph.value_info[:]
     graph.value_info.extend(kept_info)
-    return model
 
 
 def read_qdq(model: onnx.ModelProto) -> QdqView:

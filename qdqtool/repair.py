@@ -13,7 +13,7 @@ import onnx
 
 from .check import CheckReport, check_model
 from .collect import collect_ranges
-from .data import Preprocess, SampleSet, model_input_specs
+from .data import Preprocess, SampleSet, model_input_specs, random_feed
 from .fileio import (
     refuse_overwriting_input,
     save_model_atomically,
@@ -65,15 +65,7 @@ class FixResult:
 
 def random_feeds(model: onnx.ModelProto, count: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
     rng = np.random.default_rng(seed)
-    feeds = []
-    for _ in range(count):
-        feed = {}
-        for spec in model_input_specs(model):
-            shape = [d if d is not None else (1 if i == 0 else DYNAMIC_DIM) for i, d in enumerate(spec.shape)]
-            feed[spec.name] = rng.standard_normal(shape).astype(spec.dtype) if spec.dtype.kind == "f" else \
-                rng.integers(0, 10, shape).astype(spec.dtype)
-        feeds.append(feed)
-    return feeds
+    return [random_feed(model, rng, dynamic_dim=DYNAMIC_DIM) for _ in range(count)]
 
 
 def compare_outputs(reference: onnx.ModelProto, candidate: onnx.ModelProto,

@@ -13,9 +13,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .edits import _Names
+from .edits import _Names, insert_after_producers
 from .prepare import upgrade_opset
-from .qdqview import GRAPH_OUTPUT, QdqView
+from .qdqview import GRAPH_OUTPUT, QdqView, drop_unread_tensors
 from .rules import DEQUANTIZE, MIN_QDQ_OPSET, QUANTIZE
 
 EDIT_KINDS = ("insert", "remove", "set-scale", "convert-opset")
@@ -101,15 +101,7 @@ class _Editor:
                 dq.input[1] = scale_name
 
     def finish(self) -> onnx.ModelProto:
-        ordered: list[onnx.NodeProto] = []
-        for name in [i.name for i in self.graph.input] + [t.name for t in self.graph.initializer]:
-            ordered.extend(self.after.pop(name, []))
-        for node in self.graph.node:
-            ordered.append(node)
-            for out in node.output:
-                ordered.extend(self.after.pop(out, []))
-        del self.graph.node[:]
-        self.graph.node.extend(ordered)
+        insert_after_producers(self.graph, self.after)
         _drop_dead_nodes(self.graph)
         return self.model
 
@@ -126,18 +118,7 @@ def _drop_dead_nodes(graph: onnx.GraphProto) -> None:
         kept = [n for n in graph.node if id(n) not in dead_ids]
         del graph.node[:]
         graph.node.extend(kept)
-    used = {t for node in graph.node for t in node.input} | {o.name for o in graph.output}
-    inits = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(inits)
-    names = {t.name for t in graph.initializer}
-    produced = {t for node in graph.node for t in node.output}
-    inputs = [i for i in graph.input if i.name in used or i.name not in names]
-    del graph.input[:]
-    graph.input.extend(inputs)
-    info = [v for v in graph.value_info if v.name in produced]
-    del graph.value_info[:]
-    graph.value_info.extend(info)
+    drop_unread_tensors(graph)
 
 
 def apply_repairs(qdq: QdqView, edits: list[RepairEdit] | tuple[RepairEdit, ...]) -> onnx.ModelProto:

@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 import onnx
 
-from .errors import ModelError
+from .errors import ModelError, first_line
 
 log = logging.getLogger("qdqtool")
 
@@ -31,7 +31,7 @@ def default_providers(prefer_gpu: bool = True) -> List[str]:
     """CUDA first when onnxruntime-gpu is installed and a GPU answers; CPU always last."""
     have = available_providers()
     chosen = [p for p in ("CUDAExecutionProvider",) if prefer_gpu and p in have]
-    return chosen + ["CPUExecutionProvider"]
+    return [*chosen, "CPUExecutionProvider"]
 
 
 def create_session(
@@ -59,8 +59,7 @@ def create_session(
     try:
         return ort.InferenceSession(model, options, providers=list(providers or default_providers()))
     except Exception as exc:  # ORT raises its own exception types for invalid graphs
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"ONNX Runtime cannot load the model: {first_line}") from exc
+        raise ModelError(f"ONNX Runtime cannot load the model: {first_line(exc)}") from exc
 
 
 def check_session_opens(path: Union[str, Path]) -> None:

@@ -12,11 +12,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .errors import QdqError
-from .fileio import write_text_atomically
+from .fileio import read_text_file, write_text_atomically
 
 DEFAULT_VERSION_TAG = "TRT-100300-EntropyCalibration2"
 _HEADER = re.compile(r"^TRT-\d+-\w+$")
-_HINT = "pass a TensorRT calibration cache (first line like 'TRT-100300-EntropyCalibration2', then 'tensor: 3c010a14' lines)"
+_HINT = ("pass a TensorRT calibration cache (first line like 'TRT-100300-EntropyCalibration2', "
+         "then 'tensor: 3c010a14' lines)")
 
 
 def scale_to_hex(scale: float) -> str:
@@ -37,7 +38,8 @@ def parse_calibration_cache(text: str, source: str = "calibration cache") -> tup
     lines = text.splitlines()
     header = lines[0].strip() if lines else ""
     if not _HEADER.match(header):
-        raise QdqError(f"{source} does not start with a 'TRT-<version>-<calibrator>' header (found {header[:60]!r}); {_HINT}")
+        raise QdqError(f"{source} does not start with a 'TRT-<version>-<calibrator>' header "
+                       f"(found {header[:60]!r}); {_HINT}")
     scales: dict[str, float] = {}
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():
@@ -54,14 +56,8 @@ def parse_calibration_cache(text: str, source: str = "calibration cache") -> tup
 
 def read_calibration_cache(path) -> tuple[str, dict[str, float]]:
     """Read a TensorRT text calibration cache: (header, {tensor name: scale}) in file order."""
-    source = Path(path)
-    try:
-        text = source.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise QdqError(f"calibration cache {source} does not exist; {_HINT}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise QdqError(f"calibration cache {source} is not readable text ({exc.__class__.__name__}); {_HINT}") from None
-    return parse_calibration_cache(text, str(source))
+    text = read_text_file(path, "calibration cache", _HINT)
+    return parse_calibration_cache(text, str(Path(path)))
 
 
 def format_calibration_cache(scales: Mapping[str, float], version_tag: str = DEFAULT_VERSION_TAG) -> str:

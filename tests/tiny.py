@@ -8,6 +8,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from qdqtool import data
+
 
 class Builder:
     """Append nodes with named outputs; weights become initializers. Shapes are NCHW float32."""
@@ -145,9 +147,4 @@ def transposed_and_gemm() -> onnx.ModelProto:
 
 
 def random_feed(model: onnx.ModelProto, seed: int = 0, batch: int = 1) -> dict:
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for value in model.graph.input:
-        shape = [d.dim_value or batch for d in value.type.tensor_type.shape.dim]
-        feeds[value.name] = rng.standard_normal(shape).astype(np.float32)
-    return feeds
+    return data.random_feed(model, np.random.default_rng(seed), batch=batch)
