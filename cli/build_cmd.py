@@ -8,13 +8,13 @@ import click
 
 from qdqtool.build import BACKENDS, BuildConfig, build_engine
 from qdqtool.fileio import write_json_atomically
-from qdqtool.gates import GATES, parse_gates
+from qdqtool.gates import parse_gates
 from qdqtool.shapes import parse_shapes
 
 from .common import emit_json
 from .data_options import data_options, pop_data_options
 from .layer_table import report_text
-from .precision_gates import GATE_EXIT_STATUS, enforce_gates
+from .precision_gates import GATE_EXIT_STATUS, enforce_gates, report_options
 
 
 @click.command("build", epilog=f"Exit status: 0 ok, 1 user error, {GATE_EXIT_STATUS} a --fail-on gate failed.")
@@ -26,7 +26,8 @@ from .precision_gates import GATE_EXIT_STATUS, enforce_gates
 @click.option("--shapes", multiple=True, metavar="NAME:MIN/OPT/MAX",
               help="Profile of a dynamic input, e.g. images:1x3x320x320/1x3x640x640/4x3x640x640 (repeatable).")
 @click.option("--workspace", "workspace_mib", type=click.IntRange(min=1), help="TensorRT workspace limit in MiB.")
-@click.option("--weakly-typed", is_flag=True, help="TensorRT 10: INT8 builder flag instead of a strongly typed network.")
+@click.option("--weakly-typed", is_flag=True,
+              help="TensorRT 10: INT8 builder flag instead of a strongly typed network.")
 @click.option("--fp16", is_flag=True, help="TensorRT 10: weakly typed with FP16 for the non-quantized rest.")
 @click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="Timed runs for latency.")
 @click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True, help="Untimed warm-up runs.")
@@ -37,10 +38,7 @@ from .precision_gates import GATE_EXIT_STATUS, enforce_gates
               help="Ranges file from `qdqtool calibrate` (ONNX Runtime: scales for weighted-op outputs).")
 @data_options
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="Write the layer report as JSON.")
-@click.option("--fail-on", "fail_on", default="", metavar="GATES",
-              help="Comma list; exit 3 when any is found: " + ", ".join(GATES))
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-@click.option("--summary-only", is_flag=True, help="Print the summary without the per-layer table.")
+@report_options
 def build_command(model: Path, engine: Path, backend: str, shapes: tuple, workspace_mib: int | None,
                   weakly_typed: bool, fp16: bool, runs: int, warmup: int, no_latency: bool,
                   reference: Path | None, ranges: Path | None, report_path: Path | None, fail_on: str,

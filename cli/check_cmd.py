@@ -14,8 +14,7 @@ from qdqtool.prepare import load_model
 from qdqtool.qdqview import read_qdq
 
 from .common import emit_json
-
-GATE_EXIT_STATUS = 3
+from .precision_gates import GATE_EXIT_STATUS, exit_on_failed_gates
 
 
 @dataclass(frozen=True)
@@ -44,8 +43,4 @@ def check_command(model: Path, fail_on: str, residual_mode: str, all_rows: bool,
         emit_json({"model": str(config.model), **report.to_json()})
     else:
         click.echo("\n".join(report_lines(report, only_problems=not config.all_rows)))
-    failures = describe_violations(report.counts(), config.gates)
-    for line in failures:
-        click.echo(f"qdqtool: gate failed: {line}", err=True)
-    if failures:
-        click.get_current_context().exit(GATE_EXIT_STATUS)
+    exit_on_failed_gates(describe_violations(report.counts(), config.gates))

@@ -9,12 +9,12 @@ import click
 
 from qdqtool.compare import GateComparison, compare_with_prediction, predict_for_model
 from qdqtool.fileio import write_json_atomically
-from qdqtool.gates import GATES, parse_gates
+from qdqtool.gates import parse_gates
 from qdqtool.layerinfo import read_layer_info
 
 from .common import emit_json
 from .layer_table import report_text
-from .precision_gates import GATE_EXIT_STATUS, enforce_gates
+from .precision_gates import GATE_EXIT_STATUS, enforce_gates, report_options
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,7 @@ class ReportConfig:
 @click.command("report", epilog=f"Exit status: 0 ok, 1 user error, {GATE_EXIT_STATUS} a --fail-on gate failed.")
 @click.argument("layer_info", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Also write the report as JSON to this file.")
-@click.option("--fail-on", "fail_on", default="", metavar="GATES",
-              help="Comma list; exit 3 when any is found: " + ", ".join(GATES))
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-@click.option("--summary-only", is_flag=True, help="Print the summary without the per-layer table.")
+@report_options
 @click.option("--compare", "compare_model", type=click.Path(path_type=Path), metavar="MODEL.onnx",
               help="Compare with `qdqtool check`'s prediction for the Q/DQ ONNX model that produced the engine.")
 def report_command(layer_info: Path, output: Path | None, fail_on: str, as_json: bool, summary_only: bool,
