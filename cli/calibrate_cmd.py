@@ -24,7 +24,7 @@ def default_ranges_path(output: Path) -> Path:
 @click.command("calibrate")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="The Q/DQ ONNX model to write.")
-@click.option("--method", type=click.Choice(METHODS), default="percentile", show_default=True,
+@click.option("--method", type=click.Choice(METHODS), default=CalibrationConfig.method, show_default=True,
               help="How a tensor's range is chosen from its observed values.")
 @click.option("--percentile", type=click.FloatRange(0, 100, min_open=True), default=99.99, show_default=True,
               help="The percentile of |x| used by --method percentile.")

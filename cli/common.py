@@ -20,7 +20,7 @@ def progress_bar(label: str, quiet: bool) -> Iterator:
     state: dict = {"bar": None}
 
     def set_total(total: int) -> None:
-        if not quiet:
+        if not quiet and sys.stderr.isatty():
             state["bar"] = click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True)
             state["bar"].__enter__()
 

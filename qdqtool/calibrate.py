@@ -29,7 +29,7 @@ log = logging.getLogger("qdqtool")
 
 @dataclass(frozen=True)
 class CalibrationConfig:
-    method: str = "entropy"
+    method: str = "percentile"
     percentile: float = 99.99
     batch_size: int = 8
     max_samples: Optional[int] = None

@@ -67,3 +67,19 @@ def match_detections(reference: List[Detection], candidate: List[Detection], min
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     union = np.logical_or(a, b).sum()
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def detection_agreement(reference_output: np.ndarray, candidate_output: np.ndarray, conf: float = 0.25,
+                        score_tolerance: float = 0.05):
+    """F1 between two models' detections, where a detection near the confidence threshold counts as found when the
+    other model has it within score_tolerance (a 0.26 vs 0.24 pair is the same detection, not a miss).
+
+    Returns (f1, matched pairs at the threshold, number of reference and candidate detections)."""
+    ref_hi, cand_hi = yolo_detections(reference_output, conf), yolo_detections(candidate_output, conf)
+    ref_lo = yolo_detections(reference_output, conf - score_tolerance)
+    cand_lo = yolo_detections(candidate_output, conf - score_tolerance)
+    found_ref = len(match_detections(ref_hi, cand_lo)[0])
+    found_cand = len(match_detections(cand_hi, ref_lo)[0])
+    total = len(ref_hi) + len(cand_hi)
+    f1 = 1.0 if total == 0 else (found_ref + found_cand) / total
+    return f1, match_detections(ref_hi, cand_lo)[0], len(ref_hi), len(cand_hi)
