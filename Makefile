@@ -26,11 +26,20 @@ test: $(STAMP) $(ASSETS)
 lint: $(STAMP)
 	$(BIN)/ruff check qdqtool cli tests bench
 
+DEMO_DATA := --data calib_data/images --preset yolo --size 320
 demo: $(STAMP) $(ASSETS)
-	bash bench/demo.sh $(BIN) $(OUT)
+	@mkdir -p $(OUT)
+	@echo "== 1/3 calibrate: FP32 YOLOv8n + 18 real photos -> Q/DQ ONNX placed by TensorRT's rules"
+	$(BIN)/qdqtool calibrate calib_data/models/yolov8n_320.onnx $(DEMO_DATA) --keep-float 3 \
+		-o $(OUT)/yolov8n.qdq.onnx --cache $(OUT)/yolov8n.calib.cache
+	@echo "== 2/3 check: how TensorRT will fuse and type the layers (from the graph alone)"
+	$(BIN)/qdqtool check $(OUT)/yolov8n.qdq.onnx --fail-on float-add,requant-concat
+	@echo "== 3/3 build: TensorRT if present with a GPU, else ONNX Runtime; per-layer precision"
+	$(BIN)/qdqtool build $(OUT)/yolov8n.qdq.onnx -o $(OUT)/yolov8n.engine $(DEMO_DATA) --runs 20 \
+		--report $(OUT)/yolov8n.layers.json --summary-only
 
 bench: $(STAMP) $(ASSETS)
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(OUT) bench_out

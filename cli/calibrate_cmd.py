@@ -68,6 +68,6 @@ def calibrate_command(ctx: click.Context, model: Path, output: Path, method: str
     click.echo(f"wrote {output} ({summary['samples']} samples, {method} ranges in {outputs.ranges}"
                + (f", TensorRT cache {cache_path}" if cache_path else "") + ")")
     for note in summary["notes"]:
-        click.echo(f"prepared: {note}")
+        click.echo(f"note: {note}")
     for line in summary_lines(summary):
         click.echo(line)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from itertools import islice
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 

@@ -26,6 +26,7 @@ KIND_GATES: dict[str, str | None] = {
     "fused-add": None,
     "int8-add": None,
     "int8-concat": None,
+    "float-region": None,   # no Q/DQ on any input or the output: float by design (e.g. a detection-head decode)
     "float-conv": "float-conv",
     "float-add": "float-add",
     "float-concat": "float-concat",
@@ -220,6 +221,9 @@ class Analysis:
         if all(s is not None for s in ins) and outs:
             return Finding("int8-add", add.name, "Add", "standalone Add with DQ on both inputs and Q on the output "
                            "(rule 3)", (add.name,))
+        if all(s is None for s in ins) and not outs:
+            return Finding("float-region", add.name, "Add", "no fusible INT8 convolution and no Q/DQ around it: "
+                           "float by design (rule 3)", (add.name,))
         missing = [f"input {i}" for i, s in enumerate(ins) if s is None] + ([] if outs else ["output"])
         return Finding("float-add", add.name, "Add", f"no fusible INT8 convolution and {', '.join(missing)} not "
                        "quantized: runs in float (rule 3)", (add.name,))
@@ -232,6 +236,9 @@ class Analysis:
         outs = self.out_scales(node.output[0])
         if not outs:
             dq = [t for i, t in inputs if self.in_scale(node.name, i) is not None]
+            if not dq:
+                return Finding("float-region", node.name, "Concat", "no Q/DQ on its inputs or output: float by "
+                               "design (rule 4)", (node.name,))
             extra = f"; its DQ inputs ({', '.join(dq)}) are dequantized first" if dq else ""
             return Finding("float-concat", node.name, "Concat", f"output meets no Q: runs in float (rule 4){extra}",
                            (node.name,))

@@ -10,8 +10,8 @@ import tiny
 from click.testing import CliRunner
 from onnx import TensorProto, helper
 from PIL import Image
-
 from qdqtool.cli.main import cli
+
 from qdqtool.trtcache import read_calibration_cache
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from PIL import Image
 from accuracy import detection_agreement, mask_iou
 from onnx import numpy_helper
+from PIL import Image
 
 from qdqtool.calibrate import CalibrationConfig, CalibrationOutputs, calibrate_file
 from qdqtool.data import SampleSet, model_input_specs

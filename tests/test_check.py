@@ -49,7 +49,8 @@ def test_concat_input_quantized_at_another_scale_needs_requantize():
 def test_concat_with_one_scale_is_int8_and_float_without_output_q():
     assert by_node(findings(tiny_qdq.qat(tiny.sppf())), "cat").kind == "int8-concat"
     float_cat = findings(tiny_qdq.qat(tiny.mixed_range_concat(into_conv=False)))
-    assert by_node(float_cat, "head_cat").kind == "float-concat"
+    head = by_node(float_cat, "head_cat")
+    assert head.kind == "float-region" and head.gate is None  # no Q/DQ around it: float by design, no gate
 
 
 def test_unquantized_conv_is_float_conv():
