@@ -13,7 +13,7 @@ import onnx
 from .collect import collect_ranges
 from .data import Preprocess, SampleSet, model_input_specs
 from .edits import apply_plan, scale_from_amax
-from .fileio import refuse_overwriting_input, save_model_atomically
+from .fileio import check_output_path, save_model_atomically
 from .graph import GraphView
 from .observers import METHODS
 from .placement import PlacementConfig, PlacementPlan, group_amax, plan_placement
@@ -110,7 +110,7 @@ def calibrate_file(model_path, data_dir, outputs: CalibrationOutputs, config: Ca
     """The whole command: validate everything first, calibrate, then write every output atomically."""
     for path in (outputs.model, outputs.ranges, outputs.cache):
         if path is not None:
-            refuse_overwriting_input(model_path, path)
+            check_output_path(model_path, path)
     original = load_model(model_path)
     refuse_existing_qdq(original, str(model_path))
     prepared, notes = prepare_float_model(original, str(model_path))

@@ -55,6 +55,7 @@ def collect_ranges(
         values = session.run(names, dict(feeds))
         for name, value in zip(names, values):
             observers[name].update(np.asarray(value))
+        del values  # one batch of activations alive at a time, not two
         batches += 1
         if progress is not None:
             progress(int(next(iter(feeds.values())).shape[0]) if feeds else 1)

@@ -20,13 +20,15 @@ from .errors import OutputError, QdqError
 Validator = Callable[[Path], None]
 
 
-def refuse_overwriting_input(input_path: os.PathLike | str, output_path: os.PathLike | str) -> None:
-    """Raise if output_path names the same file as input_path (qdqtool never modifies user input in place)."""
+def check_output_path(input_path: os.PathLike | str, output_path: os.PathLike | str) -> None:
+    """Before any heavy work: the output's folder must exist, and the output must not be the input file
+    (qdqtool never modifies user input in place)."""
     src, dst = Path(input_path), Path(output_path)
     same = src.resolve() == dst.resolve() or (dst.exists() and src.exists() and os.path.samefile(src, dst))
     if same:
         raise OutputError(f"output path {dst} is the input file; "
                           "choose another -o path (qdqtool never overwrites its input)")
+    _check_folder(dst)
 
 
 def _check_folder(path: Path) -> None:

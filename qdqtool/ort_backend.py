@@ -14,7 +14,7 @@ import onnx
 
 from .build import BuildConfig, BuildResult
 from .errors import DataError, ModelError
-from .fileio import atomic_output, refuse_overwriting_input
+from .fileio import atomic_output, check_output_path
 from .latency import measure_latency
 from .layers import LatencyComparison, PrecisionReport, make_report
 from .ort_lowering import (
@@ -135,9 +135,9 @@ def _float_node_note(report: PrecisionReport) -> str:
 
 def build_with_onnxruntime(config: BuildConfig) -> BuildResult:
     """Lower, build (optimise) and save atomically, map node precisions, time INT8 vs FP32."""
-    refuse_overwriting_input(config.model, config.engine)
+    check_output_path(config.model, config.engine)
     if config.reference is not None:
-        refuse_overwriting_input(config.reference, config.engine)
+        check_output_path(config.reference, config.engine)
     model = load_model(config.model)
     refuse_integer_kernels(model, str(config.model))
     notes = []

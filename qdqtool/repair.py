@@ -14,8 +14,9 @@ import onnx
 from .check import CheckReport, check_model
 from .collect import collect_ranges
 from .data import Preprocess, SampleSet, model_input_specs, random_feed
+from .errors import ModelError
 from .fileio import (
-    refuse_overwriting_input,
+    check_output_path,
     save_model_atomically,
     write_bytes_atomically,
 )
@@ -24,7 +25,7 @@ from .prepare import load_model, upgrade_opset
 from .qdqview import QdqView, read_qdq
 from .ranges import amax_map, load_ranges
 from .repair_edits import RepairEdit, apply_repairs
-from .rules import MIN_QDQ_OPSET
+from .rules import MIN_QDQ_OPSET, QDQ_OPS
 from .runner import check_session_opens, create_session
 
 log = logging.getLogger("qdqtool")
@@ -132,8 +133,12 @@ def fix_file(model_path, output_path, config: FixConfig | None = None, data: Dat
     """The whole command. dry_run writes nothing; an empty plan writes the input bytes unchanged (idempotence)."""
     config, data = config or FixConfig(), data or DataConfig()
     if output_path is not None:
-        refuse_overwriting_input(model_path, output_path)
-    qdq = read_qdq(load_model(model_path))
+        check_output_path(model_path, output_path)
+    model = load_model(model_path)
+    if not any(node.op_type in QDQ_OPS for node in model.graph.node):
+        raise ModelError(f"{model_path} has no QuantizeLinear/DequantizeLinear nodes, so there is no placement to "
+                         "repair; quantize an FP32 model with `qdqtool calibrate`")
+    qdq = read_qdq(model)
     result = fix_model(qdq, config, data)
     if dry_run or output_path is None:
         return result

@@ -16,7 +16,7 @@ import numpy as np
 
 from .build import BuildConfig, BuildResult
 from .errors import BackendUnavailable, ModelError, QdqError
-from .fileio import refuse_overwriting_input, write_bytes_atomically
+from .fileio import check_output_path, write_bytes_atomically
 from .layerinfo import parse_layer_info_text
 from .layers import LatencyComparison, PrecisionReport
 from .prepare import load_model, refuse_integer_kernels
@@ -161,7 +161,7 @@ def build_with_tensorrt(config: BuildConfig) -> BuildResult:
     """Parse, build (strongly or weakly typed per version), write the engine atomically, report layer precisions."""
     trt = _import_tensorrt()
     plan = plan_network(version_major(trt.__version__), config.weakly_typed, config.fp16)
-    refuse_overwriting_input(config.model, config.engine)
+    check_output_path(config.model, config.engine)
     refuse_integer_kernels(load_model(config.model), str(config.model))
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)

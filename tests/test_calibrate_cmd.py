@@ -163,3 +163,11 @@ def test_dynamic_image_size_needs_size_option(tmp_path):
     assert_refused(invoke("calibrate", path, "--data", photos, "-o", out), out, "--size")
     assert invoke("calibrate", path, "--data", photos, "-o", out, "--size", "16").exit_code == 0
     assert out.exists()
+
+
+def test_missing_output_folder_is_refused_before_calibrating(resnet, tmp_path):
+    model, data = resnet
+    out = tmp_path / "no_such_folder" / "out.onnx"
+    result = invoke("calibrate", model, "--data", data, "-o", out)
+    assert result.exit_code == 1 and "does not exist" in result.stderr and "calibrating" not in result.stderr
+    assert not out.parent.exists()

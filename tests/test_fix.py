@@ -176,3 +176,12 @@ def _ranges(folder, amax):
     from qdqtool.ranges import TensorRange, save_ranges
 
     return save_ranges(folder / "ranges.json", [TensorRange(t, a, "max") for t, a in amax.items()])
+
+
+def test_fix_refuses_a_model_without_qdq(tmp_path):
+    path = tmp_path / "float.onnx"
+    onnx.save(tiny.resnet_block(), path)
+    out = tmp_path / "out.onnx"
+    with pytest.raises(ModelError, match="calibrate"):
+        fix_file(path, out)
+    assert not out.exists()
