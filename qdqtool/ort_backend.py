@@ -25,7 +25,7 @@ from .ort_lowering import (
 from .ort_precision import map_node_precisions
 from .prepare import load_model, refuse_integer_kernels
 from .rules import QDQ_OPS
-from .runner import create_session, default_providers
+from .runner import create_session, default_providers, onnxruntime_version
 
 log = logging.getLogger("qdqtool")
 
@@ -149,9 +149,7 @@ def build_with_onnxruntime(config: BuildConfig) -> BuildResult:
     lowered, lowering_notes = lower_for_onnxruntime(model, amax)
     providers = default_providers()
     session, optimized = _build_and_save(lowered, config.engine, providers)
-    import onnxruntime
-
-    report = make_report(f"onnxruntime {onnxruntime.__version__} ({', '.join(session.get_providers())})",
+    report = make_report(f"onnxruntime {onnxruntime_version()} ({', '.join(session.get_providers())})",
                          str(config.model), map_node_precisions(optimized),
                          notes + range_notes + lowering_notes,
                          [i.name for i in session.get_inputs()] + [o.name for o in session.get_outputs()])

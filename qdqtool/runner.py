@@ -23,6 +23,10 @@ def _ort():
     return onnxruntime
 
 
+def onnxruntime_version() -> str:
+    return str(_ort().__version__)
+
+
 def available_providers() -> List[str]:
     return list(_ort().get_available_providers())
 
