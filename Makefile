@@ -36,6 +36,7 @@ demo: $(STAMP) $(ASSETS)
 	$(BIN)/qdqtool check $(OUT)/yolov8n.qdq.onnx --fail-on float-add,requant-concat
 	@echo "== 3/3 build: TensorRT if present with a GPU, else ONNX Runtime; per-layer precision"
 	$(BIN)/qdqtool build $(OUT)/yolov8n.qdq.onnx -o $(OUT)/yolov8n.engine $(DEMO_DATA) --runs 20 \
+		--ranges $(OUT)/yolov8n.qdq.ranges.json \
 		--report $(OUT)/yolov8n.layers.json --summary-only
 
 bench: $(STAMP) $(ASSETS)

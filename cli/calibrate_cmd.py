@@ -71,3 +71,7 @@ def calibrate_command(ctx: click.Context, model: Path, output: Path, method: str
         click.echo(f"note: {note}")
     for line in summary_lines(summary):
         click.echo(line)
+    change = summary["output_change"]
+    if change["samples"]:
+        click.echo(f"outputs vs FP32 on {change['samples']} calibration samples: {100 * change['relative_l2']:.1f}% "
+                   "relative L2 change (--keep-float N keeps the N most harmful quantizers' consumers float)")

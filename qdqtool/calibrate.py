@@ -20,7 +20,7 @@ from .placement import PlacementConfig, PlacementPlan, group_amax, plan_placemen
 from .prepare import load_model, prepare_float_model, refuse_existing_qdq
 from .ranges import TensorRange, amax_map, save_ranges
 from .runner import check_session_opens
-from .sensitivity import keep_float_nodes, measure_sensitivity
+from .sensitivity import keep_float_nodes, measure_sensitivity, quantized_output_change
 from .summary import plan_summary
 from .trtcache import DEFAULT_VERSION_TAG, write_calibration_cache
 
@@ -55,12 +55,20 @@ class CalibrationResult:
     tensor_amax: Dict[str, float]
     samples: int
     notes: List[str]
+    output_change: float = 0.0      # relative L2 change of the outputs vs FP32 on a few calibration samples
+    output_change_samples: int = 0
 
     def summary(self) -> Dict[str, object]:
         summary = plan_summary(self.plan)
         summary["samples"] = self.samples
         summary["notes"] = list(self.notes)
+        summary["output_change"] = {"relative_l2": round(self.output_change, 6), "samples": self.output_change_samples}
         return summary
+
+
+def weighted_outputs(view: GraphView, plan: PlacementPlan) -> List[str]:
+    """Outputs of the weighted ops the plan quantizes: their max ranges go to the ranges file for ONNX Runtime."""
+    return [view.by_name[d.node].output[0] for d in plan.decisions_for("weighted") if d.outcome == "int8"]
 
 
 def calibrate_model(model: onnx.ModelProto, samples: SampleSet, config: CalibrationConfig = CalibrationConfig(),
@@ -73,7 +81,8 @@ def calibrate_model(model: onnx.ModelProto, samples: SampleSet, config: Calibrat
     first = plan_placement(view, config.placement)
     log.info("observing %d tensors for %d quantizers", len(first.observe), len(first.quantized_tensors()))
     ranges = collect_ranges(model, first.observe, samples.batches(config.batch_size), config.method,
-                            percentile=config.percentile, progress=progress)
+                            percentile=config.percentile, progress=progress,
+                            max_only=weighted_outputs(view, first))
     ranges = unclipped_model_inputs(ranges, view.input_names)
     plan = plan_placement(view, config.placement, amax_map(ranges))
     tensor_amax = group_amax(plan, amax_map(ranges))
@@ -88,7 +97,9 @@ def calibrate_model(model: onnx.ModelProto, samples: SampleSet, config: Calibrat
         plan = plan_placement(view, placement, amax_map(ranges))
         tensor_amax = group_amax(plan, amax_map(ranges))
     quantized = apply_plan(model, plan, tensor_amax)
-    return CalibrationResult(quantized, plan, ranges, tensor_amax, len(samples), notes)
+    feeds = list(islice(iter(samples), config.sensitivity_samples))
+    change = quantized_output_change(model, quantized, feeds)
+    return CalibrationResult(quantized, plan, ranges, tensor_amax, len(samples), notes, change, len(feeds))
 
 
 def unclipped_model_inputs(ranges: Dict[str, TensorRange], input_names) -> Dict[str, TensorRange]:

@@ -43,13 +43,18 @@ def collect_ranges(
     percentile: float = 99.99,
     progress: Optional[Progress] = None,
     providers: Optional[Sequence[str]] = None,
+    max_only: Sequence[str] = (),
 ) -> Dict[str, TensorRange]:
-    """Run every sample (or batch) once and return a calibrated range per tensor. Memory is one batch at a time."""
-    names = sorted(set(tensors))
+    """Run every sample (or batch) once and return a calibrated range per tensor. Memory is one batch at a time.
+
+    Tensors in max_only (and not in tensors) get the cheap max observer: ranges kept for reports and backends."""
+    methods = {name: "max" for name in max_only}
+    methods.update({name: method for name in tensors})
+    names = sorted(methods)
     if not names:
         return {}
     session = create_session(expose_tensors(model, names), optimize=False, providers=providers)
-    observers = {name: make_observer(method, percentile=percentile) for name in names}
+    observers = {name: make_observer(methods[name], percentile=percentile) for name in names}
     batches = 0
     for feeds in samples:
         values = session.run(names, dict(feeds))
@@ -67,6 +72,6 @@ def collect_ranges(
         if not np.isfinite(amax):
             raise DataError(f"tensor {name} took non-finite values during calibration; check the data and "
                             "preprocessing (scale/mean/std)")
-        ranges[name] = TensorRange(name, amax, method, float(observer.observed_max))
+        ranges[name] = TensorRange(name, amax, methods[name], float(observer.observed_max))
     log.info("collected %s ranges of %d tensors over %d batches", method, len(ranges), batches)
     return ranges

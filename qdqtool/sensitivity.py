@@ -34,6 +34,15 @@ def output_change(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarra
     return total
 
 
+def quantized_output_change(model: onnx.ModelProto, quantized: onnx.ModelProto,
+                            feeds: Sequence[Dict[str, np.ndarray]]) -> float:
+    """Mean over feeds of output_change between the float and the quantized model (0.0 without feeds)."""
+    if not feeds:
+        return 0.0
+    reference, candidate = create_session(model), create_session(quantized)
+    return float(np.mean([output_change(reference.run(None, f), candidate.run(None, f)) for f in feeds]))
+
+
 def measure_sensitivity(model: onnx.ModelProto, plan: PlacementPlan, tensor_amax: Mapping[str, float],
                         feeds: Sequence[Dict[str, np.ndarray]],
                         progress: Optional[Callable[[int], None]] = None) -> List[Sensitivity]:
