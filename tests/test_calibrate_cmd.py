@@ -111,33 +111,29 @@ def test_refuses_a_model_that_already_has_qdq(tmp_path, resnet):
     assert_refused(invoke("calibrate", first, "--data", data, "-o", out), out, "fix-residuals")
 
 
-def test_refuses_empty_data_folder(tmp_path, resnet):
-    model, _ = resnet
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    out = tmp_path / "out.onnx"
-    assert_refused(invoke("calibrate", model, "--data", empty, "-o", out), out, "empty")
+def no_files(folder):
+    pass
 
 
-def test_refuses_data_that_does_not_match_the_model(tmp_path, resnet):
-    model, _ = resnet
-    wrong = tmp_path / "wrong"
-    wrong.mkdir()
-    np.save(wrong / "a.npy", np.zeros((1, 3, 8, 8), np.float32))
-    out = tmp_path / "out.onnx"
-    assert_refused(invoke("calibrate", model, "--data", wrong, "-o", out), out, "shape")
+def wrong_shape(folder):
+    np.save(folder / "a.npy", np.zeros((1, 3, 8, 8), np.float32))
 
 
-def test_refuses_nan_in_the_data(tmp_path, resnet):
-    model, _ = resnet
-    bad = tmp_path / "nan"
-    bad.mkdir()
+def nan_in_second_sample(folder):
     sample = np.zeros((1, 4, 8, 8), np.float32)
-    np.save(bad / "a.npy", sample)
+    np.save(folder / "a.npy", sample)
     sample[0, 0, 0, 0] = np.nan
-    np.save(bad / "b.npy", sample)
+    np.save(folder / "b.npy", sample)
+
+
+@pytest.mark.parametrize("fill,phrase", [(no_files, "empty"), (wrong_shape, "shape"), (nan_in_second_sample, "b.npy")])
+def test_refuses_unusable_data(tmp_path, resnet, fill, phrase):
+    model, _ = resnet
+    folder = tmp_path / "data_in_question"
+    folder.mkdir()
+    fill(folder)
     out = tmp_path / "out.onnx"
-    assert_refused(invoke("calibrate", model, "--data", bad, "-o", out), out, "b.npy")
+    assert_refused(invoke("calibrate", model, "--data", folder, "-o", out), out, phrase)
 
 
 def test_refuses_output_equal_to_input(resnet):
