@@ -153,16 +153,15 @@ class _Repairs:
             around = bool(self.analysis.out_scales(node.output[0])) or any(
                 self.analysis.in_scale(node.name, i) is not None for i, _ in self.analysis.activation_inputs(node))
             spread = self.spread(inputs)
-            # both range-spread branches of placement end their reason with "(rule 4)"; "feeds no INT8 op" does not
             spread_too_wide = spread is not None and spread > self.config.placement.concat_ratio
-            too_wide = "(rule 4)" in decision.reason or spread_too_wide
+            too_wide = decision.cause == "range-spread" or spread_too_wide
             if not too_wide:
                 if around:  # the model quantizes it anyway: TensorRT then needs one scale around it
                     self.extra_groups.append(self.commuting_closure([node.output[0], *inputs]))
                 else:
                     self.kept.append(f"{decision.node}: Concat left as it is ({decision.reason})")
                 continue
-            why = decision.reason if "(rule 4)" in decision.reason else (
+            why = decision.reason if decision.cause == "range-spread" else (
                 f"input ranges differ {spread:.1f}x (> {self.config.placement.concat_ratio:g}x): one int8 scale "
                 "would crush the small-range inputs (rule 4)")
             reason = f"Concat {node.name} stays float: {why}"

@@ -59,6 +59,7 @@ class Decision:
     outcome: str
     reason: str
     tensors: Tuple[str, ...] = ()
+    cause: str = ""     # a machine-readable cause where one matters to callers: "range-spread"
 
 
 @dataclass(frozen=True)
@@ -127,8 +128,8 @@ class _Planner:
     def quantize(self, tensor: str, node, index: int, rule: str) -> None:
         self.inputs.setdefault((node.name, index), QuantizedInput(tensor, node.name, index, rule))
 
-    def decide(self, node, rule: str, outcome: str, reason: str, tensors: Iterable[str] = ()) -> None:
-        self.decisions.append(Decision(node.name, node.op_type, rule, outcome, reason, tuple(tensors)))
+    def decide(self, node, rule: str, outcome: str, reason: str, tensors: Iterable[str] = (), cause: str = "") -> None:
+        self.decisions.append(Decision(node.name, node.op_type, rule, outcome, reason, tuple(tensors), cause))
 
     def activation_inputs(self, node) -> List[Tuple[int, str]]:
         return [(i, t) for i, t in enumerate(node.input)
@@ -266,7 +267,8 @@ class _Planner:
                 mixed = ratio is not None and ratio > self.config.concat_ratio
                 why = (f"; {ratio_text} (> {self.config.concat_ratio:g}x), so one int8 scale would also crush the "
                        "small-range inputs" if mixed else f" ({ratio_text})")
-                self.decide(node, "concat", "float", f"output feeds no INT8 op{why}", inputs)
+                self.decide(node, "concat", "float", f"output feeds no INT8 op{why}", inputs,
+                            "range-spread" if mixed else "")
                 continue
             members = self.groups.members(node.output[0]) | set().union(*(self.groups.members(t) for t in inputs))
             self.observe.update(members)
@@ -274,12 +276,13 @@ class _Planner:
             if ratio is not None and ratio > self.config.concat_ratio:
                 self.decide(node, "concat", "float",
                             f"{ratio_text} (> {self.config.concat_ratio:g}x): one int8 scale would crush the "
-                            "small-range inputs, so the Concat stays float (rule 4)", inputs)
+                            "small-range inputs, so the Concat stays float (rule 4)", inputs, "range-spread")
                 continue
             if group_ratio is not None and group_ratio > self.config.concat_ratio:
                 self.decide(node, "concat", "float",
                             f"sharing one scale with the tensors already tied to it would span {group_ratio:.1f}x "
-                            f"(> {self.config.concat_ratio:g}x), so the Concat stays float (rule 4)", inputs)
+                            f"(> {self.config.concat_ratio:g}x), so the Concat stays float (rule 4)", inputs,
+                            "range-spread")
                 continue
             self.groups.union([node.output[0], *inputs])
             self.decide(node, "concat", "int8",

@@ -128,3 +128,12 @@ def test_exclude_and_op_types_narrow_the_plan():
 def test_invalid_modes_are_rejected():
     with pytest.raises(ValueError):
         plan_placement(GraphView(tiny.resnet_block()), PlacementConfig(residual_mode="all"))
+
+
+def test_range_spread_is_a_machine_readable_cause():
+    plan = plan_placement(GraphView(tiny.mixed_range_concat(100.0)),
+                          ranges={"scale_up_out": 100.0, "sigmoid_out": 1.0, "head_cat_out": 100.0})
+    assert only(plan, "concat").cause == "range-spread"
+    calm = plan_placement(GraphView(tiny.mixed_range_concat(2.0, into_conv=False)),
+                          ranges={"scale_up_out": 2.0, "sigmoid_out": 1.0})
+    assert only(calm, "concat").cause == ""
