@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+import tiny
 from onnx import TensorProto, helper, numpy_helper
 
 from qdqtool.build import BuildConfig
@@ -61,7 +62,7 @@ def tiny_trt_placed_model() -> onnx.ModelProto:
               helper.make_node("Sigmoid", ["sum"], ["y"], name="head_sigmoid")]
     graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, SHAPE)],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 16, 16])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model = tiny.make_model(graph)
     onnx.checker.check_model(model)
     return model
 
@@ -162,7 +163,7 @@ def test_refusals(tmp_path):
     node = helper.make_node("DynamicQuantizeLinear", ["x"], ["q", "s", "z"], name="dq")
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
                               [helper.make_tensor_value_info("q", TensorProto.UINT8, [1])])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "int.onnx")
+    onnx.save(tiny.make_model(graph), tmp_path / "int.onnx")
     with pytest.raises(ModelError, match="FP32 model"):
         build_with_onnxruntime(BuildConfig(model=tmp_path / "int.onnx", engine=tmp_path / "e.onnx", backend="ort"))
 

@@ -55,7 +55,7 @@ def _qdq_graph(zero_point: int, activation_scale: np.ndarray):
              helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_z"], ["w"], axis=0),
              helper.make_node("Conv", ["xd", "w"], ["y"])]
     graph = helper.make_graph(nodes, "g", [x], [y], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    return tiny.make_model(graph)
 
 
 def test_int8_weights_become_float_and_unnamed_nodes_get_names():

@@ -8,6 +8,7 @@ import importlib.util
 import numpy as np
 import onnx
 import pytest
+import tiny
 from onnx import TensorProto, helper, numpy_helper
 
 from qdqtool.build import BuildConfig, choose_backend
@@ -107,7 +108,7 @@ def _tiny_qdq_conv(path):
              helper.make_node("Relu", ["c"], ["y"], name="relu")]
     graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 32, 32])], inits)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    onnx.save(tiny.make_model(graph), path)
 
 
 @pytest.mark.gpu

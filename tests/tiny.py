@@ -10,6 +10,17 @@ from onnx import TensorProto, helper, numpy_helper
 
 from qdqtool import data
 
+IR_VERSION = 8  # old enough for every onnxruntime this project supports (1.20 reads up to IR 10)
+
+
+def make_model(graph: onnx.GraphProto, opset: int = 13, extra_opsets=()) -> onnx.ModelProto:
+    """helper.make_model with a fixed IR version: onnx's default follows the newest onnx, which an older
+    onnxruntime refuses ("Unsupported model IR version")."""
+    opsets = [helper.make_opsetid("", opset), *(helper.make_opsetid(d, v) for d, v in extra_opsets)]
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = IR_VERSION
+    return model
+
 
 class Builder:
     """Append nodes with named outputs; weights become initializers. Shapes are NCHW float32."""
@@ -53,8 +64,7 @@ class Builder:
         graph = helper.make_graph(self.nodes, "tiny", self.inputs,
                                   [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
                                   self.inits)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)])
-        model.ir_version = 8
+        model = make_model(graph, self.opset)
         return onnx.shape_inference.infer_shapes(model)
 
 
