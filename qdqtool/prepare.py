@@ -121,12 +121,12 @@ def prepare_float_model(model: onnx.ModelProto, source: str = "the model") -> Tu
     prepared.CopyFrom(model)
     notes: List[str] = []
     opset = default_opset(prepared)
+    prepared = upgrade_opset(prepared, MIN_QDQ_OPSET)  # first: the converter itself may add Constant nodes
+    if default_opset(prepared) != opset:
+        notes.append(f"opset {opset} converted to {default_opset(prepared)}")
     moved = constants_to_initializers(prepared.graph)
     if moved:
         notes.append(f"{moved} Constant nodes treated as weights (initializers)")
-    prepared = upgrade_opset(prepared, MIN_QDQ_OPSET)
-    if default_opset(prepared) != opset:
-        notes.append(f"opset {opset} converted to {default_opset(prepared)}")
     renamed = name_nodes(prepared.graph)
     if renamed:
         notes.append(f"{renamed} unnamed nodes given names")
