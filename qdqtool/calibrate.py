@@ -20,7 +20,7 @@ from .placement import PlacementConfig, PlacementPlan, group_amax, plan_placemen
 from .prepare import load_model, prepare_float_model, refuse_existing_qdq
 from .ranges import TensorRange, amax_map, save_ranges
 from .runner import check_session_opens
-from .sensitivity import keep_float_nodes, measure_sensitivity, quantized_output_change
+from .sensitivity import keep_float_nodes, mean_output_change, measure_sensitivity, model_outputs
 from .summary import plan_summary
 from .trtcache import DEFAULT_VERSION_TAG, write_calibration_cache
 
@@ -84,21 +84,22 @@ def calibrate_model(model: onnx.ModelProto, samples: SampleSet, config: Calibrat
                             percentile=config.percentile, progress=progress,
                             max_only=weighted_outputs(view, first))
     ranges = unclipped_model_inputs(ranges, view.input_names)
-    plan = plan_placement(view, config.placement, amax_map(ranges))
-    tensor_amax = group_amax(plan, amax_map(ranges))
+    amax = amax_map(ranges)
+    plan = plan_placement(view, config.placement, amax)
+    tensor_amax = group_amax(plan, amax)
     notes = list(notes or [])
+    feeds = list(islice(iter(samples), config.sensitivity_samples))
+    references = model_outputs(model, feeds)
     if config.keep_float > 0:
-        feeds = list(islice(iter(samples), config.sensitivity_samples))
-        ranked = measure_sensitivity(model, plan, tensor_amax, feeds)
+        ranked = measure_sensitivity(model, plan, tensor_amax, feeds, references)
         kept = keep_float_nodes(ranked, config.keep_float)
         notes += [f"kept float by sensitivity: {s.tensor} -> {', '.join(s.consumers)} ({100 * s.error:.1f}% output "
                   "change)" for s in ranked[:config.keep_float]]
         placement = replace(config.placement, keep_float=config.placement.keep_float + kept)
-        plan = plan_placement(view, placement, amax_map(ranges))
-        tensor_amax = group_amax(plan, amax_map(ranges))
+        plan = plan_placement(view, placement, amax)
+        tensor_amax = group_amax(plan, amax)
     quantized = apply_plan(model, plan, tensor_amax)
-    feeds = list(islice(iter(samples), config.sensitivity_samples))
-    change = quantized_output_change(model, quantized, feeds)
+    change = mean_output_change(quantized, feeds, references)
     return CalibrationResult(quantized, plan, ranges, tensor_amax, len(samples), notes, change, len(feeds))
 
 

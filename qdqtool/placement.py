@@ -116,14 +116,11 @@ class _Planner:
         self.groups = _Groups()
         self.observe: Set[str] = set()
         self.int8_convs: Set[str] = set()
+        self.kept_float: Dict[str, str] = dict(config.keep_float)
 
     # --- helpers --------------------------------------------------------------------------------------------
     def excluded(self, name: str) -> bool:
         return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.config.exclude) or name in self.kept_float
-
-    @property
-    def kept_float(self) -> Dict[str, str]:
-        return dict(self.config.keep_float)
 
     def quantize(self, tensor: str, node, index: int, rule: str) -> None:
         self.inputs.setdefault((node.name, index), QuantizedInput(tensor, node.name, index, rule))

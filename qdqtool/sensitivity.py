@@ -34,27 +34,32 @@ def output_change(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarra
     return total
 
 
-def quantized_output_change(model: onnx.ModelProto, quantized: onnx.ModelProto,
-                            feeds: Sequence[Dict[str, np.ndarray]]) -> float:
-    """Mean over feeds of output_change between the float and the quantized model (0.0 without feeds)."""
+Outputs = List[np.ndarray]
+
+
+def model_outputs(model: onnx.ModelProto, feeds: Sequence[Dict[str, np.ndarray]]) -> List[Outputs]:
+    """Every output of the model for each feed (the FP32 reference is run once and shared)."""
+    session = create_session(model)
+    return [session.run(None, feed) for feed in feeds]
+
+
+def mean_output_change(model: onnx.ModelProto, feeds: Sequence[Dict[str, np.ndarray]],
+                       references: Sequence[Outputs]) -> float:
+    """Mean over feeds of output_change between the references and this model (0.0 without feeds)."""
     if not feeds:
         return 0.0
-    reference, candidate = create_session(model), create_session(quantized)
-    return float(np.mean([output_change(reference.run(None, f), candidate.run(None, f)) for f in feeds]))
+    return float(np.mean([output_change(ref, got) for ref, got in zip(references, model_outputs(model, feeds))]))
 
 
 def measure_sensitivity(model: onnx.ModelProto, plan: PlacementPlan, tensor_amax: Mapping[str, float],
-                        feeds: Sequence[Dict[str, np.ndarray]],
+                        feeds: Sequence[Dict[str, np.ndarray]], references: Sequence[Outputs],
                         progress: Optional[Callable[[int], None]] = None) -> List[Sensitivity]:
     """Each quantized activation tensor alone, most harmful first. Weights stay float during the measurement."""
-    reference_session = create_session(model)
-    references = [reference_session.run(None, feed) for feed in feeds]
     results = []
     for tensor in plan.quantized_tensors():
         edges = tuple(q for q in plan.inputs if q.tensor == tensor)
         single = apply_plan(model, replace(plan, inputs=edges, weights=()), tensor_amax)
-        session = create_session(single)
-        error = float(np.mean([output_change(ref, session.run(None, feed)) for ref, feed in zip(references, feeds)]))
+        error = mean_output_change(single, feeds, references)
         results.append(Sensitivity(tensor, tuple(sorted({q.node for q in edges})), error))
         if progress is not None:
             progress(1)

@@ -78,8 +78,8 @@ def detection_agreement(reference_output: np.ndarray, candidate_output: np.ndarr
     ref_hi, cand_hi = yolo_detections(reference_output, conf), yolo_detections(candidate_output, conf)
     ref_lo = yolo_detections(reference_output, conf - score_tolerance)
     cand_lo = yolo_detections(candidate_output, conf - score_tolerance)
-    found_ref = len(match_detections(ref_hi, cand_lo)[0])
+    pairs = match_detections(ref_hi, cand_lo)[0]
     found_cand = len(match_detections(cand_hi, ref_lo)[0])
     total = len(ref_hi) + len(cand_hi)
-    f1 = 1.0 if total == 0 else (found_ref + found_cand) / total
-    return f1, match_detections(ref_hi, cand_lo)[0], len(ref_hi), len(cand_hi)
+    f1 = 1.0 if total == 0 else (len(pairs) + found_cand) / total
+    return f1, pairs, len(ref_hi), len(cand_hi)
