@@ -53,10 +53,11 @@ def build_command(model: Path, engine: Path, backend: str, shapes: tuple, worksp
         preprocess=samples.preprocess,
     )
     result = build_engine(config)
+    payload = {**result.report.to_json(), "engine": str(result.engine)}
     if report_path is not None:
-        write_json_atomically(report_path, {**result.report.to_json(), "engine": str(result.engine)})
+        write_json_atomically(report_path, payload)
     if as_json:
-        emit_json({**result.report.to_json(), "engine": str(result.engine)})
+        emit_json(payload)
     else:
         click.echo(report_text(result.report, not summary_only))
         click.echo(f"engine: {result.engine} (built with {result.report.backend})")

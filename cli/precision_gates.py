@@ -7,11 +7,10 @@ from collections.abc import Callable, Sequence
 import click
 
 from qdqtool.errors import QdqError
-from qdqtool.gates import GATES, describe_violations
+from qdqtool.gates import GATES, NAME_ONLY_GATES, describe_violations
 from qdqtool.layers import PrecisionReport
 
 GATE_EXIT_STATUS = 3
-NAME_ONLY_GATES = frozenset({"reformat"})  # the only gate a names-only layer file can judge
 
 
 def report_options(command: Callable) -> Callable:

@@ -15,7 +15,7 @@ from .fusion import conv_behind, gated_activation_input
 from .graph import GraphView
 from .placement import PlacementConfig
 from .qdqview import GRAPH_OUTPUT, Edge, Problem, QdqView, Quantizer
-from .rules import FUSIBLE_EPILOGUES, WEIGHTED_OPS, is_commuting
+from .rules import CONV_OPS, FUSIBLE_EPILOGUES, WEIGHTED_OPS, is_commuting
 
 MAX_WALK = 16
 SCALE_TOLERANCE = 1e-5
@@ -167,7 +167,7 @@ class Analysis:
         current = add.input[index]
         for _ in range(MAX_WALK):
             node = self.view.producer(current)
-            if node is None or node.op_type in ("Conv", "ConvTranspose"):
+            if node is None or node.op_type in CONV_OPS:
                 break
             nodes.append(node.name)
             if node.op_type in FUSIBLE_EPILOGUES:
@@ -239,9 +239,8 @@ class Analysis:
             if not dq:
                 return Finding("float-region", node.name, "Concat", "no Q/DQ on its inputs or output: float by "
                                "design (rule 4)", (node.name,))
-            extra = f"; its DQ inputs ({', '.join(dq)}) are dequantized first" if dq else ""
-            return Finding("float-concat", node.name, "Concat", f"output meets no Q: runs in float (rule 4){extra}",
-                           (node.name,))
+            return Finding("float-concat", node.name, "Concat", "output meets no Q: runs in float (rule 4); "
+                           f"its DQ inputs ({', '.join(dq)}) are dequantized first", (node.name,))
         target = max(outs)
         issues = [f"output quantized at {len(outs)} scales"] if len(outs) > 1 else []
         for index, tensor in inputs:

@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .gates import GATES
+from .gates import GATES, NAME_ONLY_GATES
 from .layerinfo import onnx_nodes_of
 from .layers import PrecisionReport
-
-NAME_ONLY_GATES = frozenset({"reformat"})  # the only gate a names-only layer file can count
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .check import Analysis, CheckReport, same_scale
 from .edits import scale_from_amax
@@ -86,11 +86,8 @@ class _Repairs:
         ranges = {t: amax for t, (amax, _) in self.existing.items()}
         ranges.update(self.measured)
         self.ranges = ranges
-        placement = self.config.placement
         standalone = "int8" if self.config.standalone_add == "int8" else "float"
-        config = PlacementConfig(placement.residual_mode, placement.concat_ratio, standalone, placement.op_types,
-                                 placement.exclude)
-        return plan_placement(self.view, config, ranges)
+        return plan_placement(self.view, replace(self.config.placement, standalone_add=standalone), ranges)
 
     def remove(self, edge: Edge, reason: str) -> None:
         if edge in self.qdq.edges:

@@ -13,6 +13,7 @@ GATES: dict[str, str] = {
     "reformat": "any Reformat layer (a Q/DQ TensorRT could not fuse, or a layout/precision conversion)",
     "float-conv": "a convolution, Gemm or MatMul not running in INT8",
 }
+NAME_ONLY_GATES = frozenset({"reformat"})  # the only gate a names-only layer file (no precisions) can judge
 
 
 def parse_gates(text: str) -> tuple[str, ...]:

@@ -18,7 +18,6 @@ FLOAT_PRECISIONS = frozenset({"fp32", "fp16", "bf16", "fp64"})
 WEIGHTED_TYPE_WORDS = ("conv", "gemm", "matmul", "matrixmultiply", "fullyconnected")
 REFORMAT_LAYER_TYPES = frozenset({"Reformat", "MyelinReformat", "QuantizeLinear", "DequantizeLinear"})
 REFORMAT_NAME_PREFIXES = ("Reformatting CopyNode",)
-SCALE_LAYER_TYPES = frozenset({"Scale"})
 
 
 def _op_token(op: str) -> re.Pattern:

@@ -24,6 +24,7 @@ from .ort_lowering import (
 )
 from .ort_precision import map_node_precisions
 from .prepare import load_model, refuse_integer_kernels
+from .qdqview import strip_qdq
 from .rules import QDQ_OPS
 from .runner import create_session, default_providers, onnxruntime_version
 
@@ -106,21 +107,15 @@ def _feeds(model: onnx.ModelProto, config: BuildConfig, samples) -> dict[str, np
     return feeds
 
 
-def _reference_model(model: onnx.ModelProto, config: BuildConfig) -> tuple[onnx.ModelProto | None, str]:
+def _reference_model(model: onnx.ModelProto, config: BuildConfig) -> tuple[onnx.ModelProto, str]:
     if config.reference is not None:
         return load_model(config.reference), str(config.reference)
-    try:
-        from .qdqview import strip_qdq
-    except ImportError:
-        return None, ""
     return strip_qdq(model), "the model without Q/DQ (FP32)"
 
 
 def _latency(int8_session, model: onnx.ModelProto, config: BuildConfig, feeds, providers) -> LatencyComparison:
     engine = measure_latency(lambda: int8_session.run(None, feeds), config.runs, config.warmup)
     reference, reference_name = _reference_model(model, config)
-    if reference is None:
-        return LatencyComparison(engine)
     reference_session = create_session(reference, optimize=True, providers=providers)
     timed = measure_latency(lambda: reference_session.run(None, feeds), config.runs, config.warmup)
     return LatencyComparison(engine, timed, reference_name)

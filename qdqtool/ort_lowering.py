@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .edits import _Names, fresh_name, insert_after_producers, scale_from_amax
+from .edits import _Names, insert_after_producers, scale_from_amax
 from .graph import GraphView
 from .rules import DEQUANTIZE, QUANTIZE, WEIGHTED_OPS
 
@@ -86,8 +86,7 @@ def activations_to_uint8(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     lowered.CopyFrom(model)
     graph = lowered.graph
     view = GraphView(lowered)
-    used = {t.name for t in graph.initializer} | {name for node in graph.node for name in node.output}
-    zero_u8 = fresh_name(used, "ort_uint8_zero_point")
+    zero_u8 = _Names(lowered).fresh("ort_uint8_zero_point")
     converted = 0
     for node in view.nodes:
         if node.op_type != QUANTIZE or len(node.input) < 3 or view.is_constant(node.input[0]):

@@ -20,7 +20,6 @@ INTEGER_KERNELS = frozenset({"QGemm", "ConvInteger", "MatMulInteger", "DynamicQu
 INTEGER_KERNEL_PREFIX = "QLinear"
 SHAPE_OPS = frozenset({"Shape", "Size", "NonZero", "ArgMax", "ArgMin"})
 BOOL_OPS = frozenset({"Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Not", "And", "Or", "Xor", "IsNaN"})
-QUANTIZED_TYPES = frozenset({onnx.TensorProto.INT8, onnx.TensorProto.UINT8})
 PRECISION_OF_TYPE = {
     onnx.TensorProto.INT8: INT8, onnx.TensorProto.UINT8: INT8, onnx.TensorProto.FLOAT: "fp32",
     onnx.TensorProto.FLOAT16: "fp16", onnx.TensorProto.BFLOAT16: "bf16", onnx.TensorProto.INT32: "int32",

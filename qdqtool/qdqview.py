@@ -9,7 +9,7 @@ quantized graph output is keyed by (GRAPH_OUTPUT, output position).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
@@ -68,12 +68,6 @@ class QdqView:
     weights: dict[Edge, WeightQuantizer]
     problems: tuple[Problem, ...]
     renamed: dict[str, str]                  # original tensor name -> float-model name (quantized graph outputs)
-
-    def float_name(self, tensor: str) -> str:
-        return self.renamed.get(tensor, tensor)
-
-    def quantizers_of(self, tensor: str) -> list[tuple[Edge, Quantizer]]:
-        return [(edge, q) for edge, q in self.edges.items() if q.tensor == tensor]
 
 
 def _scalar_or_array(view: GraphView, tensor: str) -> np.ndarray | None:
@@ -248,16 +242,12 @@ def read_qdq(model: onnx.ModelProto) -> QdqView:
     renames = _output_renames(reader)
     float_model = _build_float_model(reader, renames)
     edges = {edge: _renamed(q, renames) for edge, q in reader.edges.items()}
-    weights = {edge: w for edge, w in reader.weights.items()}
-    return QdqView(named, float_model, edges, weights, tuple(reader.problems), renames)
+    return QdqView(named, float_model, edges, dict(reader.weights), tuple(reader.problems), renames)
 
 
 def _renamed(quantizer: Quantizer, renames: dict[str, str]) -> Quantizer:
     name = renames.get(quantizer.tensor, quantizer.tensor)
-    if name == quantizer.tensor:
-        return quantizer
-    return Quantizer(name, quantizer.scale, quantizer.zero_point, quantizer.q_node, quantizer.dq_node,
-                     quantizer.source, quantizer.per_channel)
+    return quantizer if name == quantizer.tensor else replace(quantizer, tensor=name)
 
 
 def strip_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
