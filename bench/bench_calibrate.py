@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from qdqtool.images import write_augmented_crops
+from qdqtool.samples.images import write_augmented_crops
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT / "calib_data" / "images"

@@ -9,10 +9,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from qdqtool.check import check_model
-from qdqtool.fix import plan_repairs
-from qdqtool.qdqview import read_qdq
-from qdqtool.repair_edits import apply_repairs
+from qdqtool.check.predict import check_model
+from qdqtool.onnxgraph.qdqview import read_qdq
+from qdqtool.repair.apply import apply_repairs
+from qdqtool.repair.plan import plan_repairs
 
 SIZES = (2_500, 5_000, 10_000)
 MODELS = Path(__file__).resolve().parents[1] / "calib_data" / "models"
@@ -70,7 +70,7 @@ def _ort_quantized(path: Path) -> onnx.ModelProto | None:
     """The real model quantized by ONNX Runtime (random calibration: timing only), or None if unavailable."""
     import tempfile
 
-    from qdqtool.prepare import constants_to_initializers
+    from qdqtool.onnxgraph.prepare import constants_to_initializers
 
     try:
         from onnxruntime.quantization import QuantFormat, quantize_static

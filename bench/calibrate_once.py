@@ -11,9 +11,9 @@ from pathlib import Path
 
 import onnx
 
-from qdqtool.calibrate import CalibrationConfig, CalibrationOutputs, calibrate_file
-from qdqtool.data import SampleSet, model_input_specs
-from qdqtool.images import PRESETS
+from qdqtool.calibrate.pipeline import CalibrationConfig, CalibrationOutputs, calibrate_file
+from qdqtool.samples.images import PRESETS
+from qdqtool.samples.sets import SampleSet, model_input_specs
 
 MODEL = Path(__file__).resolve().parents[1] / "calib_data" / "models" / "yolov8n_320.onnx"
 SIZE = 320

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from qdqtool.build import BACKENDS, BuildConfig, build_engine
+from qdqtool.build.pipeline import BACKENDS, BuildConfig, build_engine
+from qdqtool.build.shapes import parse_shapes
 from qdqtool.fileio import write_json_atomically
-from qdqtool.gates import parse_gates
-from qdqtool.shapes import parse_shapes
+from qdqtool.report.gates import parse_gates
 
 from .common import emit_json
 from .data_options import data_options, pop_data_options

@@ -1,4 +1,4 @@
-"""`qdqtool calibrate`: thin click shell over qdqtool.calibrate."""
+"""`qdqtool calibrate`: thin click shell over qdqtool.calibrate.pipeline."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from qdqtool.calibrate import CalibrationConfig, CalibrationOutputs, calibrate_file
+from qdqtool.calibrate.observers import METHODS
+from qdqtool.calibrate.pipeline import CalibrationConfig, CalibrationOutputs, calibrate_file
+from qdqtool.calibrate.summary import summary_lines
+from qdqtool.calibrate.trtcache import DEFAULT_VERSION_TAG
 from qdqtool.errors import DataError
-from qdqtool.observers import METHODS
-from qdqtool.summary import summary_lines
-from qdqtool.trtcache import DEFAULT_VERSION_TAG
 
 from .common import emit_json, progress_bar, quiet_from
 from .data_options import data_options, pop_data_options

@@ -1,4 +1,4 @@
-"""`qdqtool check MODEL.onnx`: thin click shell over qdqtool.check."""
+"""`qdqtool check MODEL.onnx`: thin click shell over qdqtool.check.predict."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from qdqtool.check import check_model, report_lines
-from qdqtool.gates import GATES, describe_violations, parse_gates
-from qdqtool.placement import RESIDUAL_MODES, PlacementConfig
-from qdqtool.prepare import load_model
-from qdqtool.qdqview import read_qdq
+from qdqtool.check.predict import check_model, report_lines
+from qdqtool.onnxgraph.prepare import load_model
+from qdqtool.onnxgraph.qdqview import read_qdq
+from qdqtool.placement.plan import RESIDUAL_MODES, PlacementConfig
+from qdqtool.report.gates import GATES, describe_violations, parse_gates
 
 from .common import emit_json
 from .precision_gates import GATE_EXIT_STATUS, exit_on_failed_gates

@@ -1,4 +1,4 @@
-"""`qdqtool fix-residuals IN.onnx -o OUT.onnx`: thin click shell over qdqtool.repair."""
+"""`qdqtool fix-residuals IN.onnx -o OUT.onnx`: thin click shell over qdqtool.repair.pipeline."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
+from qdqtool.calibrate.observers import METHODS
 from qdqtool.errors import OutputError
-from qdqtool.fix import STANDALONE_ADD_CHOICES, FixConfig
-from qdqtool.observers import METHODS
-from qdqtool.repair import DataConfig, FixResult, fix_file
+from qdqtool.repair.pipeline import DataConfig, FixResult, fix_file
+from qdqtool.repair.plan import STANDALONE_ADD_CHOICES, FixConfig
 
 from .common import emit_json
 from .data_options import data_options, pop_data_options

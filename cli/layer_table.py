@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from qdqtool.layers import PrecisionReport
+from qdqtool.report.layers import PrecisionReport
 
 NAME_WIDTH = 72
 TACTIC_WIDTH = 36

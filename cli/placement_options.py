@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import click
 
-from qdqtool.placement import RESIDUAL_MODES, PlacementConfig
-from qdqtool.rules import WEIGHTED_OPS
+from qdqtool.placement.plan import RESIDUAL_MODES, PlacementConfig
+from qdqtool.trt.rules import WEIGHTED_OPS
 
 _OPTIONS = (
     click.option("--residual-mode", type=click.Choice(RESIDUAL_MODES), default="skip", show_default=True,

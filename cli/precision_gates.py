@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 import click
 
 from qdqtool.errors import QdqError
-from qdqtool.gates import GATES, NAME_ONLY_GATES, describe_violations
-from qdqtool.layers import PrecisionReport
+from qdqtool.report.gates import GATES, NAME_ONLY_GATES, describe_violations
+from qdqtool.report.layers import PrecisionReport
 
 GATE_EXIT_STATUS = 3
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
-from qdqtool.compare import GateComparison, compare_with_prediction, predict_for_model
 from qdqtool.fileio import write_json_atomically
-from qdqtool.gates import parse_gates
-from qdqtool.layerinfo import read_layer_info
+from qdqtool.report.gates import parse_gates
+from qdqtool.report.layerinfo import read_layer_info
+from qdqtool.report.versus_check import GateComparison, compare_with_prediction, predict_for_model
 
 from .common import emit_json
 from .layer_table import report_text

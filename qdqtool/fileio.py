@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 import onnx
 
-from .errors import OutputError, QdqError
+from qdqtool.errors import OutputError, QdqError
 
 Validator = Callable[[Path], None]
 

@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 import onnx
 
-from .errors import ModelError, first_line
+from qdqtool.errors import ModelError, first_line
 
 log = logging.getLogger("qdqtool")
 

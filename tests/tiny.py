@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from qdqtool import data
+from qdqtool.samples import sets as data
 
 IR_VERSION = 8  # old enough for every onnxruntime this project supports (1.20 reads up to IR 10)
 

@@ -13,15 +13,15 @@ import numpy as np
 import onnx
 import tiny
 
-from qdqtool.edits import apply_plan
-from qdqtool.graph import GraphView
-from qdqtool.placement import PlacementPlan, QuantizedInput, QuantizedWeight
-from qdqtool.rules import WEIGHTED_OPS, weight_channel_axis
+from qdqtool.onnxgraph.graph import GraphView
+from qdqtool.placement.apply import apply_plan
+from qdqtool.placement.plan import PlacementPlan, QuantizedInput, QuantizedWeight
+from qdqtool.trt.rules import WEIGHTED_OPS, weight_channel_axis
 
 
 def float_ranges(model: onnx.ModelProto, seed: int = 0, runs: int = 3) -> dict[str, float]:
     """max |x| of every float tensor on a few random inputs (plain ONNX Runtime, all outputs exposed)."""
-    from qdqtool.collect import expose_tensors
+    from qdqtool.calibrate.collect import expose_tensors
     from qdqtool.runner import create_session
 
     view = GraphView(model)

@@ -1,0 +1,1 @@
+"""qdqtool build: configuration, backend choice, TensorRT and ONNX Runtime backends, latency."""

@@ -1,0 +1,169 @@
+"""ONNX Runtime build: lower the Q/DQ model for ONNX Runtime, save the optimised graph as the engine artifact,
+report each node's precision and time the INT8 session against an FP32 session in the same run."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from qdqtool.build.latency import measure_latency
+from qdqtool.build.ort_lowering import (
+    activations_to_uint8,
+    add_output_quantizers,
+    output_quantizer_candidates,
+)
+from qdqtool.build.ort_precision import map_node_precisions
+from qdqtool.build.pipeline import BuildConfig, BuildResult
+from qdqtool.errors import DataError, ModelError
+from qdqtool.fileio import atomic_output, check_output_path
+from qdqtool.onnxgraph.prepare import load_model, refuse_integer_kernels
+from qdqtool.onnxgraph.qdqview import strip_qdq
+from qdqtool.report.layers import LatencyComparison, PrecisionReport, make_report
+from qdqtool.runner import create_session, default_providers, onnxruntime_version
+from qdqtool.trt.rules import QDQ_OPS
+
+log = logging.getLogger("qdqtool")
+
+TRT_NOTE = "TensorRT does not need them: it fuses Conv+activation with the next consumer's quantizer"
+
+
+def _samples(model: onnx.ModelProto, config: BuildConfig):
+    """The SampleSet of --data (None without it); an NCHW image size comes from --shapes opt when --size is absent."""
+    if config.data_folder is None:
+        return None
+    from qdqtool.samples.sets import SampleSet, model_input_specs
+
+    specs = model_input_specs(model)
+    preprocess = config.preprocess
+    if preprocess.size is None and len(specs) == 1 and specs[0].name in config.shapes:
+        opt = config.shapes[specs[0].name].opt
+        if len(opt) == 4 and preprocess.layout == "NCHW":
+            preprocess = dataclasses.replace(preprocess, size=(opt[2], opt[3]))
+    return SampleSet(config.data_folder, specs, preprocess, config.max_samples or config.calibration_samples)
+
+
+def _output_ranges(model: onnx.ModelProto, config: BuildConfig, samples) -> tuple[dict[str, float], list[str]]:
+    """amax per weighted-op output: from --ranges first, then a quick max calibration on --data for the rest."""
+    wanted = output_quantizer_candidates(model)
+    amax: dict[str, float] = {}
+    notes = []
+    if config.ranges is not None:
+        from qdqtool.calibrate.ranges import load_ranges
+
+        known = load_ranges(config.ranges)
+        amax.update({name: known[name].amax for name in wanted if name in known})
+        notes.append(f"{len(amax)} of {len(wanted)} output ranges from {config.ranges}")
+    missing = [name for name in wanted if name not in amax]
+    if missing and samples is not None:
+        from qdqtool.calibrate.collect import collect_ranges
+
+        collected = collect_ranges(model, missing, iter(samples), method="max")
+        amax.update({name: r.amax for name, r in collected.items()})
+        notes.append(f"{len(collected)} output ranges from a max calibration on {len(samples)} samples of "
+                      f"{config.data_folder}")
+    return amax, notes
+
+
+def lower_for_onnxruntime(model: onnx.ModelProto, amax: Mapping[str, float]) -> tuple[onnx.ModelProto, list[str]]:
+    """The model ONNX Runtime builds, and notes saying what lowering changed and why."""
+    lowering = add_output_quantizers(model, amax)
+    lowered, converted = activations_to_uint8(lowering.model)
+    notes = [(f"ONNX Runtime lowering: added {len(lowering.added)} output quantizers (Q/DQ on weighted-op outputs) "
+              f"so ONNX Runtime fuses QLinearConv; {TRT_NOTE}")]
+    if lowering.missing:
+        notes.append(f"{len(lowering.missing)} weighted ops stay float in ONNX Runtime: no range for their outputs "
+                     f"({', '.join(lowering.missing[:5])}{', ...' if len(lowering.missing) > 5 else ''}); "
+                     "pass --data DIR (quick max calibration) or --ranges FILE holding those tensors")
+    if lowering.skipped:
+        notes.append(f"{len(lowering.skipped)} weighted ops produce graph outputs and were left unquantized")
+    if converted:
+        notes.append(f"{converted} int8 activation Q/DQ pairs given uint8 zero point 128 (same values) for "
+                     "ONNX Runtime's CPU kernels")
+    return lowered, notes
+
+
+def _feeds(model: onnx.ModelProto, config: BuildConfig, samples) -> dict[str, np.ndarray]:
+    """The latency input: the first sample of --data, else random data of the static shape or the --shapes opt shape."""
+    if samples is not None:
+        return dict(next(iter(samples)))
+    from qdqtool.samples.sets import model_input_specs
+
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for spec in model_input_specs(model):
+        profile = config.shapes.get(spec.name)
+        shape = profile.opt if profile is not None else spec.shape
+        if any(d is None for d in shape):
+            raise DataError(f"input {spec.name!r} has dynamic dimensions; pass --shapes {spec.name}:MIN/OPT/MAX "
+                            "(e.g. 1x3x320x320) or --data DIR for the latency input")
+        is_float = spec.dtype.kind == "f"
+        feeds[spec.name] = rng.random(shape).astype(spec.dtype) if is_float else np.zeros(shape, spec.dtype)
+    return feeds
+
+
+def _reference_model(model: onnx.ModelProto, config: BuildConfig) -> tuple[onnx.ModelProto, str]:
+    if config.reference is not None:
+        return load_model(config.reference), str(config.reference)
+    return strip_qdq(model), "the model without Q/DQ (FP32)"
+
+
+def _latency(int8_session, model: onnx.ModelProto, config: BuildConfig, feeds, providers) -> LatencyComparison:
+    engine = measure_latency(lambda: int8_session.run(None, feeds), config.runs, config.warmup)
+    reference, reference_name = _reference_model(model, config)
+    reference_session = create_session(reference, optimize=True, providers=providers)
+    timed = measure_latency(lambda: reference_session.run(None, feeds), config.runs, config.warmup)
+    return LatencyComparison(engine, timed, reference_name)
+
+
+def _float_node_note(report: PrecisionReport) -> str:
+    floats = Counter(layer.layer_type for layer in report.layers
+                     if not layer.is_reformat and layer.precision in ("fp32", "fp16"))
+    listed = ", ".join(f"{op} {count}" for op, count in floats.most_common())
+    return f"float nodes: {sum(floats.values())} ({listed})" if floats else "no float compute nodes"
+
+
+def build_with_onnxruntime(config: BuildConfig) -> BuildResult:
+    """Lower, build (optimise) and save atomically, map node precisions, time INT8 vs FP32."""
+    check_output_path(config.model, config.engine)
+    if config.reference is not None:
+        check_output_path(config.reference, config.engine)
+    model = load_model(config.model)
+    refuse_integer_kernels(model, str(config.model))
+    notes = []
+    if not any(node.op_type in QDQ_OPS for node in model.graph.node):
+        notes.append("the model has no Q/DQ nodes, so everything runs in float; run `qdqtool calibrate` first")
+    samples = _samples(model, config)
+    feeds = _feeds(model, config, samples) if config.measure_latency else None  # fail before building, not after
+    amax, range_notes = _output_ranges(model, config, samples)
+    lowered, lowering_notes = lower_for_onnxruntime(model, amax)
+    providers = default_providers()
+    session, optimized = _build_and_save(lowered, config.engine, providers)
+    report = make_report(f"onnxruntime {onnxruntime_version()} ({', '.join(session.get_providers())})",
+                         str(config.model), map_node_precisions(optimized),
+                         notes + range_notes + lowering_notes,
+                         [i.name for i in session.get_inputs()] + [o.name for o in session.get_outputs()])
+    report = report.with_notes(_float_node_note(report),
+                               "the engine artifact is ONNX Runtime's optimised graph; it may hold CPU-specific "
+                               "layouts (NCHWc) and is meant for this machine")
+    if config.measure_latency:
+        report = report.with_latency(_latency(session, model, config, feeds, providers))
+    return BuildResult(config.engine, "ort", report)
+
+
+def _build_and_save(model: onnx.ModelProto, engine: Path, providers):
+    """Create the session with ONNX Runtime writing its optimised graph to a temp file beside engine, then rename."""
+    with atomic_output(engine, suffix=".tmp.onnx") as tmp:
+        session = create_session(model, optimize=True, optimized_model_path=tmp, providers=providers)
+        try:
+            optimized = onnx.load(str(tmp))
+        except Exception as exc:  # protobuf raises DecodeError; anything else is equally fatal here
+            raise ModelError(f"ONNX Runtime wrote an unreadable optimised model ({exc.__class__.__name__}); "
+                             "try another onnxruntime version") from exc
+    log.info("wrote %s (ONNX Runtime optimised graph)", engine)
+    return session, optimized

@@ -1,0 +1,1 @@
+"""Post-training calibration: observers, activation collection, ranges, caches, sensitivity, pipeline."""

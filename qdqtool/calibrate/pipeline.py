@@ -1,0 +1,140 @@
+"""`qdqtool calibrate`: FP32 ONNX + real data -> Q/DQ ONNX placed by TensorRT's rules, ranges file, optional cache."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from itertools import islice
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import onnx
+
+from qdqtool.calibrate.collect import collect_ranges
+from qdqtool.calibrate.observers import METHODS
+from qdqtool.calibrate.ranges import TensorRange, amax_map, save_ranges
+from qdqtool.calibrate.sensitivity import keep_float_nodes, mean_output_change, measure_sensitivity, model_outputs
+from qdqtool.calibrate.summary import plan_summary
+from qdqtool.calibrate.trtcache import DEFAULT_VERSION_TAG, write_calibration_cache
+from qdqtool.fileio import check_output_path, save_model_atomically
+from qdqtool.onnxgraph.graph import GraphView
+from qdqtool.onnxgraph.prepare import load_model, prepare_float_model, refuse_existing_qdq
+from qdqtool.placement.apply import apply_plan, scale_from_amax
+from qdqtool.placement.plan import PlacementConfig, PlacementPlan, group_amax, plan_placement
+from qdqtool.runner import check_session_opens
+from qdqtool.samples.sets import Preprocess, SampleSet, model_input_specs
+
+log = logging.getLogger("qdqtool")
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    method: str = "percentile"
+    percentile: float = 99.99
+    batch_size: int = 8
+    max_samples: Optional[int] = None
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
+    keep_float: int = 0                  # keep the consumers of the N most harmful quantizers float
+    sensitivity_samples: int = 4         # calibration samples used to rank quantizers for keep_float
+
+
+@dataclass(frozen=True)
+class CalibrationOutputs:
+    model: Path
+    ranges: Optional[Path] = None
+    cache: Optional[Path] = None
+    cache_version_tag: str = DEFAULT_VERSION_TAG
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    model: onnx.ModelProto
+    plan: PlacementPlan
+    ranges: Dict[str, TensorRange]
+    tensor_amax: Dict[str, float]
+    samples: int
+    notes: List[str]
+    output_change: float = 0.0      # relative L2 change of the outputs vs FP32 on a few calibration samples
+    output_change_samples: int = 0
+
+    def summary(self) -> Dict[str, object]:
+        summary = plan_summary(self.plan)
+        summary["samples"] = self.samples
+        summary["notes"] = list(self.notes)
+        summary["output_change"] = {"relative_l2": round(self.output_change, 6), "samples": self.output_change_samples}
+        return summary
+
+
+def weighted_outputs(view: GraphView, plan: PlacementPlan) -> List[str]:
+    """Outputs of the weighted ops the plan quantizes: their max ranges go to the ranges file for ONNX Runtime."""
+    return [view.by_name[d.node].output[0] for d in plan.decisions_for("weighted") if d.outcome == "int8"]
+
+
+def calibrate_model(model: onnx.ModelProto, samples: SampleSet, config: CalibrationConfig = CalibrationConfig(),
+                    progress: Optional[Callable[[int], None]] = None, notes: Optional[List[str]] = None
+                    ) -> CalibrationResult:
+    """Plan, collect ranges on the samples, plan again with the ranges, apply. The input model is not modified."""
+    if config.method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}")
+    view = GraphView(model)
+    first = plan_placement(view, config.placement)
+    log.info("observing %d tensors for %d quantizers", len(first.observe), len(first.quantized_tensors()))
+    ranges = collect_ranges(model, first.observe, samples.batches(config.batch_size), config.method,
+                            percentile=config.percentile, progress=progress,
+                            max_only=weighted_outputs(view, first))
+    ranges = unclipped_model_inputs(ranges, view.input_names)
+    amax = amax_map(ranges)
+    plan = plan_placement(view, config.placement, amax)
+    tensor_amax = group_amax(plan, amax)
+    notes = list(notes or [])
+    feeds = list(islice(iter(samples), config.sensitivity_samples))
+    references = model_outputs(model, feeds)
+    if config.keep_float > 0:
+        ranked = measure_sensitivity(model, plan, tensor_amax, feeds, references)
+        kept = keep_float_nodes(ranked, config.keep_float)
+        notes += [f"kept float by sensitivity: {s.tensor} -> {', '.join(s.consumers)} ({100 * s.error:.1f}% output "
+                  "change)" for s in ranked[:config.keep_float]]
+        placement = replace(config.placement, keep_float=config.placement.keep_float + kept)
+        plan = plan_placement(view, placement, amax)
+        tensor_amax = group_amax(plan, amax)
+    quantized = apply_plan(model, plan, tensor_amax)
+    change = mean_output_change(quantized, feeds, references)
+    return CalibrationResult(quantized, plan, ranges, tensor_amax, len(samples), notes, change, len(feeds))
+
+
+def unclipped_model_inputs(ranges: Dict[str, TensorRange], input_names) -> Dict[str, TensorRange]:
+    """Model inputs are data with a known range (pixels): clipping them only loses information, so they use max."""
+    result = dict(ranges)
+    for name in input_names:
+        if name in result and result[name].amax < result[name].observed_max:
+            result[name] = replace(result[name], amax=result[name].observed_max, method="max (model input)")
+    return result
+
+
+def open_samples(model: onnx.ModelProto, data_dir, config: CalibrationConfig) -> SampleSet:
+    return SampleSet(data_dir, model_input_specs(model), config.preprocess, config.max_samples)
+
+
+def calibrate_file(model_path, data_dir, outputs: CalibrationOutputs, config: CalibrationConfig = CalibrationConfig(),
+                   progress: Optional[Callable[[int], None]] = None,
+                   on_samples: Optional[Callable[[int], None]] = None) -> CalibrationResult:
+    """The whole command: validate everything first, calibrate, then write every output atomically."""
+    for path in (outputs.model, outputs.ranges, outputs.cache):
+        if path is not None:
+            check_output_path(model_path, path)
+    original = load_model(model_path)
+    refuse_existing_qdq(original, str(model_path))
+    prepared, notes = prepare_float_model(original, str(model_path))
+    samples = open_samples(prepared, data_dir, config)
+    if on_samples is not None:
+        on_samples(len(samples))
+    result = calibrate_model(prepared, samples, config, progress, notes)
+    save_model_atomically(result.model, outputs.model, validate=check_session_opens)
+    if outputs.ranges is not None:
+        save_ranges(outputs.ranges, result.ranges.values(), Path(model_path).name)
+    if outputs.cache is not None:
+        amax = {name: result.tensor_amax.get(name, r.amax) for name, r in result.ranges.items()}
+        scales = {t: scale_from_amax(a) for t, a in sorted(amax.items())}
+        write_calibration_cache(outputs.cache, scales, outputs.cache_version_tag)
+    return result

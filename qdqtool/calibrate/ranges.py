@@ -1,0 +1,69 @@
+"""Calibrated tensor ranges and the ranges file that `calibrate` writes and `fix-residuals`/`build` read."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Dict, Iterable, Mapping
+
+from qdqtool.errors import QdqError
+from qdqtool.fileio import write_json_atomically
+
+FORMAT = "qdqtool-ranges"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class TensorRange:
+    """The calibrated absolute range of one tensor; scale = amax / 127 for int8."""
+
+    tensor: str
+    amax: float
+    method: str
+    observed_max: float = 0.0  # plain max |x| seen, for reports (ratio checks, clipping)
+
+
+def save_ranges(path, ranges: Iterable[TensorRange], model_name: str = "") -> Path:
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": model_name,
+        "ranges": [asdict(r) for r in sorted(ranges, key=lambda r: r.tensor)],
+    }
+    return write_json_atomically(path, payload)
+
+
+def load_ranges(path) -> Dict[str, TensorRange]:
+    """Read a ranges file; raises QdqError with what is wrong and how to get a good one."""
+    source = Path(path)
+    hint = "pass the ranges JSON written by `qdqtool calibrate --ranges FILE`"
+    try:
+        payload = json.loads(source.read_text())
+    except FileNotFoundError:
+        raise QdqError(f"ranges file {source} does not exist; {hint}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise QdqError(f"ranges file {source} is not readable JSON ({exc.__class__.__name__}); {hint}") from None
+    entries = payload.get("ranges") if isinstance(payload, dict) else None
+    if not isinstance(entries, list):
+        raise QdqError(f"ranges file {source} has no 'ranges' list; {hint}")
+    result: Dict[str, TensorRange] = {}
+    for entry in entries:
+        try:
+            item = TensorRange(
+                tensor=str(entry["tensor"]),
+                amax=float(entry["amax"]),
+                method=str(entry.get("method", "unknown")),
+                observed_max=float(entry.get("observed_max", entry["amax"])),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise QdqError(f"ranges file {source} has an entry without tensor/amax: {entry!r}; {hint}") from None
+        if not math.isfinite(item.amax) or item.amax < 0:
+            raise QdqError(f"ranges file {source}: tensor {item.tensor!r} has amax {item.amax}; {hint}")
+        result[item.tensor] = item
+    return result
+
+
+def amax_map(ranges: Mapping[str, TensorRange]) -> Dict[str, float]:
+    return {name: r.amax for name, r in ranges.items()}

@@ -1,0 +1,1 @@
+"""Reading and editing ONNX graphs: the read-only view, model preparation, existing Q/DQ."""

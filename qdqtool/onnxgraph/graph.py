@@ -1,0 +1,119 @@
+"""A read-only index over an ONNX graph: producers, consumers, constants, types and depth, one lookup away."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from qdqtool.trt.rules import FLOAT_TYPES
+
+Use = Tuple[onnx.NodeProto, int]  # (consumer node, input index)
+
+
+class GraphView:
+    """Lookups over the main graph of a model. It never modifies the model."""
+
+    def __init__(self, model: onnx.ModelProto):
+        self.model = model
+        self.graph = model.graph
+        self.nodes: List[onnx.NodeProto] = list(self.graph.node)
+        self._producer: Dict[str, onnx.NodeProto] = {}
+        self._consumers: Dict[str, List[Use]] = {}
+        for node in self.nodes:
+            for out in node.output:
+                if out:
+                    self._producer[out] = node
+            for index, name in enumerate(node.input):
+                if name:
+                    self._consumers.setdefault(name, []).append((node, index))
+        self.initializers: Dict[str, onnx.TensorProto] = {t.name: t for t in self.graph.initializer}
+        self.input_names = [i.name for i in self.graph.input if i.name not in self.initializers]
+        self.output_names = [o.name for o in self.graph.output]
+        self._output_set = set(self.output_names)
+        self._types: Dict[str, int] = {}
+        for info in list(self.graph.input) + list(self.graph.output) + list(self.graph.value_info):
+            if info.type.HasField("tensor_type"):
+                self._types[info.name] = info.type.tensor_type.elem_type
+        for init in self.graph.initializer:
+            self._types[init.name] = init.data_type
+        self.by_name: Dict[str, onnx.NodeProto] = {n.name: n for n in self.nodes if n.name}
+
+    # --- structure -------------------------------------------------------------------------------------------
+    def producer(self, tensor: str) -> Optional[onnx.NodeProto]:
+        return self._producer.get(tensor)
+
+    def consumers(self, tensor: str) -> List[Use]:
+        return self._consumers.get(tensor, [])
+
+    def is_graph_output(self, tensor: str) -> bool:
+        return tensor in self._output_set
+
+    def fan_out(self, tensor: str) -> int:
+        """Consumers plus one if the tensor is also a graph output."""
+        return len(self.consumers(tensor)) + (1 if self.is_graph_output(tensor) else 0)
+
+    # --- constants -------------------------------------------------------------------------------------------
+    def is_constant(self, tensor: str) -> bool:
+        if tensor in self.initializers:
+            return True
+        node = self.producer(tensor)
+        return node is not None and node.op_type == "Constant"
+
+    def constant_value(self, tensor: str) -> Optional[np.ndarray]:
+        if tensor in self.initializers:
+            return numpy_helper.to_array(self.initializers[tensor])
+        node = self.producer(tensor)
+        if node is not None and node.op_type == "Constant":
+            attr = next((a for a in node.attribute if a.name == "value"), None)
+            if attr is not None:
+                return numpy_helper.to_array(attr.t)
+        return None
+
+    # --- types ----------------------------------------------------------------------------------------------
+    def elem_type(self, tensor: str) -> Optional[int]:
+        known = self._types.get(tensor)
+        if known is not None:
+            return known
+        node = self.producer(tensor)
+        if node is not None and node.op_type == "Constant":
+            attr = next((a for a in node.attribute if a.name == "value"), None)
+            if attr is not None:
+                return attr.t.data_type
+        return None
+
+    def is_float(self, tensor: str) -> bool:
+        """True for float tensors and for tensors of unknown type that are not shape computations."""
+        kind = self.elem_type(tensor)
+        return kind in FLOAT_TYPES if kind is not None else not self._looks_like_shape(tensor)
+
+    def _looks_like_shape(self, tensor: str) -> bool:
+        node = self.producer(tensor)
+        return node is not None and node.op_type in {"Shape", "Size", "NonZero", "ArgMax", "ArgMin"}
+
+    # --- order ----------------------------------------------------------------------------------------------
+    @cached_property
+    def depth(self) -> Dict[str, int]:
+        """Longest path, in nodes, from any graph input to each node (by node name); nodes are in topological order."""
+        depth_of_tensor: Dict[str, int] = {}
+        result: Dict[str, int] = {}
+        for node in self.nodes:
+            d = 1 + max((depth_of_tensor.get(t, 0) for t in node.input if t), default=0)
+            result[node.name] = d
+            for out in node.output:
+                depth_of_tensor[out] = d
+        return result
+
+    def upstream_nodes(self, tensor: str, limit: int = 64) -> Iterable[onnx.NodeProto]:
+        """Producers walking backwards along input 0, at most limit steps."""
+        node = self.producer(tensor)
+        steps = 0
+        while node is not None and steps < limit:
+            yield node
+            if not node.input:
+                return
+            node = self.producer(node.input[0])
+            steps += 1

@@ -1,0 +1,133 @@
+"""Loading and preparing models: refusals for unusable input, opset >= 13, Constant weights as initializers, names."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import List, Tuple
+
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import numpy_helper
+
+from qdqtool.errors import ModelError, first_line
+from qdqtool.trt.rules import INTEGER_KERNEL_OPS, MIN_QDQ_OPSET, QDQ_OPS
+
+log = logging.getLogger("qdqtool")
+
+
+def load_model(path) -> onnx.ModelProto:
+    """Load an ONNX file (external data included) or raise ModelError saying why it is not one."""
+    source = Path(path)
+    if not source.is_file():
+        raise ModelError(f"model file {source} does not exist; pass the path of an .onnx file")
+    try:
+        model = onnx.load(str(source))
+    except (DecodeError, ValueError, OSError, RuntimeError) as exc:
+        raise ModelError(f"{source} is not an ONNX model ({exc.__class__.__name__}); pass an .onnx file exported "
+                         "by torch.onnx / paddle2onnx / tf2onnx") from None
+    if not model.graph.node:
+        raise ModelError(f"{source} is not an ONNX model (no graph nodes); pass an .onnx file")
+    return model
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def op_counts(model: onnx.ModelProto) -> Counter:
+    return Counter(node.op_type for node in model.graph.node)
+
+
+def refuse_integer_kernels(model: onnx.ModelProto, source: str = "the model") -> None:
+    """TensorRT's parser rejects QLinear*/ConvInteger/DynamicQuantizeLinear: such a model must not go further."""
+    found = {op: n for op, n in op_counts(model).items() if op in INTEGER_KERNEL_OPS}
+    if found:
+        listed = ", ".join(f"{op} x{n}" for op, n in sorted(found.items()))
+        raise ModelError(f"{source} is already quantized for ONNX Runtime's integer kernels ({listed}), which TensorRT "
+                         "rejects; start from the FP32 model instead")
+
+
+def refuse_existing_qdq(model: onnx.ModelProto, source: str = "the model") -> None:
+    count = sum(n for op, n in op_counts(model).items() if op in QDQ_OPS)
+    if count:
+        raise ModelError(f"{source} already contains {count} QuantizeLinear/DequantizeLinear nodes; calibrate takes an "
+                         "FP32 model: use `qdqtool fix-residuals` to repair an existing Q/DQ placement")
+
+
+def name_nodes(graph: onnx.GraphProto) -> int:
+    """Give every node a unique name (edits and reports refer to nodes by name). Returns how many were renamed."""
+    seen = set()
+    renamed = 0
+    for index, node in enumerate(graph.node):
+        if not node.name or node.name in seen:
+            base = node.name or f"{node.op_type}_{index}"
+            candidate, suffix = base, 1
+            while candidate in seen:
+                candidate, suffix = f"{base}_{suffix}", suffix + 1
+            node.name = candidate
+            renamed += 1
+        seen.add(node.name)
+    return renamed
+
+
+def constants_to_initializers(graph: onnx.GraphProto) -> int:
+    """Turn tensor-valued Constant nodes (PaddlePaddle exports keep weights this way) into initializers."""
+    kept: List[onnx.NodeProto] = []
+    moved = 0
+    for node in graph.node:
+        value = next((a for a in node.attribute if a.name == "value"), None) if node.op_type == "Constant" else None
+        if value is not None and len(node.attribute) == 1 and node.output[0] not in {o.name for o in graph.output}:
+            tensor = numpy_helper.from_array(numpy_helper.to_array(value.t), node.output[0])
+            graph.initializer.append(tensor)
+            moved += 1
+        else:
+            kept.append(node)
+    if moved:
+        del graph.node[:]
+        graph.node.extend(kept)
+    return moved
+
+
+def upgrade_opset(model: onnx.ModelProto, target: int = MIN_QDQ_OPSET) -> onnx.ModelProto:
+    """Convert the default domain to opset `target` when it is lower (per-channel DequantizeLinear needs 13)."""
+    current = default_opset(model)
+    if current >= target:
+        return model
+    try:
+        from onnx import version_converter
+
+        converted = version_converter.convert_version(model, target)
+    except Exception as exc:  # noqa: BLE001 - onnx's converter raises assorted errors (RuntimeError, ValueError, ...)
+        raise ModelError(f"the model's opset {current} is below {target} and onnx's version converter failed "
+                         f"({first_line(exc, 200)}); re-export the model with opset >= {target}") from None
+    log.info("converted opset %d -> %d (per-channel DequantizeLinear needs opset %d)", current, target, target)
+    return converted
+
+
+def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    try:
+        return onnx.shape_inference.infer_shapes(model)
+    except Exception as exc:  # noqa: BLE001 - shape inference is a help, not a requirement; any failure skips it
+        log.debug("shape inference skipped: %s", exc)
+        return model
+
+
+def prepare_float_model(model: onnx.ModelProto, source: str = "the model") -> Tuple[onnx.ModelProto, List[str]]:
+    """A copy ready for placement and calibration, plus notes on what preparation changed."""
+    refuse_integer_kernels(model, source)
+    prepared = onnx.ModelProto()
+    prepared.CopyFrom(model)
+    notes: List[str] = []
+    opset = default_opset(prepared)
+    prepared = upgrade_opset(prepared, MIN_QDQ_OPSET)  # first: the converter itself may add Constant nodes
+    if default_opset(prepared) != opset:
+        notes.append(f"opset {opset} converted to {default_opset(prepared)}")
+    moved = constants_to_initializers(prepared.graph)
+    if moved:
+        notes.append(f"{moved} Constant nodes treated as weights (initializers)")
+    renamed = name_nodes(prepared.graph)
+    if renamed:
+        notes.append(f"{renamed} unnamed nodes given names")
+    return infer_shapes(prepared), notes

@@ -1,0 +1,255 @@
+"""Reading an existing Q/DQ model: its float graph, which edges are quantized at which scale, and what TensorRT rejects.
+
+`read_qdq` never modifies its argument. The float model it returns has every Q/DQ pair removed (consumers read the
+float tensor the pair quantized), int8 weights turned back into float initializers and float-weight Q->DQ chains
+folded to the float weight; graph output names are kept. Edges are keyed by (consumer node name, input index); a
+quantized graph output is keyed by (GRAPH_OUTPUT, output position).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from qdqtool.onnxgraph.graph import GraphView
+from qdqtool.onnxgraph.prepare import default_opset, name_nodes, refuse_integer_kernels
+from qdqtool.trt.rules import DEQUANTIZE, MIN_QDQ_OPSET, QUANTIZE
+
+log = logging.getLogger("qdqtool")
+
+GRAPH_OUTPUT = ""   # the "consumer" name of a quantized graph output
+Edge = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Quantizer:
+    """A Q->DQ pair on one activation edge. tensor: the float tensor in the float model; source: its original name."""
+
+    tensor: str
+    scale: float
+    zero_point: int
+    q_node: str
+    dq_node: str
+    source: str
+    per_channel: bool = False
+
+
+@dataclass(frozen=True)
+class WeightQuantizer:
+    """A DQ (int8 initializer) or Q->DQ (float weight) on a constant input; tensor: the float weight's name."""
+
+    tensor: str
+    dq_node: str
+    q_node: str | None
+    axis: int | None
+    per_channel: bool
+    zero_point_nonzero: bool
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something TensorRT cannot take as it is. kind: zero-point | per-channel-activation | dq-without-q |
+    q-without-dq | opset."""
+
+    kind: str
+    node: str
+    message: str
+
+
+@dataclass(frozen=True)
+class QdqView:
+    model: onnx.ModelProto                   # the input with unique node names; repair edits apply to this one
+    float_model: onnx.ModelProto
+    edges: dict[Edge, Quantizer]
+    weights: dict[Edge, WeightQuantizer]
+    problems: tuple[Problem, ...]
+    renamed: dict[str, str]                  # original tensor name -> float-model name (quantized graph outputs)
+
+
+def _scalar_or_array(view: GraphView, tensor: str) -> np.ndarray | None:
+    return view.constant_value(tensor) if tensor else None
+
+
+def _axis(node: onnx.NodeProto) -> int:
+    return next((a.i for a in node.attribute if a.name == "axis"), 1)
+
+
+class _Reader:
+    def __init__(self, model: onnx.ModelProto):
+        self.model = model
+        self.view = GraphView(model)
+        self.edges: dict[Edge, Quantizer] = {}
+        self.weights: dict[Edge, WeightQuantizer] = {}
+        self.problems: list[Problem] = []
+        self.replace: dict[str, str] = {}       # DQ output -> float tensor feeding its consumers
+        self.removed: set[str] = set()          # Q/DQ node names dropped from the float model
+        self.float_weights: list[onnx.TensorProto] = []
+
+    def problem(self, kind: str, node: str, message: str) -> None:
+        self.problems.append(Problem(kind, node, message))
+
+    def read(self) -> None:
+        for dq in self.view.nodes:
+            if dq.op_type == DEQUANTIZE:
+                self.read_dequantize(dq)
+        for q in self.view.nodes:
+            if q.op_type == QUANTIZE and q.name not in self.removed:
+                self.problem("q-without-dq", q.name, f"QuantizeLinear {q.name} does not feed a DequantizeLinear; "
+                             "TensorRT needs Q/DQ pairs (remove it or add the DequantizeLinear)")
+        per_channel = any(w.per_channel for w in self.weights.values())
+        if per_channel and default_opset(self.model) < MIN_QDQ_OPSET:
+            self.problem("opset", "", f"opset {default_opset(self.model)} is below {MIN_QDQ_OPSET}, which per-channel "
+                         "weight DequantizeLinear needs; fix-residuals converts it")
+
+    def read_dequantize(self, dq: onnx.NodeProto) -> None:
+        x = dq.input[0]
+        scale = _scalar_or_array(self.view, dq.input[1])
+        zero = _scalar_or_array(self.view, dq.input[2]) if len(dq.input) > 2 else None
+        if scale is None:
+            self.problem("dq-without-q", dq.name, f"DequantizeLinear {dq.name} has a non-constant scale; "
+                         "TensorRT needs constant scales")
+            return
+        zero_nonzero = zero is not None and bool(np.any(zero != 0))
+        per_channel = scale.size > 1
+        q = self.view.producer(x)
+        if q is not None and q.op_type == QUANTIZE:
+            source = q.input[0]
+            self.removed.update({q.name, dq.name})
+            self.replace[dq.output[0]] = source
+            if self.view.is_constant(source):
+                self.record_weight(dq, source, q.name, per_channel, zero_nonzero)
+            else:
+                self.record_activation(dq, q, source, scale, zero, per_channel)
+            return
+        value = self.view.constant_value(x)
+        if value is not None:
+            self.removed.add(dq.name)
+            axis = _axis(dq) if per_channel else None
+            shaped = scale
+            if per_channel:
+                shape = [1] * value.ndim
+                shape[axis % value.ndim] = -1
+                shaped = scale.reshape(shape)
+            offset = 0 if zero is None else (zero.reshape(shaped.shape) if per_channel else zero)
+            weight = ((value.astype(np.float32) - np.float32(offset)) * shaped).astype(np.float32)
+            self.float_weights.append(numpy_helper.from_array(weight, dq.output[0]))
+            self.record_weight(dq, dq.output[0], None, per_channel, zero_nonzero)
+            return
+        self.problem("dq-without-q", dq.name, f"DequantizeLinear {dq.name} reads {x}, which no QuantizeLinear "
+                     "produces; TensorRT needs Q/DQ pairs (quantize the tensor with a QuantizeLinear first)")
+
+    def record_weight(self, dq, tensor: str, q_name: str | None, per_channel: bool, zero_nonzero: bool) -> None:
+        axis = _axis(dq) if per_channel else None
+        for consumer, index in self.view.consumers(dq.output[0]):
+            self.weights[(consumer.name, index)] = WeightQuantizer(tensor, dq.name, q_name, axis, per_channel,
+                                                                   zero_nonzero)
+        if zero_nonzero:
+            self.problem("zero-point", dq.name, f"weight DequantizeLinear {dq.name} has a non-zero zero point; "
+                         "TensorRT takes symmetric weights only (re-quantize with symmetric weights)")
+
+    def record_activation(self, dq, q, source: str, scale: np.ndarray, zero, per_channel: bool) -> None:
+        zero_point = int(np.asarray(zero).ravel()[0]) if zero is not None else 0
+        quantizer = Quantizer(source, float(np.max(scale)), zero_point, q.name, dq.name, source, per_channel)
+        for consumer, index in self.view.consumers(dq.output[0]):
+            if consumer.op_type not in (QUANTIZE, DEQUANTIZE):
+                self.edges[(consumer.name, index)] = quantizer
+        for position, name in enumerate(self.view.output_names):
+            if name == dq.output[0]:
+                self.edges[(GRAPH_OUTPUT, position)] = quantizer
+        if zero is not None and np.any(zero != 0):
+            self.problem("zero-point", dq.name, f"{dq.name} quantizes {source} with zero point {zero_point}; TensorRT "
+                         "takes symmetric int8 only (re-quantize with symmetric activations, zero point 0)")
+        if per_channel:
+            self.problem("per-channel-activation", dq.name, f"{dq.name} quantizes activation {source} per channel; "
+                         "TensorRT takes per-tensor activation scales only (re-quantize per tensor)")
+
+
+def _output_renames(reader: _Reader) -> dict[str, str]:
+    """Float tensors that must take a graph output's name because the output was produced by a DQ."""
+    view = reader.view
+    protected = set(view.input_names) | set(view.initializers) | set(view.output_names)
+    renames: dict[str, str] = {}
+    for name in view.output_names:
+        source = reader.replace.get(name)
+        if source is not None and source not in protected and source not in renames:
+            renames[source] = name
+    return renames
+
+
+def _build_float_model(reader: _Reader, renames: dict[str, str]) -> onnx.ModelProto:
+    model = onnx.ModelProto()
+    model.CopyFrom(reader.model)
+    graph = model.graph
+
+    def resolve(tensor: str) -> str:
+        seen = 0
+        while tensor in reader.replace and seen < 16:
+            tensor, seen = reader.replace[tensor], seen + 1
+        return renames.get(tensor, tensor)
+
+    kept: list[onnx.NodeProto] = []
+    for node in graph.node:
+        if node.name in reader.removed:
+            continue
+        for index, name in enumerate(node.input):
+            if name:
+                node.input[index] = resolve(name)
+        for index, name in enumerate(node.output):
+            node.output[index] = renames.get(name, name)
+        kept.append(node)
+    renamed_sources = set(renames.values())
+    for output in graph.output:
+        source = resolve(output.name)
+        if source != output.name and output.name not in renamed_sources:
+            kept.append(helper.make_node("Identity", [source], [output.name], name=f"{output.name}_Identity"))
+    del graph.node[:]
+    graph.node.extend(kept)
+    graph.initializer.extend(reader.float_weights)
+    drop_unread_tensors(graph)
+    return model
+
+
+def drop_unread_tensors(graph: onnx.GraphProto) -> None:
+    """Remove initializers nobody reads (and their graph-input entries), and value_info of tensors nobody makes."""
+    used = {t for node in graph.node for t in node.input} | {o.name for o in graph.output}
+    produced = {t for node in graph.node for t in node.output}
+    kept_inits = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept_inits)
+    kept_names = {t.name for t in kept_inits}
+    kept_inputs = [i for i in graph.input if i.name in used or i.name not in kept_names]
+    del graph.input[:]
+    graph.input.extend(kept_inputs)
+    kept_info = [v for v in graph.value_info if v.name in produced]
+    del graph.value_info[:]
+    graph.value_info.extend(kept_info)
+
+
+def read_qdq(model: onnx.ModelProto) -> QdqView:
+    """Parse a Q/DQ model. Refuses integer-kernel models (QLinear*, ConvInteger); other trouble goes to problems."""
+    refuse_integer_kernels(model)
+    named = onnx.ModelProto()
+    named.CopyFrom(model)
+    renamed_nodes = name_nodes(named.graph)
+    if renamed_nodes:
+        log.info("%d nodes without a unique name were given one", renamed_nodes)
+    reader = _Reader(named)
+    reader.read()
+    renames = _output_renames(reader)
+    float_model = _build_float_model(reader, renames)
+    edges = {edge: _renamed(q, renames) for edge, q in reader.edges.items()}
+    return QdqView(named, float_model, edges, dict(reader.weights), tuple(reader.problems), renames)
+
+
+def _renamed(quantizer: Quantizer, renames: dict[str, str]) -> Quantizer:
+    name = renames.get(quantizer.tensor, quantizer.tensor)
+    return quantizer if name == quantizer.tensor else replace(quantizer, tensor=name)
+
+
+def strip_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The float model behind a Q/DQ model (the FP32 reference): every Q/DQ pair removed, weights back in float."""
+    return read_qdq(model).float_model

@@ -1,0 +1,339 @@
+"""Where Q/DQ goes, by TensorRT's rules: a pure plan from a float graph view, every decision with its reason.
+
+The plan is computed twice by `calibrate`: first without ranges (to learn which tensors need observing), then with
+the calibrated ranges (Concat decisions depend on how far the input ranges are apart). `fix-residuals` and `check`
+use the same rules on the float view of an existing Q/DQ model.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Set, Tuple
+
+from qdqtool.onnxgraph.graph import GraphView
+from qdqtool.trt.fusion import conv_behind
+from qdqtool.trt.rules import DECODE_OPS, WEIGHTED_OPS, is_commuting, weight_channel_axis
+
+RESIDUAL_MODES = ("skip", "both")
+STANDALONE_ADD_MODES = ("float", "int8")
+
+
+@dataclass(frozen=True)
+class PlacementConfig:
+    residual_mode: str = "skip"            # "skip": Q/DQ on the skip input only; "both": both inputs, one scale
+    concat_ratio: float = 8.0              # a Concat whose grouped ranges differ by more stays float
+    standalone_add: str = "float"          # "float" | "int8" for Adds with no fusible convolution
+    op_types: Optional[FrozenSet[str]] = None   # weighted op types to quantize (None: all of WEIGHTED_OPS)
+    exclude: Tuple[str, ...] = ()          # fnmatch patterns on node names left float
+    keep_float: Tuple[Tuple[str, str], ...] = ()   # (node name, reason): nodes the sensitivity analysis keeps float
+
+
+@dataclass(frozen=True)
+class QuantizedInput:
+    """One edge that receives a Q/DQ pair: tensor -> node.input[input_index] (activations, per tensor)."""
+
+    tensor: str
+    node: str
+    input_index: int
+    rule: str
+
+
+@dataclass(frozen=True)
+class QuantizedWeight:
+    """A constant weight quantized per output channel (axis None: per tensor)."""
+
+    tensor: str
+    node: str
+    input_index: int
+    axis: Optional[int]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the plan decided for one node, and why. outcome: int8 | float | fused-int8."""
+
+    node: str
+    op_type: str
+    rule: str
+    outcome: str
+    reason: str
+    tensors: Tuple[str, ...] = ()
+    cause: str = ""     # a machine-readable cause where one matters to callers: "range-spread"
+
+
+@dataclass(frozen=True)
+class PlacementPlan:
+    inputs: Tuple[QuantizedInput, ...]
+    weights: Tuple[QuantizedWeight, ...]
+    groups: Tuple[Tuple[str, ...], ...]     # tensors that must share one scale (size >= 2)
+    decisions: Tuple[Decision, ...]
+    observe: Tuple[str, ...]                # tensors whose ranges the plan needs or reports
+    config: PlacementConfig = field(default_factory=PlacementConfig)
+
+    def quantized_tensors(self) -> List[str]:
+        return sorted({q.tensor for q in self.inputs})
+
+    def decisions_for(self, rule: str) -> List[Decision]:
+        return [d for d in self.decisions if d.rule == rule]
+
+
+class _Groups:
+    """Union-find over tensor names; each root tracks its members."""
+
+    def __init__(self) -> None:
+        self.parent: Dict[str, str] = {}
+
+    def find(self, name: str) -> str:
+        self.parent.setdefault(name, name)
+        while self.parent[name] != name:
+            self.parent[name] = self.parent[self.parent[name]]
+            name = self.parent[name]
+        return name
+
+    def union(self, names: Iterable[str]) -> None:
+        roots = [self.find(n) for n in names]
+        for root in roots[1:]:
+            self.parent[root] = roots[0]
+
+    def members(self, name: str) -> Set[str]:
+        root = self.find(name)
+        return {n for n in self.parent if self.find(n) == root}
+
+    def all_groups(self) -> List[Tuple[str, ...]]:
+        by_root: Dict[str, List[str]] = {}
+        for name in self.parent:
+            by_root.setdefault(self.find(name), []).append(name)
+        return sorted(tuple(sorted(g)) for g in by_root.values() if len(g) > 1)
+
+
+class _Planner:
+    def __init__(self, view: GraphView, config: PlacementConfig, ranges: Optional[Mapping[str, float]]):
+        self.view, self.config, self.ranges = view, config, ranges
+        self.inputs: Dict[Tuple[str, int], QuantizedInput] = {}
+        self.weights: List[QuantizedWeight] = []
+        self.decisions: List[Decision] = []
+        self.groups = _Groups()
+        self.observe: Set[str] = set()
+        self.int8_convs: Set[str] = set()
+        self.kept_float: Dict[str, str] = dict(config.keep_float)
+
+    # --- helpers --------------------------------------------------------------------------------------------
+    def excluded(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.config.exclude) or name in self.kept_float
+
+    def quantize(self, tensor: str, node, index: int, rule: str) -> None:
+        self.inputs.setdefault((node.name, index), QuantizedInput(tensor, node.name, index, rule))
+
+    def decide(self, node, rule: str, outcome: str, reason: str, tensors: Iterable[str] = (), cause: str = "") -> None:
+        self.decisions.append(Decision(node.name, node.op_type, rule, outcome, reason, tuple(tensors), cause))
+
+    def activation_inputs(self, node) -> List[Tuple[int, str]]:
+        return [(i, t) for i, t in enumerate(node.input)
+                if t and not self.view.is_constant(t) and self.view.is_float(t)]
+
+    def fed_by_decode(self, tensor: str) -> Optional[str]:
+        """Name of a decode op (Softmax) reaching this tensor through commuting ops, if any."""
+        for node in self.view.upstream_nodes(tensor, limit=8):
+            if node.op_type in DECODE_OPS:
+                return node.name
+            if not is_commuting(node):
+                return None
+        return None
+
+    # --- rule 1: weighted ops -------------------------------------------------------------------------------
+    def plan_weighted(self) -> None:
+        allowed = self.config.op_types
+        for node in self.view.nodes:
+            spec = WEIGHTED_OPS.get(node.op_type)
+            if spec is None:
+                continue
+            if allowed is not None and node.op_type not in allowed:
+                self.decide(node, "weighted", "float", f"{node.op_type} not in --op-types")
+                continue
+            if self.excluded(node.name):
+                self.decide(node, "weighted", "float", self.kept_float.get(node.name, "excluded by --exclude"))
+                continue
+            if len(node.input) <= spec.weight_input:
+                continue
+            act, weight = node.input[spec.activation_input], node.input[spec.weight_input]
+            if not self.view.is_float(act) or self.view.is_constant(act):
+                self.decide(node, "weighted", "float", "activation input is not a float tensor")
+                continue
+            decode = self.fed_by_decode(act)
+            if decode is not None:
+                self.decide(node, "weighted", "float", f"fed by {decode}: detection-head decode stays float (rule 6)")
+                continue
+            value = self.view.constant_value(weight)
+            if value is None:
+                if node.op_type != "MatMul" or not self.view.is_float(weight):
+                    self.decide(node, "weighted", "float", "weight is not constant")
+                    continue
+                self.quantize(weight, node, spec.weight_input, "weighted-input")
+            else:
+                axis = weight_channel_axis(node, value.ndim)
+                self.weights.append(QuantizedWeight(weight, node.name, spec.weight_input, axis))
+            self.quantize(act, node, spec.activation_input, "weighted-input")
+            self.int8_convs.add(node.name)
+            self.decide(node, "weighted", "int8", "activation per tensor, weight per output channel (rule 1)",
+                        [act])
+
+    # --- rules 2 and 3: Adds --------------------------------------------------------------------------------
+    def plan_adds(self) -> None:
+        for node in self.view.nodes:
+            if node.op_type != "Add" or len(node.input) != 2 or self.excluded(node.name):
+                continue
+            if len(self.activation_inputs(node)) != 2:
+                continue  # an Add with a constant is a bias, fused by TensorRT; not a residual
+            sides = [conv_behind(self.view, t) for t in node.input]
+            fusible = [i for i, (conv, _) in enumerate(sides) if conv is not None and conv.name in self.int8_convs]
+            if not fusible:
+                self.plan_standalone_add(node, sides)
+                continue
+            depth = self.view.depth
+            fused = max(fusible, key=lambda i: (depth[sides[i][0].name], -i))
+            skip = 1 - fused
+            conv_name = sides[fused][0].name
+            skip_tensor = node.input[skip]
+            if self.config.residual_mode == "both":
+                self.quantize(node.input[fused], node, fused, "residual-both")
+                self.quantize(skip_tensor, node, skip, "residual-skip")
+                self.groups.union(node.input)
+                reason = (f"both inputs quantized with one scale (--residual-mode both); "
+                          f"{conv_name} fuses the Add")
+            else:
+                self.quantize(skip_tensor, node, skip, "residual-skip")
+                shared = [c.name for c, i in self.view.consumers(skip_tensor)
+                          if c.name != node.name and (c.name, i) in self.inputs]
+                reuse = f", sharing the quantizer {skip_tensor} has for {shared[0]}" if shared else ""
+                reason = (f"skip input {skip_tensor} quantized{reuse}; nothing on the side of {conv_name}, "
+                          f"which fuses the Add (rule 2)")
+            self.decide(node, "residual-add", "fused-int8", reason, [skip_tensor])
+
+    def plan_standalone_add(self, node, sides) -> None:
+        why = "; ".join(f"input {i}: {reason}" for i, (_, reason) in enumerate(sides))
+        if self.config.standalone_add != "int8":
+            self.decide(node, "standalone-add", "float",
+                        f"no fusible INT8 convolution on either side ({why}); an isolated INT8 Add costs "
+                        "reformats (rule 3)")
+            return
+        consumers = self.view.consumers(node.output[0])
+        if self.view.is_graph_output(node.output[0]) or not consumers:
+            self.decide(node, "standalone-add", "float", "output is a graph output, which stays float (rule 6)")
+            return
+        for index, tensor in enumerate(node.input):
+            self.quantize(tensor, node, index, "standalone-add")
+        for consumer, index in consumers:
+            self.quantize(node.output[0], consumer, index, "standalone-add")
+        self.decide(node, "standalone-add", "int8", "both inputs and the output quantized (--standalone-add int8)",
+                    [*node.input, node.output[0]])
+
+    # --- rule 4: Concat -------------------------------------------------------------------------------------
+    def reaches_int8(self, tensor: str, depth: int = 0) -> bool:
+        """True if the tensor feeds a quantized edge directly or through commuting ops / accepted concats."""
+        if depth > 16:
+            return False
+        for consumer, index in self.view.consumers(tensor):
+            if (consumer.name, index) in self.inputs:
+                return True
+            commutes = is_commuting(consumer) and index == 0
+            if commutes and any(self.reaches_int8(out, depth + 1) for out in consumer.output if out):
+                return True
+        return False
+
+    def spread(self, tensors: Iterable[str]) -> Optional[float]:
+        if self.ranges is None:
+            return None
+        values = [self.ranges.get(t) for t in tensors]
+        if any(v is None for v in values):
+            return None
+        low, high = min(values), max(values)
+        return float("inf") if low <= 0 < high else (high / low if low > 0 else 1.0)
+
+    def plan_concats(self) -> None:
+        for node in self.view.nodes:
+            if node.op_type != "Concat" or not self.view.is_float(node.output[0]) or self.excluded(node.name):
+                continue
+            inputs = [t for _, t in self.activation_inputs(node)]
+            if not inputs:
+                continue
+            self.observe.update(inputs)
+            ratio = self.spread(inputs)
+            ratio_text = f"input ranges differ {ratio:.1f}x" if ratio is not None else "input ranges not measured"
+            if not self.reaches_int8(node.output[0]):
+                mixed = ratio is not None and ratio > self.config.concat_ratio
+                why = (f"; {ratio_text} (> {self.config.concat_ratio:g}x), so one int8 scale would also crush the "
+                       "small-range inputs" if mixed else f" ({ratio_text})")
+                self.decide(node, "concat", "float", f"output feeds no INT8 op{why}", inputs,
+                            "range-spread" if mixed else "")
+                continue
+            members = self.groups.members(node.output[0]) | set().union(*(self.groups.members(t) for t in inputs))
+            self.observe.update(members)
+            group_ratio = self.spread(members)
+            if ratio is not None and ratio > self.config.concat_ratio:
+                self.decide(node, "concat", "float",
+                            f"{ratio_text} (> {self.config.concat_ratio:g}x): one int8 scale would crush the "
+                            "small-range inputs, so the Concat stays float (rule 4)", inputs, "range-spread")
+                continue
+            if group_ratio is not None and group_ratio > self.config.concat_ratio:
+                self.decide(node, "concat", "float",
+                            f"sharing one scale with the tensors already tied to it would span {group_ratio:.1f}x "
+                            f"(> {self.config.concat_ratio:g}x), so the Concat stays float (rule 4)", inputs,
+                            "range-spread")
+                continue
+            self.groups.union([node.output[0], *inputs])
+            self.decide(node, "concat", "int8",
+                        f"one scale for its {len(inputs)} inputs and its output ({ratio_text}); TensorRT "
+                        "removes the Concat (rule 4)", [node.output[0], *inputs])
+
+    # --- rule 5: ops that commute with Q/DQ -----------------------------------------------------------------
+    def plan_commuting(self) -> None:
+        int8 = {q.tensor for q in self.inputs.values()} | set(self.groups.parent)
+        for node in reversed(self.view.nodes):
+            if not is_commuting(node) or not node.input or self.view.is_constant(node.input[0]):
+                continue
+            outputs = [o for o in node.output if o in int8]
+            if not outputs or not self.view.is_float(node.input[0]):
+                continue
+            self.groups.union([node.input[0], *outputs])
+            int8.add(node.input[0])
+            self.observe.add(node.input[0])
+
+    def plan(self) -> PlacementPlan:
+        self.plan_weighted()
+        self.plan_adds()
+        self.plan_concats()
+        self.plan_commuting()
+        quantized = {q.tensor for q in self.inputs.values()}
+        self.observe.update(quantized)
+        for group in self.groups.all_groups():
+            self.observe.update(group)
+        return PlacementPlan(
+            inputs=tuple(sorted(self.inputs.values(), key=lambda q: (q.node, q.input_index))),
+            weights=tuple(self.weights),
+            groups=tuple(self.groups.all_groups()),
+            decisions=tuple(self.decisions),
+            observe=tuple(sorted(self.observe)),
+            config=self.config,
+        )
+
+
+def plan_placement(view: GraphView, config: PlacementConfig = PlacementConfig(),
+                   ranges: Optional[Mapping[str, float]] = None) -> PlacementPlan:
+    """Plan Q/DQ placement for a float graph. `ranges` (tensor -> amax) lets Concat decisions see range spreads."""
+    if config.residual_mode not in RESIDUAL_MODES:
+        raise ValueError(f"residual_mode must be one of {RESIDUAL_MODES}")
+    if config.standalone_add not in STANDALONE_ADD_MODES:
+        raise ValueError(f"standalone_add must be one of {STANDALONE_ADD_MODES}")
+    return _Planner(view, config, ranges).plan()
+
+
+def group_amax(plan: PlacementPlan, ranges: Mapping[str, float]) -> Dict[str, float]:
+    """The amax each quantized tensor gets: its own, or the max over its scale group."""
+    of_group: Dict[str, float] = {}
+    for group in plan.groups:
+        known = [ranges[t] for t in group if t in ranges]
+        if known:
+            for tensor in group:
+                of_group[tensor] = max(known)
+    return {t: of_group.get(t, ranges[t]) for t in plan.quantized_tensors() if t in of_group or t in ranges}

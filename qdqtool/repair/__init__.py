@@ -1,0 +1,1 @@
+"""fix-residuals: plan repairs of an existing Q/DQ model, apply them, and the whole pipeline."""

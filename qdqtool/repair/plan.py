@@ -1,0 +1,286 @@
+"""`qdqtool fix-residuals`: repair a Q/DQ placement someone else made, by the same rules `calibrate` places with.
+
+Decide, then apply: `plan_repairs` compares the model's quantized edges with what TensorRT needs (residual Adds,
+Concat groups, commuting-op scale groups, standalone Adds) and returns RepairEdits with reasons; `apply_repairs`
+(repair_edits.py) applies them to a copy. Scales for new quantizers come, in order, from a quantizer that already
+quantizes the same tensor, a ranges file, or a quick calibration on data; otherwise nothing is written.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from qdqtool.check.predict import Analysis, CheckReport, same_scale
+from qdqtool.errors import ModelError, RangeError
+from qdqtool.onnxgraph.graph import GraphView
+from qdqtool.onnxgraph.qdqview import GRAPH_OUTPUT, Edge, QdqView
+from qdqtool.placement.apply import scale_from_amax
+from qdqtool.placement.plan import PlacementConfig, PlacementPlan, plan_placement
+from qdqtool.repair.apply import RepairEdit
+from qdqtool.trt.rules import WEIGHTED_OPS, is_commuting
+
+log = logging.getLogger("qdqtool")
+
+STANDALONE_ADD_CHOICES = ("int8", "float", "keep")
+REFUSED_PROBLEMS = {
+    "zero-point": "re-quantize with symmetric int8 activations and weights (zero point 0)",
+    "per-channel-activation": "re-quantize activations per tensor",
+}
+KIND_ORDER = {"convert-opset": 0, "remove": 1, "set-scale": 2, "insert": 3}
+
+
+@dataclass(frozen=True)
+class FixConfig:
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
+    standalone_add: str = "keep"        # int8: both inputs and output quantized; float: none; keep: as they are
+
+
+@dataclass(frozen=True)
+class FixPlan:
+    edits: tuple[RepairEdit, ...]
+    kept: tuple[str, ...]               # "leave it" decisions, each with its reason
+    missing: tuple[str, ...]            # tensors that need a range no source gave
+    observe: tuple[str, ...]            # tensors a quick calibration measures (missing ranges, Concat inputs)
+    before: CheckReport
+
+    def to_json(self) -> dict[str, object]:
+        return {"edits": [e.to_json() for e in self.edits], "kept": list(self.kept), "missing": list(self.missing),
+                "before": self.before.to_json()}
+
+
+def refuse_unfixable(qdq: QdqView) -> None:
+    refused = [p for p in qdq.problems if p.kind in REFUSED_PROBLEMS]
+    if refused:
+        kinds = sorted({p.kind for p in refused})
+        shown = ", ".join(p.node for p in refused[:5]) + (" ..." if len(refused) > 5 else "")
+        raise ModelError(f"{len(refused)} quantizers TensorRT cannot take ({', '.join(kinds)}: {shown}); "
+                         f"{'; '.join(REFUSED_PROBLEMS[k] for k in kinds)}, then run fix-residuals again")
+
+
+class _Repairs:
+    def __init__(self, qdq: QdqView, config: FixConfig, measured: Mapping[str, float]):
+        self.qdq, self.config, self.measured = qdq, config, measured
+        self.analysis = Analysis(qdq, config.placement)
+        self.view: GraphView = self.analysis.view
+        self.existing: dict[str, tuple[float, str]] = {}       # tensor -> (largest amax, its Q node)
+        for quantizer in qdq.edges.values():
+            amax = quantizer.scale * 127
+            if amax > self.existing.get(quantizer.tensor, (-1.0, ""))[0]:
+                self.existing[quantizer.tensor] = (amax, quantizer.q_node)
+        self.removes: dict[Edge, str] = {}
+        self.inserts: dict[Edge, tuple[str, str]] = {}          # edge -> (tensor, reason)
+        self.scales: dict[str, tuple[float, str, str]] = {}     # Q node -> (scale, tensor, reason)
+        self.group_amax: dict[str, float] = {}
+        self.kept: list[str] = []
+        self.missing: set[str] = set()
+        self.extra_groups: list[tuple[str, ...]] = []
+        self.ranges: dict[str, float] = {}
+
+    def excluded(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, p) for p in self.config.placement.exclude)
+
+    def plan(self) -> PlacementPlan:
+        ranges = {t: amax for t, (amax, _) in self.existing.items()}
+        ranges.update(self.measured)
+        self.ranges = ranges
+        standalone = "int8" if self.config.standalone_add == "int8" else "float"
+        return plan_placement(self.view, replace(self.config.placement, standalone_add=standalone), ranges)
+
+    def remove(self, edge: Edge, reason: str) -> None:
+        if edge in self.qdq.edges:
+            self.removes.setdefault(edge, reason)
+
+    def insert(self, edge: Edge, tensor: str, reason: str) -> None:
+        if self.analysis.in_scale(*edge) is None:
+            self.inserts.setdefault(edge, (tensor, reason))
+
+    # --- rules ------------------------------------------------------------------------------------------------
+    def residuals(self) -> None:
+        for node in self.view.nodes:
+            if node.op_type != "Add" or len(self.analysis.activation_inputs(node)) != 2 or self.excluded(node.name):
+                continue
+            res = self.analysis.residual(node)
+            if res is None:
+                self.standalone_add(node)
+                continue
+            skip = node.input[res.skip_index]
+            self.insert((node.name, res.skip_index), skip,
+                        f"skip input of {node.name}: {res.conv} fuses the Add only when the skip arrives in INT8")
+            keep = {(node.name, res.fused_index)} if self.config.placement.residual_mode == "both" else set()
+            for edge in res.chain_edges:
+                if edge not in keep:
+                    self.remove(edge, f"Q/DQ on the conv side of {node.name} splits the fusion of {res.conv} into it")
+            if keep:
+                self.insert((node.name, res.fused_index), node.input[res.fused_index],
+                            "--residual-mode both: the conv side shares the skip input's scale")
+
+    def standalone_add(self, node) -> None:
+        mode = self.config.standalone_add
+        out = node.output[0]
+        if mode == "keep":
+            self.kept.append(f"{node.name}: standalone Add left as it is (--standalone-add keep)")
+        elif mode == "float":
+            reason = f"standalone Add {node.name} runs in float (--standalone-add float)"
+            for index in range(2):
+                self.remove((node.name, index), reason)
+            for consumer, index in self.view.consumers(out):
+                if consumer.op_type not in WEIGHTED_OPS and consumer.op_type != "Concat":
+                    self.remove((consumer.name, index), reason)
+            for position, name in enumerate(self.view.output_names):
+                if name == out:
+                    self.remove((GRAPH_OUTPUT, position), reason)
+        elif self.view.is_graph_output(out) or not self.view.consumers(out):
+            self.kept.append(f"{node.name}: standalone Add output is a graph output, which stays float (rule 6)")
+        else:
+            reason = f"standalone Add {node.name} in INT8 (--standalone-add int8): both inputs and the output"
+            for index, tensor in enumerate(node.input):
+                self.insert((node.name, index), tensor, reason)
+            for consumer, index in self.view.consumers(out):
+                self.insert((consumer.name, index), out, reason)
+
+    def concats(self, plan: PlacementPlan) -> None:
+        for decision in plan.decisions_for("concat"):
+            if decision.outcome != "float":
+                continue
+            node = self.view.by_name[decision.node]
+            inputs = [t for _, t in self.analysis.activation_inputs(node)]
+            around = bool(self.analysis.out_scales(node.output[0])) or any(
+                self.analysis.in_scale(node.name, i) is not None for i, _ in self.analysis.activation_inputs(node))
+            spread = self.spread(inputs)
+            spread_too_wide = spread is not None and spread > self.config.placement.concat_ratio
+            too_wide = decision.cause == "range-spread" or spread_too_wide
+            if not too_wide:
+                if around:  # the model quantizes it anyway: TensorRT then needs one scale around it
+                    self.extra_groups.append(self.commuting_closure([node.output[0], *inputs]))
+                else:
+                    self.kept.append(f"{decision.node}: Concat left as it is ({decision.reason})")
+                continue
+            why = decision.reason if decision.cause == "range-spread" else (
+                f"input ranges differ {spread:.1f}x (> {self.config.placement.concat_ratio:g}x): one int8 scale "
+                "would crush the small-range inputs (rule 4)")
+            reason = f"Concat {node.name} stays float: {why}"
+            for index, _ in self.analysis.activation_inputs(node):
+                self.remove((node.name, index), reason)
+            for consumer, index in self.view.consumers(node.output[0]):
+                if consumer.op_type not in WEIGHTED_OPS:
+                    self.remove((consumer.name, index), reason)
+            for position, name in enumerate(self.view.output_names):
+                if name == node.output[0]:
+                    self.remove((GRAPH_OUTPUT, position), reason)
+
+    def spread(self, tensors: list[str]) -> float | None:
+        values = [self.ranges.get(t) for t in tensors]
+        if not values or any(v is None for v in values):
+            return None
+        low, high = min(values), max(values)
+        return float("inf") if low <= 0 < high else (high / low if low > 0 else 1.0)
+
+    def commuting_closure(self, tensors: list[str]) -> tuple[str, ...]:
+        """The tensors plus those TensorRT ties to them by moving Q/DQ through commuting ops (both directions)."""
+        found, todo = set(tensors), list(tensors)
+        while todo and len(found) < 256:
+            tensor = todo.pop()
+            near = []
+            producer = self.view.producer(tensor)
+            if producer is not None and is_commuting(producer) and producer.input:
+                near.append(producer.input[0])
+            for consumer, index in self.view.consumers(tensor):
+                if index == 0 and is_commuting(consumer):
+                    near += [o for o in consumer.output if o]
+            for name in near:
+                if name not in found and (name in self.analysis.by_tensor or name in self.existing):
+                    found.add(name)
+                    todo.append(name)
+        return tuple(sorted(found))
+
+    def groups(self, plan: PlacementPlan) -> None:
+        inserted = {tensor for tensor, _ in self.inserts.values()}
+        for group in _merge_overlapping(list(plan.groups) + self.extra_groups):
+            members = set(group)
+            quantizers = {q.q_node: q for t in members for _, q in self.analysis.by_tensor.get(t, [])}
+            if not quantizers and not members & inserted:
+                continue
+            known = [q.scale * 127 for q in quantizers.values()] or [self.measured[t] for t in members
+                                                                     if t in self.measured]
+            if not known:
+                self.missing.update(members & inserted)
+                continue
+            amax = max(known)
+            for tensor in members:
+                self.group_amax[tensor] = amax
+            scale = scale_from_amax(amax)
+            shown = ", ".join(sorted(members)[:4]) + (" ..." if len(members) > 4 else "")
+            for q_node, quantizer in sorted(quantizers.items()):
+                if not same_scale(quantizer.scale, scale):
+                    reason = (f"{quantizer.tensor} shares one scale with {len(members) - 1} tensors TensorRT ties "
+                              f"to it through Concat/commuting ops ({shown}): max of the group's ranges")
+                    self.scales[q_node] = (scale, quantizer.tensor, reason)
+
+    def insert_scale(self, tensor: str) -> tuple[float | None, str]:
+        existing = self.existing.get(tensor)
+        if tensor in self.group_amax and (existing is None or existing[0] != self.group_amax[tensor]):
+            return scale_from_amax(self.group_amax[tensor]), "the shared scale of its Concat/commuting group"
+        if existing is not None:
+            amax, q_node = self.existing[tensor]
+            return scale_from_amax(amax), f"reusing the scale of {q_node}, which already quantizes {tensor}"
+        if tensor in self.measured:
+            return scale_from_amax(self.measured[tensor]), "measured range"
+        self.missing.add(tensor)
+        return None, ""
+
+    def edits(self) -> list[RepairEdit]:
+        edits = [RepairEdit("remove", n, i, self.qdq.edges[(n, i)].tensor, None, reason)
+                 for (n, i), reason in self.removes.items()]
+        edits += [RepairEdit("set-scale", q, 0, tensor, scale, reason)
+                  for q, (scale, tensor, reason) in self.scales.items()]
+        for (node, index), (tensor, reason) in self.inserts.items():
+            scale, source = self.insert_scale(tensor)
+            edits.append(RepairEdit("insert", node, index, tensor, scale, f"{reason}; scale: {source}"))
+        return sorted(edits, key=lambda e: (KIND_ORDER[e.kind], e.node, e.input_index))
+
+
+def _merge_overlapping(groups: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """Groups sharing a tensor become one group (a tensor has one scale)."""
+    owner: dict[str, int] = {}
+    merged: list[set[str] | None] = []
+    for group in groups:
+        hits = sorted({owner[t] for t in group if t in owner})
+        target = set(group)
+        for index in hits:
+            target |= merged[index]
+            merged[index] = None
+        merged.append(target)
+        for tensor in target:
+            owner[tensor] = len(merged) - 1
+    return [tuple(sorted(g)) for g in merged if g]
+
+
+def plan_repairs(qdq: QdqView, config: FixConfig | None = None,
+                 measured: Mapping[str, float] | None = None) -> FixPlan:
+    """The repairs a Q/DQ model needs (pure: nothing is modified). measured: tensor -> amax from a ranges file/data."""
+    config = config or FixConfig()
+    if config.standalone_add not in STANDALONE_ADD_CHOICES:
+        raise ValueError(f"standalone_add must be one of {STANDALONE_ADD_CHOICES}")
+    refuse_unfixable(qdq)
+    repairs = _Repairs(qdq, config, dict(measured or {}))
+    plan = repairs.plan()
+    repairs.residuals()
+    repairs.concats(plan)
+    repairs.groups(plan)
+    edits = repairs.edits()
+    concat_inputs = {t for d in plan.decisions_for("concat") for t in d.tensors}
+    observe = tuple(sorted(repairs.missing | concat_inputs))
+    for edit in edits:
+        log.info("%s %s[%d] %s: %s", edit.kind, edit.node, edit.input_index, edit.tensor, edit.reason)
+    return FixPlan(tuple(edits), tuple(repairs.kept), tuple(sorted(repairs.missing)), observe,
+                   repairs.analysis.report())
+
+
+def require_ranges(plan: FixPlan) -> None:
+    if plan.missing:
+        shown = ", ".join(plan.missing[:10]) + (" ..." if len(plan.missing) > 10 else "")
+        raise RangeError(f"{len(plan.missing)} tensors need a range and no quantizer, ranges file or data gives one "
+                         f"({shown}); pass --ranges FILE from `qdqtool calibrate` or --data DIR")

@@ -1,0 +1,1 @@
+"""Per-layer precision: the layer model, TensorRT layer-info parsing, gates, comparison with check."""

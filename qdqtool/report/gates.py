@@ -1,0 +1,35 @@
+"""The `--fail-on` vocabulary shared by `check`, `build` and `report`: a gate fails when its count is above zero."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from qdqtool.errors import QdqError
+
+GATES: dict[str, str] = {
+    "float-add": "an Add left outside INT8 (a residual that did not fuse into an INT8 convolution, or a float Add)",
+    "float-concat": "a Concat running in float",
+    "requant-concat": "a Concat whose inputs need a requantize or Reformat (input scales differ from the output's)",
+    "reformat": "any Reformat layer (a Q/DQ TensorRT could not fuse, or a layout/precision conversion)",
+    "float-conv": "a convolution, Gemm or MatMul not running in INT8",
+}
+NAME_ONLY_GATES = frozenset({"reformat"})  # the only gate a names-only layer file (no precisions) can judge
+
+
+def parse_gates(text: str) -> tuple[str, ...]:
+    """'float-add,reformat' -> ('float-add', 'reformat'); empty text -> (); an unknown name raises QdqError."""
+    names = [part.strip().lower() for part in (text or "").split(",") if part.strip()]
+    unknown = [name for name in names if name not in GATES]
+    if unknown:
+        raise QdqError(f"unknown --fail-on gate(s) {', '.join(unknown)}; choose from: {', '.join(GATES)}")
+    return tuple(dict.fromkeys(names))
+
+
+def violated_gates(counts: Mapping[str, int], gates: Iterable[str]) -> list[str]:
+    """The gates whose count is above zero, in the order given. A gate missing from counts is not violated."""
+    return [gate for gate in gates if counts.get(gate, 0) > 0]
+
+
+def describe_violations(counts: Mapping[str, int], gates: Iterable[str]) -> list[str]:
+    """One line per violated gate: 'float-add: 3 (an Add left outside INT8 ...)'."""
+    return [f"{gate}: {counts[gate]} ({GATES[gate]})" for gate in violated_gates(counts, gates)]

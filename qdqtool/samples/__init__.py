@@ -1,0 +1,1 @@
+"""Calibration and evaluation inputs: image pre-processing and sample sets from folders."""

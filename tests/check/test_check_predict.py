@@ -1,0 +1,84 @@
+import json
+
+import tiny
+import tiny_qdq
+from click.testing import CliRunner
+from qdqtool.cli.main import cli
+
+from qdqtool.check.predict import check_model, report_lines
+from qdqtool.onnxgraph.qdqview import read_qdq
+from qdqtool.placement.plan import PlacementConfig
+
+
+def findings(model, **config):
+    return check_model(read_qdq(model), PlacementConfig(**config) if config else None)
+
+
+def by_node(report, node):
+    return next(f for f in report.findings if f.node == node)
+
+
+def test_qat_residual_with_float_skip_falls_back_and_says_why():
+    report = findings(tiny_qdq.qat(tiny.resnet_block()))
+    add = by_node(report, "add")
+    assert add.kind == "float-add" and "stem_relu_out is float" in add.reason
+    assert add.nodes == ("conv2", "add")
+    assert report.counts()["float-add"] == 1 and report.counts()["float-conv"] == 0
+
+
+def test_ort_residual_with_qdq_on_the_conv_side_does_not_fuse():
+    report = findings(tiny_qdq.ort_static(tiny.resnet_block()))
+    add = by_node(report, "add")
+    assert add.kind == "float-add" and "splits the fusion of conv2" in add.reason
+    assert report.counts()["reformat"] >= 1   # the conv-side DQ and the quantized graph output
+
+
+def test_silu_epilogue_between_conv_and_add_is_part_of_the_fused_group():
+    report = findings(tiny_qdq.ort_static(tiny.silu_bottleneck()))
+    add = by_node(report, "m_add")
+    assert add.nodes[0] == "m_cv2" and add.nodes[-1] == "m_add" and len(add.nodes) == 4   # conv, Sigmoid, Mul, Add
+    assert "Sigmoid" in add.reason or "m_cv2_out_DequantizeLinear" in add.reason
+
+
+def test_concat_input_quantized_at_another_scale_needs_requantize():
+    report = findings(tiny_qdq.qat(tiny.silu_bottleneck()))
+    concat = by_node(report, "cat")
+    assert concat.kind == "requant-concat" and "half1" in concat.reason and "m_cv1" in concat.reason
+
+
+def test_concat_with_one_scale_is_int8_and_float_without_output_q():
+    assert by_node(findings(tiny_qdq.qat(tiny.sppf())), "cat").kind == "int8-concat"
+    float_cat = findings(tiny_qdq.qat(tiny.mixed_range_concat(into_conv=False)))
+    head = by_node(float_cat, "head_cat")
+    assert head.kind == "float-region" and head.gate is None  # no Q/DQ around it: float by design, no gate
+
+
+def test_unquantized_conv_is_float_conv():
+    report = findings(tiny_qdq.qat(tiny.resnet_block(), skip=["conv3"]))
+    conv = by_node(report, "conv3")
+    assert conv.kind == "float-conv" and "not quantized" in conv.reason
+    assert report.counts()["float-conv"] == 1
+
+
+def test_table_and_json_carry_the_same_counts():
+    report = findings(tiny_qdq.ort_static(tiny.silu_bottleneck()))
+    lines = report_lines(report)
+    assert any(line.startswith("requant-concat") and "cat" in line for line in lines)
+    payload = report.to_json()
+    assert payload["counts"] == report.counts()
+    assert len(payload["findings"]) == len(report.findings)
+
+
+def test_cli_json_and_fail_on_exit_status(tmp_path):
+    path = tmp_path / "ort.onnx"
+    path.write_bytes(tiny_qdq.ort_static(tiny.resnet_block()).SerializeToString())
+    runner = CliRunner()
+    ok = runner.invoke(cli, ["check", str(path), "--json"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.output)["counts"]["float-add"] == 1
+    gated = runner.invoke(cli, ["check", str(path), "--fail-on", "float-add"])
+    assert gated.exit_code == 3
+    passed = runner.invoke(cli, ["check", str(path), "--fail-on", "float-conv"])
+    assert passed.exit_code == 0
+    unknown = runner.invoke(cli, ["check", str(path), "--fail-on", "nonsense"])
+    assert unknown.exit_code == 1 and "unknown --fail-on" in unknown.output
