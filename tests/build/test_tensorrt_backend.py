@@ -1,5 +1,6 @@
 """TensorRT backend: version dispatch, option handling and parser messages run everywhere; the real build needs a
-GPU and the tensorrt package (marked `gpu`, skipped elsewhere). Nothing here imitates TensorRT."""
+GPU and the tensorrt package (marked `gpu`, skipped elsewhere). Nothing here imitates TensorRT: the control-flow tests
+with a stand-in are in test_tensorrt_standin.py."""
 
 from __future__ import annotations
 
@@ -11,17 +12,13 @@ import pytest
 import tiny
 from onnx import TensorProto, helper, numpy_helper
 
-from qdqtool.build.pipeline import BuildConfig, choose_backend
+from qdqtool.build.config import BuildConfig, BuildSettingError
+from qdqtool.build.pipeline import choose_backend
 from qdqtool.build.shapes import parse_shapes
-from qdqtool.build.tensorrt_backend import (
-    INSTALL_HINT,
-    parser_error_line,
-    plan_network,
-    profiles_for_inputs,
-    tensorrt_status,
-    version_major,
-)
-from qdqtool.errors import BackendUnavailable, QdqError
+from qdqtool.build.tensorrt_backend import tensorrt_status
+from qdqtool.build.tensorrt_status import INSTALL_HINT, TensorRTUnavailable, TrtProblem
+from qdqtool.build.trt_plan import parser_error_line, plan_network, profiles_for_inputs, version_major
+from qdqtool.errors import BackendUnavailable
 
 HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 
@@ -36,10 +33,12 @@ def test_version_major():
 def test_tensorrt_11_is_strongly_typed_without_flags():
     plan = plan_network(11)
     assert not plan.strongly_typed_flag and plan.builder_flags == ()
-    with pytest.raises(QdqError, match="strongly typed"):
+    with pytest.raises(BuildSettingError) as fp16:
         plan_network(11, fp16=True)
-    with pytest.raises(QdqError, match="strongly typed"):
+    assert fp16.value.setting == "fp16"
+    with pytest.raises(BuildSettingError) as weak:
         plan_network(12, weakly_typed=True)
+    assert weak.value.setting == "weakly_typed"
 
 
 def test_tensorrt_10_strongly_typed_by_default_or_weak_with_flags():
@@ -59,14 +58,13 @@ def test_profiles_for_dynamic_inputs():
     profiles = profiles_for_inputs([("images", (-1, 3, -1, -1))], shapes)
     assert [p.name for p in profiles] == ["images"] and profiles[0].max == (4, 3, 640, 640)
     assert profiles_for_inputs([("x", (1, 3, 8, 8))], {}) == []
-    with pytest.raises(QdqError, match="--shapes images:MIN/OPT/MAX"):
-        profiles_for_inputs([("images", (-1, 3, 320, 320))], {})
-    with pytest.raises(QdqError, match="does not have"):
-        profiles_for_inputs([("images", (1, 3, 320, 320))], parse_shapes("input:1x3x320x320"))
-    with pytest.raises(QdqError, match="fixed at 3"):
-        profiles_for_inputs([("images", (-1, 3, -1, -1))], parse_shapes("images:1x4x320x320"))
-    with pytest.raises(QdqError, match="rank"):
-        profiles_for_inputs([("images", (-1, 3, -1, -1))], parse_shapes("images:1x3x320"))
+    for inputs, shapes, says in (([("images", (-1, 3, 320, 320))], {}, "images:1x3x320x320/"),
+                                 ([("images", (1, 3, 320, 320))], parse_shapes("input:1x3x320x320"), "does not have"),
+                                 ([("images", (-1, 3, -1, -1))], parse_shapes("images:1x4x320x320"), "fixed at 3"),
+                                 ([("images", (-1, 3, -1, -1))], parse_shapes("images:1x3x320"), "rank")):
+        with pytest.raises(BuildSettingError, match=says) as info:
+            profiles_for_inputs(inputs, shapes)
+        assert info.value.setting == "shapes" and "--" not in str(info.value)
 
 
 def test_parser_error_line_names_the_node():
@@ -76,20 +74,22 @@ def test_parser_error_line_names_the_node():
 
 
 def test_backend_build_config_validation(tmp_path):
-    with pytest.raises(QdqError, match="--backend"):
-        BuildConfig(model=tmp_path / "m.onnx", engine=tmp_path / "e", backend="tvm")
-    with pytest.raises(QdqError, match="--runs"):
-        BuildConfig(model=tmp_path / "m.onnx", engine=tmp_path / "e", runs=0)
+    for setting, value in (("backend", "tvm"), ("runs", 0), ("warmup", -1), ("workspace_mib", 0),
+                           ("trtexec_major", 9)):
+        with pytest.raises(BuildSettingError) as info:
+            BuildConfig(model=tmp_path / "m.onnx", engine=tmp_path / "e", **{setting: value})
+        assert info.value.setting == setting and "--" not in str(info.value)
 
 
 @pytest.mark.skipif(HAVE_TENSORRT, reason="tensorrt is installed here")
 def test_without_tensorrt_auto_picks_onnxruntime_and_trt_says_how_to_install():
-    usable, why = tensorrt_status()
-    assert not usable and "not installed" in why
-    backend, reason = choose_backend("auto")
+    status = tensorrt_status()
+    assert not status.usable and status.problem is TrtProblem.NOT_INSTALLED
+    backend, _, reason = choose_backend("auto")
     assert backend == "ort" and "ONNX Runtime" in reason
-    with pytest.raises(BackendUnavailable) as info:
+    with pytest.raises(TensorRTUnavailable) as info:
         choose_backend("trt")
+    assert info.value.problem is TrtProblem.NOT_INSTALLED
     assert str(info.value) == INSTALL_HINT and "\n" not in str(info.value)
 
 
@@ -113,7 +113,7 @@ def _tiny_qdq_conv(path):
 
 @pytest.mark.gpu
 def test_real_build_reports_int8_convolution(tmp_path):
-    if not HAVE_TENSORRT or not tensorrt_status()[0]:
+    if not HAVE_TENSORRT or not tensorrt_status().usable:
         pytest.skip("needs the tensorrt package and an NVIDIA GPU")
     from qdqtool.build.tensorrt_backend import build_with_tensorrt
 
