@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 
 from qdqtool.build.config import BuildConfig, BuildSettingError
+from qdqtool.build.trt_plan import profiles_for_inputs
 
 
 def sample_set(model: onnx.ModelProto, config: BuildConfig):
@@ -45,6 +46,15 @@ def latency_feeds(model: onnx.ModelProto, config: BuildConfig, samples) -> dict[
         is_float = spec.dtype.kind == "f"
         feeds[spec.name] = rng.random(shape).astype(spec.dtype) if is_float else np.zeros(shape, spec.dtype)
     return feeds
+
+
+def check_profiles(model: onnx.ModelProto, config: BuildConfig) -> None:
+    """Shape profiles must name inputs of the model and fit their fixed dims (TensorRT checks this against its own
+    network; ONNX Runtime needs it here). A dynamic input may go without one when sample data gives its shape."""
+    from qdqtool.samples.sets import model_input_specs
+
+    inputs = [(spec.name, [-1 if d is None else d for d in spec.shape]) for spec in model_input_specs(model)]
+    profiles_for_inputs(inputs, config.shapes, every_dynamic_input=False)
 
 
 def ranges_beside(model: Path) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 import onnx
 
 from qdqtool.build.config import BuildConfig, BuildResult
-from qdqtool.build.feeds import latency_feeds, ranges_file, sample_set
+from qdqtool.build.feeds import check_profiles, latency_feeds, ranges_file, sample_set
 from qdqtool.build.latency import measure_latency
 from qdqtool.build.ort_lowering import (
     activations_to_uint8,
@@ -105,6 +105,7 @@ def build_with_onnxruntime(config: BuildConfig) -> BuildResult:
         check_output_path(config.reference, config.engine)
     model = load_model(config.model)
     refuse_integer_kernels(model, str(config.model))
+    check_profiles(model, config)
     notes = []
     if not any(node.op_type in QDQ_OPS for node in model.graph.node):
         notes.append("the model has no Q/DQ nodes, so everything runs in float; run `qdqtool calibrate` first")

@@ -35,7 +35,7 @@ def build_engine(config: BuildConfig) -> BuildResult:
     else:
         result = ort_backend.build_with_onnxruntime(config)
     detected = status.major if status is not None else None
-    commands = trtexec_commands(config, detected)
+    commands = trtexec_commands(config, detected)  # after the build: the model is known to load
     for command in commands:
         log.debug("trtexec (TensorRT %d): %s", command.tensorrt_major, shell_line(command))
     report = result.report.with_notes(f"backend {backend}: {why}")

@@ -82,14 +82,14 @@ def _bind(context, device: CudaDevice, tensors: list[IoTensor], feeds: Mapping[s
 
 
 def engine_latency(trt, engine, shapes: Mapping[str, ShapeProfile], feeds: Mapping[str, np.ndarray],
-                   runs: int, warmup: int, open_device: Callable[[], CudaDevice] = open_cuda_device) -> Latency:
+                   runs: int, warmup: int, open_device: Callable[[], CudaDevice] | None = None) -> Latency:
     """Median/p90/p99 of execute_async_v3 timed with CUDA events; LatencySkipped or ExecutionFailed otherwise."""
     context = engine.create_execution_context()
     if context is None:
         raise LatencySkipped("TensorRT could not create an execution context (out of device memory?)")
     tensors = plan_io(trt, engine, context, shapes, feeds)
     try:
-        device = open_device()
+        device = (open_device or open_cuda_device)()
     except QdqError as exc:
         raise LatencySkipped(str(exc)) from exc
     try:

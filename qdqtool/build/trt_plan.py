@@ -51,9 +51,10 @@ def plan_network(major: int, weakly_typed: bool = False, fp16: bool = False) -> 
     return NetworkPlan(major, True, (), "strongly typed (NetworkDefinitionCreationFlag.STRONGLY_TYPED)")
 
 
-def profiles_for_inputs(inputs: Sequence[tuple[str, Sequence[int]]], shapes: Mapping[str, ShapeProfile]
-                        ) -> list[ShapeProfile]:
-    """The optimisation-profile entries: every dynamic input (a -1 dim) needs a profile; given profiles must fit."""
+def profiles_for_inputs(inputs: Sequence[tuple[str, Sequence[int]]], shapes: Mapping[str, ShapeProfile],
+                        every_dynamic_input: bool = True) -> list[ShapeProfile]:
+    """The optimisation-profile entries: given profiles must name inputs and fit their fixed dims; every dynamic
+    input (a negative dim) needs one unless every_dynamic_input is False (ONNX Runtime can take data shapes)."""
     known = {name for name, _ in inputs}
     unknown = sorted(set(shapes) - known)
     if unknown:
@@ -64,7 +65,7 @@ def profiles_for_inputs(inputs: Sequence[tuple[str, Sequence[int]]], shapes: Map
         profile = shapes.get(name)
         dynamic = any(d < 0 for d in dims)
         if profile is None:
-            if dynamic:
+            if dynamic and every_dynamic_input:
                 raise BuildSettingError("shapes", f"input {name!r} has dynamic shape {format_shape(tuple(dims))}; "
                                                   f"give it a min/opt/max shape profile, e.g. "
                                                   f"{name}:1x3x320x320/1x3x640x640/4x3x640x640")

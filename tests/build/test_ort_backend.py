@@ -8,6 +8,8 @@ import pytest
 import tiny
 from onnx import TensorProto, helper, numpy_helper
 
+from qdqtool.build.config import BuildConfig, BuildSettingError
+from qdqtool.build.feeds import ranges_beside
 from qdqtool.build.ort_backend import build_with_onnxruntime
 from qdqtool.build.ort_lowering import (
     activations_to_uint8,
@@ -15,8 +17,6 @@ from qdqtool.build.ort_lowering import (
     output_quantizer_candidates,
 )
 from qdqtool.build.ort_precision import map_node_precisions
-from qdqtool.build.config import BuildConfig, BuildSettingError
-from qdqtool.build.feeds import ranges_beside
 from qdqtool.build.shapes import parse_shapes
 from qdqtool.calibrate.collect import collect_ranges
 from qdqtool.calibrate.ranges import TensorRange, save_ranges

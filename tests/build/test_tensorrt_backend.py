@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import importlib.util
 
-import numpy as np
-import onnx
 import pytest
-import tiny
-from onnx import TensorProto, helper, numpy_helper
+from tiny_build import tiny_qdq_conv
 
 from qdqtool.build.config import BuildConfig, BuildSettingError
 from qdqtool.build.pipeline import choose_backend
@@ -93,31 +90,13 @@ def test_without_tensorrt_auto_picks_onnxruntime_and_trt_says_how_to_install():
     assert str(info.value) == INSTALL_HINT and "\n" not in str(info.value)
 
 
-def _tiny_qdq_conv(path):
-    rng = np.random.default_rng(0)
-    weight = np.clip(np.round(rng.standard_normal((8, 3, 3, 3)) * 40), -127, 127).astype(np.int8)
-    inits = [numpy_helper.from_array(np.array(1 / 127, np.float32), "s"),
-             numpy_helper.from_array(np.array(0, np.int8), "z"),
-             numpy_helper.from_array(weight, "w_q"),
-             numpy_helper.from_array(np.full(8, 0.005, np.float32), "w_s"),
-             numpy_helper.from_array(np.zeros(8, np.int8), "w_z")]
-    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="x_Q"),
-             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xdq"], name="x_DQ"),
-             helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_z"], ["w"], name="w_DQ", axis=0),
-             helper.make_node("Conv", ["xdq", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["c"], ["y"], name="relu")]
-    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 32, 32])], inits)
-    onnx.save(tiny.make_model(graph), path)
-
-
 @pytest.mark.gpu
 def test_real_build_reports_int8_convolution(tmp_path):
     if not HAVE_TENSORRT or not tensorrt_status().usable:
         pytest.skip("needs the tensorrt package and an NVIDIA GPU")
     from qdqtool.build.tensorrt_backend import build_with_tensorrt
 
-    _tiny_qdq_conv(tmp_path / "tiny.onnx")
+    tiny_qdq_conv(tmp_path / "tiny.onnx")
     result = build_with_tensorrt(BuildConfig(model=tmp_path / "tiny.onnx", engine=tmp_path / "tiny.plan",
                                              backend="trt", runs=5, warmup=1))
     assert result.engine.stat().st_size > 0
