@@ -15,6 +15,7 @@ from qdqtool.build.config import BuildConfig, BuildResult
 from qdqtool.build.cuda_device import CudaError, driver_cuda_version
 from qdqtool.build.feeds import latency_feeds, sample_set
 from qdqtool.build.tensorrt_status import (
+    INSTALL_HINT,
     TensorRTStatus,
     TensorRTUnavailable,
     TrtProblem,
@@ -48,7 +49,7 @@ def import_tensorrt():
     try:
         return _import_tensorrt_module()
     except ImportError:
-        raise TensorRTUnavailable(TrtProblem.NOT_INSTALLED, "TensorRT is not installed") from None
+        raise TensorRTUnavailable(TrtProblem.NOT_INSTALLED, INSTALL_HINT) from None
     except OSError as exc:
         raise TensorRTUnavailable(TrtProblem.BROKEN_INSTALL, f"TensorRT is installed but cannot load its libraries "
                                   f"({first_line(exc, 160)}); reinstall it: pip install 'qdqtool[trt]'") from None
@@ -60,10 +61,14 @@ def tensorrt_status() -> TensorRTStatus:
     try:
         trt = import_tensorrt()
     except TensorRTUnavailable as exc:
-        return unavailable(exc.problem, str(exc))
+        installed = exc.problem is not TrtProblem.NOT_INSTALLED
+        return unavailable(exc.problem, str(exc) if installed else "TensorRT is not installed")
     version = str(getattr(trt, "__version__", "?"))
     try:
         major = version_major(version)
+    except BackendUnavailable as exc:
+        return unavailable(TrtProblem.BROKEN_INSTALL, str(exc), version)
+    try:
         plan_network(major)
     except BackendUnavailable as exc:
         return unavailable(TrtProblem.TOO_OLD, str(exc), version)

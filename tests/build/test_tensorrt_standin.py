@@ -109,6 +109,15 @@ def test_oserror_on_import_falls_back_in_auto(monkeypatch):
     assert info.value.problem is TrtProblem.BROKEN_INSTALL
 
 
+@pytest.mark.parametrize("version, problem", [("8.6.1", TrtProblem.TOO_OLD), ("unknown", TrtProblem.BROKEN_INSTALL)])
+def test_old_or_unreadable_tensorrt_is_refused_with_its_cause(monkeypatch, version, problem):
+    install(monkeypatch, Script(version=version))
+    assert tensorrt_status().problem is problem and choose_backend("auto")[0] == "ort"
+    with pytest.raises(TensorRTUnavailable) as info:
+        choose_backend("trt")
+    assert info.value.problem is problem and "pip install" in str(info.value)
+
+
 def test_data_dependent_output_skips_latency_and_keeps_engine_and_report(monkeypatch, model):
     script = Script(tensors=[Tensor("x", TensorIOMode.INPUT, (1, 3, 32, 32)),
                              Tensor("boxes", TensorIOMode.OUTPUT, (-1, 4), runtime_shape=(-1, 4))])
