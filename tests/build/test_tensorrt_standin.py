@@ -219,3 +219,52 @@ def test_tensorrt_11_refuses_fp16_as_a_usage_error_naming_the_option(monkeypatch
     result = _cli("build", model, "-o", model.with_name("tiny.plan"), "--backend", "trt", "--fp16")
     assert result.exit_code == 2 and "Invalid value for --fp16: TensorRT 11 builds strongly typed" in result.stderr
     assert not model.with_name("tiny.plan").exists()
+
+
+def test_parser_rejection_names_the_nodes(monkeypatch, model):
+    install(monkeypatch, Script(parser_errors=(("/model.0/conv/Conv", "Conv", "weights must be constant"),
+                                               ("", "", "graph has no outputs"))))
+    with pytest.raises(ModelError) as info:
+        build_with_tensorrt(_config(model))
+    expected = "node '/model.0/conv/Conv' (Conv): weights must be constant; the model: graph has no outputs"
+    assert expected in str(info.value)
+
+
+def test_workspace_and_detailed_profiling_are_set(monkeypatch, model):
+    script = Script()
+    install(monkeypatch, script)
+    build_with_tensorrt(_config(model, workspace_mib=256, measure_latency=False))
+    assert script.builds[0]["workspace"] == 256 << 20 and script.builds[0]["verbosity"] == "DETAILED"
+
+
+def test_no_cuda_buffers_skips_latency_with_what_to_install(monkeypatch, model):
+    from qdqtool.build import trt_latency
+    from qdqtool.errors import BackendUnavailable
+
+    install(monkeypatch, Script())
+
+    def no_device():
+        raise BackendUnavailable("latency needs CUDA buffers: pip install 'qdqtool[trt]'")
+
+    monkeypatch.setattr(trt_latency, "open_cuda_device", no_device)
+    result = build_with_tensorrt(_config(model))
+    assert result.engine.is_file() and result.report.latency is None
+    assert "latency skipped: latency needs CUDA buffers: pip install 'qdqtool[trt]'" in result.report.notes
+
+
+def test_wheel_cuda_major_from_the_installed_distribution(monkeypatch):
+    from importlib import metadata
+
+    from qdqtool.build import tensorrt_status as status_module
+
+    installed = {"tensorrt-cu12": "10.16.1.11"}
+
+    def version(name):
+        if name not in installed:
+            raise metadata.PackageNotFoundError(name)
+        return installed[name]
+
+    monkeypatch.setattr(status_module.metadata, "version", version)
+    assert status_module.wheel_cuda_major() == 12
+    installed.clear()
+    assert status_module.wheel_cuda_major() is None

@@ -73,6 +73,7 @@ class Script:
     calls: list[tuple] = field(default_factory=list)     # context calls in order
     fills: list[tuple] = field(default_factory=list)     # device fills: (pointer, had host data, nbytes)
     parsed: list[str] = field(default_factory=list)      # model paths given to the parser
+    parser_errors: tuple[tuple[str, str, str], ...] = ()  # (node name, operator, description): parsing fails
 
 
 def make_tensorrt(script: Script) -> types.ModuleType:
@@ -139,21 +140,30 @@ def make_tensorrt(script: Script) -> types.ModuleType:
             for severity, message in script.build_messages:
                 self.logger.log(severity, message)
             script.builds.append({"network_flags": network.flags, "builder_flags": list(settings.flags),
+                                  "workspace": settings.pool, "verbosity": settings.profiling_verbosity,
                                   "profiles": [p.shapes for p in settings.profiles], "model": script.parsed[-1]})
             if script.build_returns_none:
                 self.logger.log(Severity.ERROR, "[standin] no implementation for a layer")
                 return None
             return b"standin-engine"
 
+    class ParserError:
+        def __init__(self, node: str, operator: str, description: str) -> None:
+            self.node_name, self.node_operator = (lambda: node), (lambda: operator)
+            self.desc = lambda: description
+
     class OnnxParser:
-        num_errors = 0
+        num_errors = len(script.parser_errors)
 
         def __init__(self, network, logger) -> None:
             pass
 
         def parse_from_file(self, path: str) -> bool:
             script.parsed.append(path)
-            return True
+            return not script.parser_errors
+
+        def get_error(self, index: int) -> ParserError:
+            return ParserError(*script.parser_errors[index])
 
     class Context:
         def __init__(self) -> None:
@@ -257,4 +267,35 @@ def install(monkeypatch, script: Script) -> types.ModuleType:
     module = make_tensorrt(script)
     monkeypatch.setitem(sys.modules, "tensorrt", module)
     monkeypatch.setattr(trt_latency, "open_cuda_device", lambda: StandinDevice(script))
+    return module
+
+
+def make_cuda_runtime(fail: str = "", driver_version: int = 12040) -> types.ModuleType:
+    """STAND-IN for cuda-python's runtime module (`cuda.bindings.runtime` / `cuda.cudart`): each call returns
+    (cudaError_t, *values) as cuda-python does; `fail` names one call that returns an error. Records its calls."""
+    module = types.ModuleType("cuda.bindings.runtime", "STAND-IN for cuda-python's runtime (tests only)")
+    error_t = enum.Enum("cudaError_t", {"cudaSuccess": 0, "cudaErrorMemoryAllocation": 2,
+                                        "cudaErrorInsufficientDriver": 35})
+    module.cudaError_t = error_t
+    module.cudaMemcpyKind = types.SimpleNamespace(cudaMemcpyHostToDevice=1)
+    module.calls = []
+    counter = iter(range(0x100, 0x10000))
+
+    def call(name, *values, error=error_t.cudaErrorMemoryAllocation):
+        def function(*args):
+            module.calls.append((name, args))
+            if name == fail:
+                return (error, *(None for _ in values))
+            return (error_t.cudaSuccess, *(value() if callable(value) else value for value in values))
+        return function
+
+    for name in ("cudaStreamCreate", "cudaEventCreate", "cudaMalloc"):
+        setattr(module, name, call(name, lambda: next(counter)))
+    for name in ("cudaMemsetAsync", "cudaMemcpyAsync", "cudaStreamSynchronize", "cudaEventRecord",
+                 "cudaEventSynchronize", "cudaFree", "cudaEventDestroy", "cudaStreamDestroy"):
+        setattr(module, name, call(name))
+    module.cudaEventElapsedTime = call("cudaEventElapsedTime", 0.25)
+    module.cudaDriverGetVersion = call("cudaDriverGetVersion", driver_version,
+                                       error=error_t.cudaErrorInsufficientDriver)
+    module.cudaGetErrorName = lambda error: (error_t.cudaSuccess, error.name.encode())
     return module
