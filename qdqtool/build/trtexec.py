@@ -14,6 +14,11 @@ from qdqtool.build.trt_plan import STRONGLY_TYPED_ONLY
 Input = tuple[str, Sequence[int | None]]   # name, dims (None or a negative number for a dynamic dim)
 
 
+def plan_path(engine: Path) -> Path:
+    """The TensorRT engine file: the build's engine, or beside it with .plan when that is an ONNX Runtime .onnx."""
+    return engine.with_suffix(".plan") if engine.suffix.lower() == ".onnx" else engine
+
+
 def layer_info_path(engine: Path) -> Path:
     """Where trtexec writes the layer information that `qdqtool report` reads: ENGINE's stem + .layerinfo.json."""
     return engine.with_name(engine.stem + ".layerinfo.json")
@@ -52,7 +57,7 @@ def trtexec_command(config: BuildConfig, inputs: Sequence[Input], major: int) ->
     """trtexec building config.model into config.engine with TensorRT `major`, exporting detailed layer info."""
     precision, precision_note = _precision_flags(major, config.weakly_typed, config.fp16)
     shape_flags, shape_note = _shape_flags(inputs, dict(config.shapes))
-    argv = ["trtexec", f"--onnx={config.model}", f"--saveEngine={config.engine}", *precision, *shape_flags]
+    argv = ["trtexec", f"--onnx={config.model}", f"--saveEngine={plan_path(config.engine)}", *precision, *shape_flags]
     if config.workspace_mib is not None:
         argv.append(f"--memPoolSize=workspace:{config.workspace_mib}M")
     argv += ["--profilingVerbosity=detailed", f"--exportLayerInfo={layer_info_path(config.engine)}"]

@@ -52,6 +52,12 @@ def test_one_command_per_version_unless_detected_or_given():
     assert [c.tensorrt_major for c in trtexec_commands(_config(trtexec_major=10), 11, STATIC)] == [10]
 
 
+def test_an_onnx_runtime_engine_name_becomes_a_plan():
+    config = BuildConfig(model=Path("m.onnx"), engine=Path("out/m.engine.onnx"))
+    argv = trtexec_command(config, STATIC, 10).argv
+    assert argv[2] == "--saveEngine=out/m.engine.plan" and argv[-1] == "--exportLayerInfo=out/m.engine.layerinfo.json"
+
+
 def test_shell_line_quotes_paths_with_spaces():
     config = BuildConfig(model=Path("my models/a.onnx"), engine=Path("e.plan"))
     assert shell_line(trtexec_command(config, STATIC, 11)).startswith("trtexec '--onnx=my models/a.onnx' ")
