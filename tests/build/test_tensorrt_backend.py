@@ -103,3 +103,7 @@ def test_real_build_reports_int8_convolution(tmp_path):
     convs = [layer for layer in result.report.layers if "conv" in layer.layer_type.lower()]
     assert convs and all(layer.computes_int8 for layer in convs)
     assert result.report.precision_known
+    if importlib.util.find_spec("cuda") is not None:  # cuda-python, installed by qdqtool[trt]
+        latency = result.report.latency
+        assert latency is not None and latency.engine.median_ms > 0 and latency.reference is not None, \
+            result.report.notes
