@@ -97,7 +97,7 @@ def build_with_tensorrt(config: BuildConfig) -> BuildResult:
     serialized = build_serialized(trt, logger, config.model, plan, config)
     write_bytes_atomically(config.engine, bytes(serialized))
     engine = deserialize(trt, logger, serialized, f"the engine {config.engine}")
-    information = engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
+    information = _layer_information(trt, engine, config)
     report = parse_layer_info_text(information, str(config.model))
     report = dataclasses.replace(report, backend=f"tensorrt {trt.__version__}").with_notes(plan.description)
     unknown = unknown_precision_note(information, report)
@@ -107,6 +107,18 @@ def build_with_tensorrt(config: BuildConfig) -> BuildResult:
     if config.measure_latency:
         report = _with_latency(trt, logger, engine, plan, model, config, feeds, report)
     return BuildResult(config.engine, "trt", report)
+
+
+def _layer_information(trt, engine, config: BuildConfig) -> str:
+    """The inspector's JSON; with dynamic inputs, inspected at the profiles' opt shapes (else formats read 'N/A due
+    to dynamic shapes' and precisions are unknown)."""
+    inspector = engine.create_engine_inspector()
+    context = engine.create_execution_context() if config.shapes else None
+    if context is not None:
+        for profile in config.shapes.values():
+            context.set_input_shape(profile.name, profile.opt)
+        inspector.execution_context = context
+    return inspector.get_engine_information(trt.LayerInformationFormat.JSON)
 
 
 def _with_latency(trt, logger, engine, plan: NetworkPlan, model, config: BuildConfig, feeds,

@@ -153,6 +153,8 @@ def test_input_shapes_are_set_before_any_tensor_is_sized(monkeypatch, model, tmp
     names = [call[0] for call in script.calls]
     assert names.index("get_tensor_shape") > names.index("set_input_shape")
     assert script.builds[0]["profiles"] == [{"x": ((1, 3, 16, 16), (1, 3, 32, 32), (2, 3, 64, 64))}]
+    context = script.inspectors[0].execution_context  # layer info read at the opt shape, not "N/A (dynamic)"
+    assert context is not None and context.shapes == {"x": (1, 3, 32, 32)}
     assert result.report.latency is not None and result.report.latency.engine.runs == 3
     assert (4 * 3 * 32 * 32) in [nbytes for _, had_data, nbytes in script.fills if had_data]  # the opt-shape feed
 

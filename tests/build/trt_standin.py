@@ -73,6 +73,7 @@ class Script:
     calls: list[tuple] = field(default_factory=list)     # context calls in order
     fills: list[tuple] = field(default_factory=list)     # device fills: (pointer, had host data, nbytes)
     parsed: list[str] = field(default_factory=list)      # model paths given to the parser
+    inspectors: list = field(default_factory=list)        # engine inspectors handed out
     parser_errors: tuple[tuple[str, str, str], ...] = ()  # (node name, operator, description): parsing fails
 
 
@@ -211,7 +212,10 @@ def make_tensorrt(script: Script) -> types.ModuleType:
             return Context()
 
         def create_engine_inspector(self):
-            return types.SimpleNamespace(get_engine_information=lambda fmt: script.layer_info)
+            inspector = types.SimpleNamespace(execution_context=None)
+            script.inspectors.append(inspector)
+            inspector.get_engine_information = lambda fmt: script.layer_info
+            return inspector
 
     class Runtime:
         def __init__(self, logger) -> None:
