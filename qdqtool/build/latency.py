@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from qdqtool.errors import QdqError
 from qdqtool.report.layers import Latency
 
 
@@ -17,15 +16,21 @@ def latency_of(samples_ms: list[float]) -> Latency:
                    p90_ms=float(np.percentile(values, 90)), p99_ms=float(np.percentile(values, 99)))
 
 
-def measure_latency(run_once: Callable[[], object], runs: int = 50, warmup: int = 5) -> Latency:
-    """Call run_once warmup times, then time `runs` calls with perf_counter."""
-    if runs < 1 or warmup < 0:
-        raise QdqError(f"--runs must be >= 1 and warm-up >= 0 (got {runs}, {warmup})")
+def sample_latency(time_once_ms: Callable[[], float], runs: int = 50, warmup: int = 5) -> Latency:
+    """Call time_once_ms `warmup` times untimed, then `runs` times; each call returns its own duration in ms.
+
+    runs >= 1 and warmup >= 0 are checked where the configuration is made (BuildConfig).
+    """
     for _ in range(warmup):
-        run_once()
-    samples = []
-    for _ in range(runs):
+        time_once_ms()
+    return latency_of([time_once_ms() for _ in range(runs)])
+
+
+def measure_latency(run_once: Callable[[], object], runs: int = 50, warmup: int = 5) -> Latency:
+    """Wall-clock (perf_counter) timing of a synchronous run_once (ONNX Runtime's session.run)."""
+    def timed() -> float:
         start = time.perf_counter()
         run_once()
-        samples.append((time.perf_counter() - start) * 1000.0)
-    return latency_of(samples)
+        return (time.perf_counter() - start) * 1000.0
+
+    return sample_latency(timed, runs, warmup)

@@ -3,15 +3,15 @@ report each node's precision and time the INT8 session against an FP32 session i
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
 import onnx
 
+from qdqtool.build.config import BuildConfig, BuildResult
+from qdqtool.build.feeds import check_profiles, latency_feeds, ranges_file, sample_set
 from qdqtool.build.latency import measure_latency
 from qdqtool.build.ort_lowering import (
     activations_to_uint8,
@@ -19,8 +19,7 @@ from qdqtool.build.ort_lowering import (
     output_quantizer_candidates,
 )
 from qdqtool.build.ort_precision import map_node_precisions
-from qdqtool.build.pipeline import BuildConfig, BuildResult
-from qdqtool.errors import DataError, ModelError
+from qdqtool.errors import ModelError
 from qdqtool.fileio import atomic_output, check_output_path
 from qdqtool.onnxgraph.prepare import load_model, refuse_integer_kernels
 from qdqtool.onnxgraph.qdqview import strip_qdq
@@ -33,32 +32,22 @@ log = logging.getLogger("qdqtool")
 TRT_NOTE = "TensorRT does not need them: it fuses Conv+activation with the next consumer's quantizer"
 
 
-def _samples(model: onnx.ModelProto, config: BuildConfig):
-    """The SampleSet of --data (None without it); an NCHW image size comes from --shapes opt when --size is absent."""
-    if config.data_folder is None:
-        return None
-    from qdqtool.samples.sets import SampleSet, model_input_specs
-
-    specs = model_input_specs(model)
-    preprocess = config.preprocess
-    if preprocess.size is None and len(specs) == 1 and specs[0].name in config.shapes:
-        opt = config.shapes[specs[0].name].opt
-        if len(opt) == 4 and preprocess.layout == "NCHW":
-            preprocess = dataclasses.replace(preprocess, size=(opt[2], opt[3]))
-    return SampleSet(config.data_folder, specs, preprocess, config.max_samples or config.calibration_samples)
-
-
 def _output_ranges(model: onnx.ModelProto, config: BuildConfig, samples) -> tuple[dict[str, float], list[str]]:
-    """amax per weighted-op output: from --ranges first, then a quick max calibration on --data for the rest."""
+    """amax per weighted-op output: from the ranges file first (given, or beside the model), then a quick max
+    calibration on the sample data for the rest."""
     wanted = output_quantizer_candidates(model)
     amax: dict[str, float] = {}
     notes = []
-    if config.ranges is not None:
+    path, found_beside = ranges_file(config)
+    if path is not None:
         from qdqtool.calibrate.ranges import load_ranges
 
-        known = load_ranges(config.ranges)
+        known = load_ranges(path)
         amax.update({name: known[name].amax for name in wanted if name in known})
-        notes.append(f"{len(amax)} of {len(wanted)} output ranges from {config.ranges}")
+        where = " (found beside the model; name another ranges file to use that one)" if found_beside else ""
+        notes.append(f"{len(amax)} of {len(wanted)} output ranges from {path}{where}")
+        if found_beside:
+            log.info("using the ranges file beside the model: %s", path)
     missing = [name for name in wanted if name not in amax]
     if missing and samples is not None:
         from qdqtool.calibrate.collect import collect_ranges
@@ -79,32 +68,13 @@ def lower_for_onnxruntime(model: onnx.ModelProto, amax: Mapping[str, float]) -> 
     if lowering.missing:
         notes.append(f"{len(lowering.missing)} weighted ops stay float in ONNX Runtime: no range for their outputs "
                      f"({', '.join(lowering.missing[:5])}{', ...' if len(lowering.missing) > 5 else ''}); "
-                     "pass --data DIR (quick max calibration) or --ranges FILE holding those tensors")
+                     "give sample data (quick max calibration) or a ranges file holding those tensors")
     if lowering.skipped:
         notes.append(f"{len(lowering.skipped)} weighted ops produce graph outputs and were left unquantized")
     if converted:
         notes.append(f"{converted} int8 activation Q/DQ pairs given uint8 zero point 128 (same values) for "
                      "ONNX Runtime's CPU kernels")
     return lowered, notes
-
-
-def _feeds(model: onnx.ModelProto, config: BuildConfig, samples) -> dict[str, np.ndarray]:
-    """The latency input: the first sample of --data, else random data of the static shape or the --shapes opt shape."""
-    if samples is not None:
-        return dict(next(iter(samples)))
-    from qdqtool.samples.sets import model_input_specs
-
-    rng = np.random.default_rng(0)
-    feeds = {}
-    for spec in model_input_specs(model):
-        profile = config.shapes.get(spec.name)
-        shape = profile.opt if profile is not None else spec.shape
-        if any(d is None for d in shape):
-            raise DataError(f"input {spec.name!r} has dynamic dimensions; pass --shapes {spec.name}:MIN/OPT/MAX "
-                            "(e.g. 1x3x320x320) or --data DIR for the latency input")
-        is_float = spec.dtype.kind == "f"
-        feeds[spec.name] = rng.random(shape).astype(spec.dtype) if is_float else np.zeros(shape, spec.dtype)
-    return feeds
 
 
 def _reference_model(model: onnx.ModelProto, config: BuildConfig) -> tuple[onnx.ModelProto, str]:
@@ -135,11 +105,12 @@ def build_with_onnxruntime(config: BuildConfig) -> BuildResult:
         check_output_path(config.reference, config.engine)
     model = load_model(config.model)
     refuse_integer_kernels(model, str(config.model))
+    check_profiles(model, config)
     notes = []
     if not any(node.op_type in QDQ_OPS for node in model.graph.node):
         notes.append("the model has no Q/DQ nodes, so everything runs in float; run `qdqtool calibrate` first")
-    samples = _samples(model, config)
-    feeds = _feeds(model, config, samples) if config.measure_latency else None  # fail before building, not after
+    samples = sample_set(model, config)
+    feeds = latency_feeds(model, config, samples) if config.measure_latency else None  # fail before building, not after
     amax, range_notes = _output_ranges(model, config, samples)
     lowered, lowering_notes = lower_for_onnxruntime(model, amax)
     providers = default_providers()

@@ -8,6 +8,8 @@ import pytest
 import tiny
 from onnx import TensorProto, helper, numpy_helper
 
+from qdqtool.build.config import BuildConfig, BuildSettingError
+from qdqtool.build.feeds import ranges_beside
 from qdqtool.build.ort_backend import build_with_onnxruntime
 from qdqtool.build.ort_lowering import (
     activations_to_uint8,
@@ -15,11 +17,10 @@ from qdqtool.build.ort_lowering import (
     output_quantizer_candidates,
 )
 from qdqtool.build.ort_precision import map_node_precisions
-from qdqtool.build.pipeline import BuildConfig
 from qdqtool.build.shapes import parse_shapes
 from qdqtool.calibrate.collect import collect_ranges
 from qdqtool.calibrate.ranges import TensorRange, save_ranges
-from qdqtool.errors import DataError, ModelError, OutputError
+from qdqtool.errors import ModelError, OutputError
 from qdqtool.report.layers import summarize
 from qdqtool.runner import create_session
 
@@ -130,12 +131,32 @@ def test_build_with_ranges_gives_int8_convs_and_names_float_nodes(tmp_path):
     assert latency is not None and latency.engine.runs == 3 and latency.engine.median_ms > 0
 
 
+def test_ranges_file_beside_the_model_is_used_by_default_and_said(tmp_path):
+    """calibrate writes OUT.ranges.json beside OUT.onnx; build OUT.onnx finds it without being told (issue 12, 8)."""
+    model = tiny_trt_placed_model()
+    amax = _conv_output_amax(model)
+    beside = ranges_beside(tmp_path / "tiny_qdq.onnx")
+    assert beside == tmp_path / "tiny_qdq.ranges.json"
+    save_ranges(beside, [TensorRange(name, value, "max") for name, value in amax.items()])
+    result = _build(tmp_path, measure_latency=False)
+    assert sum(layer.layer_type == "QLinearConv" for layer in result.report.layers) == 2
+    assert result.report.summary.float_convs == ()
+    assert any(note.startswith(f"2 of 2 output ranges from {beside}") and "found beside the model" in note
+               for note in result.report.notes)
+    other = tmp_path / "other.ranges.json"
+    save_ranges(other, [TensorRange("c1", amax["c1"], "max")])
+    given = _build(tmp_path, measure_latency=False, ranges=other)  # a given file wins over the one beside
+    assert len(given.report.summary.float_convs) == 1
+    assert any(note.startswith(f"1 of 2 output ranges from {other}") and "found beside" not in note
+               for note in given.report.notes)
+
+
 def test_build_without_ranges_or_data_keeps_convs_float(tmp_path):
     result = _build(tmp_path, measure_latency=False)
     summary = result.report.summary
     assert len(summary.float_convs) == 2
     assert not any(layer.layer_type == "QLinearConv" for layer in result.report.layers)
-    assert any("pass --data DIR" in note for note in result.report.notes)
+    assert any("give sample data" in note for note in result.report.notes)
     assert result.report.latency is None
 
 
@@ -190,8 +211,9 @@ def test_dynamic_input_without_shapes_fails_before_writing(tmp_path):
     model.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "height"
     onnx.save(model, tmp_path / "dyn.onnx")
     engine = tmp_path / "dyn.engine.onnx"
-    with pytest.raises(DataError, match="--shapes x:"):
+    with pytest.raises(BuildSettingError, match="input 'x' has dynamic dimensions") as info:
         build_with_onnxruntime(BuildConfig(model=tmp_path / "dyn.onnx", engine=engine, backend="ort"))
+    assert info.value.setting == "shapes"
     assert not engine.exists() and list(tmp_path.iterdir()) == [tmp_path / "dyn.onnx"]
     with_shapes = BuildConfig(model=tmp_path / "dyn.onnx", engine=engine, backend="ort", runs=2, warmup=0,
                               shapes=parse_shapes("x:1x3x16x16"))

@@ -1,5 +1,6 @@
 """`qdqtool build` end to end on the real YOLOv8n: calibrate (qdqtool's own, max method, few photos), then build with
-ONNX Runtime, directly and through `auto`, and check the engine artifact and the layer report."""
+ONNX Runtime, directly and through `auto`, and check the engine artifact and the layer report; and on a tiny model,
+the printed trtexec commands and option errors."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ import onnx
 import pytest
 from click.testing import CliRunner
 from qdqtool.cli.main import cli
-
-pytestmark = pytest.mark.assets
+from tiny_build import tiny_qdq_conv
 
 DATA = ["--preset", "yolo", "--size", "320", "--max-samples", "4"]
 
@@ -41,6 +41,7 @@ def _quantized_convs(model: onnx.ModelProto) -> set:
             and getattr(producers.get(node.input[0]), "op_type", "") == "DequantizeLinear"}
 
 
+@pytest.mark.assets
 def test_ort_build_writes_engine_and_int8_report(yolo_qdq, images_dir):
     engine, report, output = _build(yolo_qdq, images_dir, "ort", "ort")
     assert onnx.load(str(engine)).graph.node  # the optimised graph is a loadable ONNX model
@@ -55,11 +56,41 @@ def test_ort_build_writes_engine_and_int8_report(yolo_qdq, images_dir):
     assert latency["ratio"] > 0 and latency["reference"]["median_ms"] > 0 and latency["reference_name"]
     assert "INT8/FP32 latency ratio" in output
     assert any("TensorRT does not need them" in note for note in report["notes"])
+    beside = yolo_qdq.with_name("yolov8n.qdq.ranges.json")  # written by calibrate, found by build on its own
+    assert any(note.startswith(f"{len(qlinear)} of ") and f"from {beside} (found beside the model" in note
+               for note in report["notes"])
 
 
+@pytest.mark.assets
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="tensorrt is installed: auto may pick it")
 def test_auto_uses_onnxruntime_and_says_so(yolo_qdq, images_dir):
     engine, report, output = _build(yolo_qdq, images_dir, "auto", "auto")
     assert engine.is_file() and report["backend"].startswith("onnxruntime")
     assert any(note.startswith("backend ort:") and "TensorRT" in note for note in report["notes"])
     assert "backend ort" in output
+
+
+def test_trtexec_commands_are_printed_without_tensorrt(tmp_path):
+    tiny_qdq_conv(tmp_path / "tiny.onnx")
+    engine = tmp_path / "tiny.engine.onnx"
+    result = CliRunner().invoke(cli, ["build", str(tmp_path / "tiny.onnx"), "-o", str(engine), "--backend", "ort",
+                                      "--no-latency", "--summary-only"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line.startswith("trtexec (TensorRT")]
+    assert [line.split(")")[0] for line in lines] == ["trtexec (TensorRT 10", "trtexec (TensorRT 11"]
+    assert f"--onnx={tmp_path / 'tiny.onnx'}" in lines[0] and "--stronglyTyped" in lines[0]
+    assert "--stronglyTyped" not in lines[1] and "--exportLayerInfo=" in lines[1]
+    as_json = CliRunner().invoke(cli, ["build", str(tmp_path / "tiny.onnx"), "-o", str(engine), "--backend", "ort",
+                                       "--no-latency", "--trt-version", "11", "--json"])
+    (command,) = json.loads(as_json.stdout)["trtexec"]
+    assert command["tensorrt"] == 11 and "--profilingVerbosity=detailed" in command["command"]
+
+
+@pytest.mark.parametrize("args, option", [(["--shapes", "x:1x3"], "--shapes"), (["--shapes", "nocolon"], "--shapes"),
+                                          (["--shapes", "y:1x3x32x32"], "--shapes")])
+def test_bad_shape_profiles_are_usage_errors(tmp_path, args, option):
+    tiny_qdq_conv(tmp_path / "tiny.onnx")
+    result = CliRunner().invoke(cli, ["build", str(tmp_path / "tiny.onnx"), "-o", str(tmp_path / "e.onnx"),
+                                      "--backend", "ort", *args])
+    assert result.exit_code == 2 and "Invalid value for" in result.stderr and option in result.stderr, result.output
+    assert not (tmp_path / "e.onnx").exists()

@@ -1,0 +1,92 @@
+"""The `trtexec` command equivalent to a build, for users who build elsewhere (a Jetson, a server with another
+TensorRT). Pure: it needs the model's inputs and the target TensorRT version, never TensorRT itself."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+
+from qdqtool.build.config import TRT_MAJORS, BuildConfig, TrtexecCommand
+from qdqtool.build.shapes import ShapeProfile, format_shape
+from qdqtool.build.trt_plan import STRONGLY_TYPED_ONLY
+
+Input = tuple[str, Sequence[int | None]]   # name, dims (None or a negative number for a dynamic dim)
+
+
+def plan_path(engine: Path) -> Path:
+    """The TensorRT engine file: the build's engine, or beside it with .plan when that is an ONNX Runtime .onnx."""
+    return engine.with_suffix(".plan") if engine.suffix.lower() == ".onnx" else engine
+
+
+def layer_info_path(engine: Path) -> Path:
+    """Where trtexec writes the layer information that `qdqtool report` reads: ENGINE's stem + .layerinfo.json."""
+    return engine.with_name(engine.stem + ".layerinfo.json")
+
+
+def _precision_flags(major: int, weakly_typed: bool, fp16: bool) -> tuple[list[str], str]:
+    if major >= STRONGLY_TYPED_ONLY:
+        dropped = "weak typing/FP16 were asked for but " if weakly_typed or fp16 else ""
+        return [], f"{dropped}TensorRT {major} takes no precision flags (the Q/DQ nodes decide INT8)"
+    if weakly_typed or fp16:
+        return (["--int8", "--fp16"] if fp16 else ["--int8"]), "weakly typed (TensorRT 10)"
+    return ["--stronglyTyped"], ""
+
+
+def _shape_flags(inputs: Sequence[Input], shapes: dict[str, ShapeProfile]) -> tuple[list[str], str]:
+    """--shapes for fixed profiles, --minShapes/--optShapes/--maxShapes when a profile spans sizes."""
+    fixed, ranged, missing = [], [], []
+    for name, dims in inputs:
+        profile = shapes.get(name)
+        if profile is None:
+            if any(d is None or d < 0 for d in dims):
+                missing.append(name)
+            continue
+        (fixed if profile.min == profile.max else ranged).append(profile)
+    flags = []
+    if ranged:
+        for flag, pick in (("--minShapes", "min"), ("--optShapes", "opt"), ("--maxShapes", "max")):
+            flags.append(f"{flag}=" + ",".join(f"{p.name}:{format_shape(getattr(p, pick))}" for p in ranged))
+    if fixed:
+        flags.append("--shapes=" + ",".join(f"{p.name}:{format_shape(p.opt)}" for p in fixed))
+    note = (f"dynamic input(s) {', '.join(missing)} need --minShapes/--optShapes/--maxShapes" if missing else "")
+    return flags, note
+
+
+def trtexec_command(config: BuildConfig, inputs: Sequence[Input], major: int) -> TrtexecCommand:
+    """trtexec building config.model into config.engine with TensorRT `major`, exporting detailed layer info."""
+    precision, precision_note = _precision_flags(major, config.weakly_typed, config.fp16)
+    shape_flags, shape_note = _shape_flags(inputs, dict(config.shapes))
+    argv = ["trtexec", f"--onnx={config.model}", f"--saveEngine={plan_path(config.engine)}", *precision, *shape_flags]
+    if config.workspace_mib is not None:
+        argv.append(f"--memPoolSize=workspace:{config.workspace_mib}M")
+    argv += ["--profilingVerbosity=detailed", f"--exportLayerInfo={layer_info_path(config.engine)}"]
+    note = "; ".join(n for n in (precision_note, shape_note) if n)
+    return TrtexecCommand(major, tuple(argv), note)
+
+
+def trtexec_commands(config: BuildConfig, detected_major: int | None,
+                     inputs: Sequence[Input] | None = None) -> tuple[TrtexecCommand, ...]:
+    """One command for the given or detected TensorRT version, else one per supported version."""
+    if inputs is None:
+        inputs = model_inputs(config.model)
+    if config.trtexec_major is not None:
+        majors: Sequence[int] = (config.trtexec_major,)
+    elif detected_major is not None:
+        majors = (detected_major,)
+    else:
+        majors = TRT_MAJORS
+    return tuple(trtexec_command(config, inputs, major) for major in majors)
+
+
+def model_inputs(model: Path) -> list[Input]:
+    """The model's graph inputs (initializers excluded) with their dims, read without the weights' external data."""
+    import onnx
+
+    from qdqtool.samples.sets import model_input_specs
+
+    return [(spec.name, spec.shape) for spec in model_input_specs(onnx.load(str(model), load_external_data=False))]
+
+
+def shell_line(command: TrtexecCommand) -> str:
+    return shlex.join(command.argv)
