@@ -4,6 +4,10 @@
 float tensor the pair quantized), int8 weights turned back into float initializers and float-weight Q->DQ chains
 folded to the float weight; graph output names are kept. Edges are keyed by (consumer node name, input index); a
 quantized graph output is keyed by (GRAPH_OUTPUT, output position).
+
+No-op Casts (to the float type the tensor already has) and Identities are transparent: a quantizer reading one
+quantizes the tensor behind it, a DQ read through one quantizes its readers, and the float model drops them. Types
+come from the model, ONNX type inference and propagation (onnxgraph.types), never from a guess.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from onnx import helper, numpy_helper
 
 from qdqtool.onnxgraph.graph import GraphView
 from qdqtool.onnxgraph.prepare import default_opset, name_nodes, refuse_integer_kernels
+from qdqtool.onnxgraph.types import add_value_info, inferred_types, is_no_op, propagate_types
+from qdqtool.trt.kinds import ProblemKind
 from qdqtool.trt.rules import DEQUANTIZE, MIN_QDQ_OPSET, QUANTIZE
 
 log = logging.getLogger("qdqtool")
@@ -52,10 +58,9 @@ class WeightQuantizer:
 
 @dataclass(frozen=True)
 class Problem:
-    """Something TensorRT cannot take as it is. kind: zero-point | per-channel-activation | dq-without-q |
-    q-without-dq | opset."""
+    """Something TensorRT cannot take as it is."""
 
-    kind: str
+    kind: ProblemKind
     node: str
     message: str
 
@@ -68,6 +73,7 @@ class QdqView:
     weights: dict[Edge, WeightQuantizer]
     problems: tuple[Problem, ...]
     renamed: dict[str, str]                  # original tensor name -> float-model name (quantized graph outputs)
+    see_through: tuple[str, ...] = ()        # no-op Cast/Identity nodes read as the tensor behind them
 
 
 def _scalar_or_array(view: GraphView, tensor: str) -> np.ndarray | None:
@@ -79,9 +85,12 @@ def _axis(node: onnx.NodeProto) -> int:
 
 
 class _Reader:
-    def __init__(self, model: onnx.ModelProto):
+    def __init__(self, model: onnx.ModelProto, types: dict[str, int]):
         self.model = model
         self.view = GraphView(model)
+        self.types = types
+        self.behind: dict[str, str] = {}        # output of a no-op Cast/Identity -> its input
+        self.see_through: list[str] = []
         self.edges: dict[Edge, Quantizer] = {}
         self.weights: dict[Edge, WeightQuantizer] = {}
         self.problems: list[Problem] = []
@@ -89,20 +98,46 @@ class _Reader:
         self.removed: set[str] = set()          # Q/DQ node names dropped from the float model
         self.float_weights: list[onnx.TensorProto] = []
 
-    def problem(self, kind: str, node: str, message: str) -> None:
+    def problem(self, kind: ProblemKind, node: str, message: str) -> None:
         self.problems.append(Problem(kind, node, message))
 
+    def find_no_ops(self) -> None:
+        for node in self.view.nodes:
+            if is_no_op(node, self.types) and not self.view.is_graph_output(node.output[0]):
+                self.behind[node.output[0]] = node.input[0]
+                self.replace[node.output[0]] = node.input[0]
+                self.removed.add(node.name)
+                self.see_through.append(node.name)
+
+    def tensor_behind(self, tensor: str) -> str:
+        while tensor in self.behind:
+            tensor = self.behind[tensor]
+        return tensor
+
+    def readers(self, tensor: str) -> list[tuple[onnx.NodeProto, int]]:
+        """Consumers of a tensor, reading through no-op Casts and Identities."""
+        found = []
+        for consumer, index in self.view.consumers(tensor):
+            if consumer.name in self.removed and consumer.output and consumer.output[0] in self.behind:
+                found += self.readers(consumer.output[0])
+            else:
+                found.append((consumer, index))
+        return found
+
     def read(self) -> None:
+        self.find_no_ops()
         for dq in self.view.nodes:
             if dq.op_type == DEQUANTIZE:
                 self.read_dequantize(dq)
         for q in self.view.nodes:
             if q.op_type == QUANTIZE and q.name not in self.removed:
-                self.problem("q-without-dq", q.name, f"QuantizeLinear {q.name} does not feed a DequantizeLinear; "
+                self.problem(ProblemKind.Q_WITHOUT_DQ, q.name,
+                             f"QuantizeLinear {q.name} does not feed a DequantizeLinear; "
                              "TensorRT needs Q/DQ pairs (remove it or add the DequantizeLinear)")
         per_channel = any(w.per_channel for w in self.weights.values())
         if per_channel and default_opset(self.model) < MIN_QDQ_OPSET:
-            self.problem("opset", "", f"opset {default_opset(self.model)} is below {MIN_QDQ_OPSET}, which per-channel "
+            self.problem(ProblemKind.OPSET, "",
+                         f"opset {default_opset(self.model)} is below {MIN_QDQ_OPSET}, which per-channel "
                          "weight DequantizeLinear needs; fix-residuals converts it")
 
     def read_dequantize(self, dq: onnx.NodeProto) -> None:
@@ -110,14 +145,14 @@ class _Reader:
         scale = _scalar_or_array(self.view, dq.input[1])
         zero = _scalar_or_array(self.view, dq.input[2]) if len(dq.input) > 2 else None
         if scale is None:
-            self.problem("dq-without-q", dq.name, f"DequantizeLinear {dq.name} has a non-constant scale; "
+            self.problem(ProblemKind.DQ_WITHOUT_Q, dq.name, f"DequantizeLinear {dq.name} has a non-constant scale; "
                          "TensorRT needs constant scales")
             return
         zero_nonzero = zero is not None and bool(np.any(zero != 0))
         per_channel = scale.size > 1
         q = self.view.producer(x)
         if q is not None and q.op_type == QUANTIZE:
-            source = q.input[0]
+            source = self.tensor_behind(q.input[0])
             self.removed.update({q.name, dq.name})
             self.replace[dq.output[0]] = source
             if self.view.is_constant(source):
@@ -139,32 +174,36 @@ class _Reader:
             self.float_weights.append(numpy_helper.from_array(weight, dq.output[0]))
             self.record_weight(dq, dq.output[0], None, per_channel, zero_nonzero)
             return
-        self.problem("dq-without-q", dq.name, f"DequantizeLinear {dq.name} reads {x}, which no QuantizeLinear "
+        self.problem(ProblemKind.DQ_WITHOUT_Q, dq.name,
+                     f"DequantizeLinear {dq.name} reads {x}, which no QuantizeLinear "
                      "produces; TensorRT needs Q/DQ pairs (quantize the tensor with a QuantizeLinear first)")
 
     def record_weight(self, dq, tensor: str, q_name: str | None, per_channel: bool, zero_nonzero: bool) -> None:
         axis = _axis(dq) if per_channel else None
-        for consumer, index in self.view.consumers(dq.output[0]):
+        for consumer, index in self.readers(dq.output[0]):
             self.weights[(consumer.name, index)] = WeightQuantizer(tensor, dq.name, q_name, axis, per_channel,
                                                                    zero_nonzero)
         if zero_nonzero:
-            self.problem("zero-point", dq.name, f"weight DequantizeLinear {dq.name} has a non-zero zero point; "
+            self.problem(ProblemKind.ZERO_POINT, dq.name,
+                         f"weight DequantizeLinear {dq.name} has a non-zero zero point; "
                          "TensorRT takes symmetric weights only (re-quantize with symmetric weights)")
 
     def record_activation(self, dq, q, source: str, scale: np.ndarray, zero, per_channel: bool) -> None:
         zero_point = int(np.asarray(zero).ravel()[0]) if zero is not None else 0
         quantizer = Quantizer(source, float(np.max(scale)), zero_point, q.name, dq.name, source, per_channel)
-        for consumer, index in self.view.consumers(dq.output[0]):
+        for consumer, index in self.readers(dq.output[0]):
             if consumer.op_type not in (QUANTIZE, DEQUANTIZE):
                 self.edges[(consumer.name, index)] = quantizer
         for position, name in enumerate(self.view.output_names):
             if name == dq.output[0]:
                 self.edges[(GRAPH_OUTPUT, position)] = quantizer
         if zero is not None and np.any(zero != 0):
-            self.problem("zero-point", dq.name, f"{dq.name} quantizes {source} with zero point {zero_point}; TensorRT "
+            self.problem(ProblemKind.ZERO_POINT, dq.name,
+                         f"{dq.name} quantizes {source} with zero point {zero_point}; TensorRT "
                          "takes symmetric int8 only (re-quantize with symmetric activations, zero point 0)")
         if per_channel:
-            self.problem("per-channel-activation", dq.name, f"{dq.name} quantizes activation {source} per channel; "
+            self.problem(ProblemKind.PER_CHANNEL_ACTIVATION, dq.name,
+                         f"{dq.name} quantizes activation {source} per channel; "
                          "TensorRT takes per-tensor activation scales only (re-quantize per tensor)")
 
 
@@ -237,12 +276,17 @@ def read_qdq(model: onnx.ModelProto) -> QdqView:
     renamed_nodes = name_nodes(named.graph)
     if renamed_nodes:
         log.info("%d nodes without a unique name were given one", renamed_nodes)
-    reader = _Reader(named)
+    types = propagate_types(named.graph.node, inferred_types(named))
+    reader = _Reader(named, types)
     reader.read()
+    if reader.see_through:
+        log.info("%d no-op Cast/Identity nodes read as the tensor behind them", len(reader.see_through))
     renames = _output_renames(reader)
     float_model = _build_float_model(reader, renames)
+    add_value_info(float_model, {renames.get(name, name): kind for name, kind in types.items()})
     edges = {edge: _renamed(q, renames) for edge, q in reader.edges.items()}
-    return QdqView(named, float_model, edges, dict(reader.weights), tuple(reader.problems), renames)
+    return QdqView(named, float_model, edges, dict(reader.weights), tuple(reader.problems), renames,
+                   tuple(reader.see_through))
 
 
 def _renamed(quantizer: Quantizer, renames: dict[str, str]) -> Quantizer:
