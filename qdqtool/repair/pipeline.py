@@ -82,40 +82,36 @@ def compare_outputs(reference: onnx.ModelProto, candidate: onnx.ModelProto,
     return worst
 
 
-def _samples(qdq: QdqView, data: DataConfig) -> SampleSet | None:
+def open_samples(qdq: QdqView, data: DataConfig) -> SampleSet | None:
     if data.data_dir is None:
         return None
     return SampleSet(data.data_dir, model_input_specs(qdq.float_model), data.preprocess, data.max_samples)
 
 
-def fix_model(qdq: QdqView, config: FixConfig, data: DataConfig) -> FixResult:
-    """Plan (ranges file, then a quick calibration of what is still unknown), apply, check, compare."""
-    convert = None
-    if any(p.kind == "opset" for p in qdq.problems):
-        qdq = read_qdq(upgrade_opset(qdq.model, MIN_QDQ_OPSET))
-        convert = RepairEdit("convert-opset", "", 0, "", None, f"per-channel weight DequantizeLinear needs opset "
-                             f"{MIN_QDQ_OPSET}: converted with onnx's version converter")
-    measured: dict[str, float] = {}
-    sources: dict[str, int] = {}
-    if data.ranges_file is not None:
-        measured.update(amax_map(load_ranges(data.ranges_file)))
-        sources["ranges-file"] = len(measured)
-    samples = _samples(qdq, data)
-    plan = plan_repairs(qdq, config, measured)
-    if samples is not None:
-        wanted = [t for t in plan.observe if t not in measured]
-        if wanted:
-            log.info("quick calibration of %d tensors on %d samples", len(wanted), len(samples))
-            collected = collect_ranges(qdq.float_model, wanted, samples.batches(data.batch_size), data.method)
-            measured.update(amax_map(collected))
-            sources["data"] = len(collected)
-            plan = plan_repairs(qdq, config, measured)
-    require_ranges(plan)
-    if convert is not None:
-        plan = dataclasses.replace(plan, edits=(convert, *plan.edits))
-    if not plan.edits:
-        return FixResult(plan, None, plan.before, sources, {}, "nothing changed")
-    fixed = apply_repairs(qdq, plan.edits)
+def file_ranges(data: DataConfig) -> tuple[dict[str, float], dict[str, int]]:
+    """(tensor -> amax from the ranges file, {"ranges-file": how many}), both empty without a file."""
+    if data.ranges_file is None:
+        return {}, {}
+    measured = amax_map(load_ranges(data.ranges_file))
+    return measured, {"ranges-file": len(measured)}
+
+
+def measure_missing(qdq: QdqView, samples: SampleSet | None, data: DataConfig, observe: Iterable[str],
+                    measured: dict[str, float], sources: dict[str, int]) -> bool:
+    """Quick calibration of the observed tensors no range covers yet, into measured; True if anything was."""
+    wanted = [t for t in observe if t not in measured]
+    if samples is None or not wanted:
+        return False
+    log.info("quick calibration of %d tensors on %d samples", len(wanted), len(samples))
+    collected = collect_ranges(qdq.float_model, wanted, samples.batches(data.batch_size), data.method)
+    measured.update(amax_map(collected))
+    sources["data"] = len(collected)
+    return True
+
+
+def compare_with_input(qdq: QdqView, fixed: onnx.ModelProto, samples: SampleSet | None,
+                       data: DataConfig) -> tuple[dict[str, float], str]:
+    """Largest output difference per graph output, input vs fixed model, on data samples (else random inputs)."""
     if samples is not None:
         feeds = [s for _, s in zip(range(data.compare_samples), samples)]
         compared_on = f"{len(feeds)} samples from {data.data_dir}"
@@ -125,6 +121,28 @@ def fix_model(qdq: QdqView, config: FixConfig, data: DataConfig) -> FixResult:
     diff = compare_outputs(qdq.model, fixed, feeds)
     log.info("largest output difference, input vs fixed model: %.6g (%s)", max(diff.values(), default=0.0),
              compared_on)
+    return diff, compared_on
+
+
+def fix_model(qdq: QdqView, config: FixConfig, data: DataConfig) -> FixResult:
+    """Plan (ranges file, then a quick calibration of what is still unknown), apply, check, compare."""
+    convert = None
+    if any(p.kind == "opset" for p in qdq.problems):
+        qdq = read_qdq(upgrade_opset(qdq.model, MIN_QDQ_OPSET))
+        convert = RepairEdit("convert-opset", "", 0, "", None, f"per-channel weight DequantizeLinear needs opset "
+                             f"{MIN_QDQ_OPSET}: converted with onnx's version converter")
+    measured, sources = file_ranges(data)
+    samples = open_samples(qdq, data)
+    plan = plan_repairs(qdq, config, measured)
+    if measure_missing(qdq, samples, data, plan.observe, measured, sources):
+        plan = plan_repairs(qdq, config, measured)
+    require_ranges(plan)
+    if convert is not None:
+        plan = dataclasses.replace(plan, edits=(convert, *plan.edits))
+    if not plan.edits:
+        return FixResult(plan, None, plan.before, sources, {}, "nothing changed")
+    fixed = apply_repairs(qdq, plan.edits)
+    diff, compared_on = compare_with_input(qdq, fixed, samples, data)
     return FixResult(plan, fixed, check_model(read_qdq(fixed), config.placement), sources, diff, compared_on)
 
 
@@ -139,7 +157,11 @@ def fix_file(model_path, output_path, config: FixConfig | None = None, data: Dat
         raise ModelError(f"{model_path} has no QuantizeLinear/DequantizeLinear nodes, so there is no placement to "
                          "repair; quantize an FP32 model with `qdqtool calibrate`")
     qdq = read_qdq(model)
-    result = fix_model(qdq, config, data)
+    if config.scope == "all":
+        from qdqtool.repair.replace_pipeline import replace_model  # it builds on this module's helpers
+        result = replace_model(qdq, config, data)
+    else:
+        result = fix_model(qdq, config, data)
     if dry_run or output_path is None:
         return result
     if result.model is None:

@@ -25,6 +25,7 @@ from qdqtool.trt.rules import WEIGHTED_OPS, is_commuting
 log = logging.getLogger("qdqtool")
 
 STANDALONE_ADD_CHOICES = ("int8", "float", "keep")
+SCOPES = ("residuals", "all")
 REFUSED_PROBLEMS = {
     "zero-point": "re-quantize with symmetric int8 activations and weights (zero point 0)",
     "per-channel-activation": "re-quantize activations per tensor",
@@ -36,6 +37,7 @@ KIND_ORDER = {"convert-opset": 0, "remove": 1, "set-scale": 2, "insert": 3}
 class FixConfig:
     placement: PlacementConfig = field(default_factory=PlacementConfig)
     standalone_add: str = "keep"        # int8: both inputs and output quantized; float: none; keep: as they are
+    scope: str = "residuals"            # residuals: repair Adds/Concats; all: re-place every Q/DQ (replace_all.py)
 
 
 @dataclass(frozen=True)
