@@ -153,9 +153,12 @@ class _Replacement:
     def plan(self) -> tuple[PlacementPlan, dict[str, float], tuple[str, ...], tuple[str, ...]]:
         plan = plan_placement(self.view, self.placement, self.ranges)
         amax = group_amax(plan, self.ranges)
-        concat_inputs = {t for d in plan.decisions_for("concat") for t in d.tensors}
-        observe = tuple(sorted(t for t in set(plan.quantized_tensors()) | concat_inputs if t not in amax
-                               and t not in self.ranges))
+        unmeasured_concats = set()     # Concats the model quantizes nowhere around: data decides their spread
+        for decision in plan.decisions_for("concat"):
+            around = {*decision.tensors, self.view.by_name[decision.node].output[0]}
+            if not around & set(self.ranges):
+                unmeasured_concats |= around
+        observe = tuple(sorted(t for t in set(plan.quantized_tensors()) | unmeasured_concats if t not in amax))
         inferred = False
         for decision in plan.decisions_for("residual-add"):
             skip = decision.tensors[0]
