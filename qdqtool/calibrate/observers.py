@@ -16,15 +16,13 @@ from typing import Protocol
 import numpy as np
 
 from qdqtool.calibrate.entropy import entropy_amax
-from qdqtool.errors import QdqError, RangeError
+from qdqtool.errors import QdqError
+from qdqtool.trt.rules import INT8_MAX, INT8_MIN, SCALE_FLOOR, scale_from_amax  # noqa: F401 (re-exported)
 
 log = logging.getLogger("qdqtool")
 
 METHODS = ("max", "entropy", "percentile", "mse")
 
-ACTIVATION_QMAX = 127  # scale = amax / 127
-ACTIVATION_QMIN = -128
-SCALE_FLOOR = 1e-12  # the amax an all-zero tensor is given: TensorRT needs scale > 0
 MSE_FIRST_CANDIDATE_BIN = 128  # candidates below 128 bins would quantize finer than the histogram
 _INITIAL_RANGE_MARGIN = 2.0**-20  # keeps the first batch's max strictly inside the last bin
 
@@ -41,13 +39,6 @@ class Observer(Protocol):
 
     @property
     def count(self) -> int: ...
-
-
-def scale_from_amax(amax: float, qmax: int = ACTIVATION_QMAX) -> float:
-    """amax / qmax; an amax of 0 (all-zero tensor) gives a tiny positive scale instead of a division by zero."""
-    if not math.isfinite(amax) or amax < 0:
-        raise RangeError(f"amax {amax} is not a finite non-negative number; recalibrate or fix the ranges file")
-    return max(float(amax), SCALE_FLOOR) / qmax
 
 
 def _finite_values(values: np.ndarray) -> tuple:
@@ -139,11 +130,11 @@ def mse_amax(histogram: Histogram) -> float:
     if used <= MSE_FIRST_CANDIDATE_BIN:
         return used * width
     candidates = np.arange(MSE_FIRST_CANDIDATE_BIN, used + 1) * width
-    scales = candidates / ACTIVATION_QMAX
+    scales = candidates / INT8_MAX
     centers = (np.arange(histogram.num_bins) + 0.5) * width
     nonzero_values = histogram.signed_counts.sum() - histogram.zero_count
     errors = scales**2 / 12.0 * nonzero_values
-    for row, clip_levels in ((0, ACTIVATION_QMAX), (1, -ACTIVATION_QMIN)):
+    for row, clip_levels in ((0, INT8_MAX), (1, -INT8_MIN)):
         counts = histogram.signed_counts[row].astype(np.float64)
         clips = scales * clip_levels
         first = np.searchsorted(centers, clips, side="right")  # first bin whose centre is clipped

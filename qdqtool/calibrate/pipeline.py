@@ -23,6 +23,7 @@ from qdqtool.placement.apply import apply_plan, scale_from_amax
 from qdqtool.placement.plan import PlacementConfig, PlacementPlan, group_amax, plan_placement
 from qdqtool.runner import check_session_opens
 from qdqtool.samples.sets import Preprocess, SampleSet, model_input_specs
+from qdqtool.trt.kinds import Outcome, Rule
 
 log = logging.getLogger("qdqtool")
 
@@ -68,7 +69,7 @@ class CalibrationResult:
 
 def weighted_outputs(view: GraphView, plan: PlacementPlan) -> List[str]:
     """Outputs of the weighted ops the plan quantizes: their max ranges go to the ranges file for ONNX Runtime."""
-    return [view.by_name[d.node].output[0] for d in plan.decisions_for("weighted") if d.outcome == "int8"]
+    return [view.by_name[d.node].output[0] for d in plan.decisions_for(Rule.WEIGHTED) if d.outcome == Outcome.INT8]
 
 
 def calibrate_model(model: onnx.ModelProto, samples: SampleSet, config: CalibrationConfig = CalibrationConfig(),

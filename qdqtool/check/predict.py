@@ -6,7 +6,6 @@ and node names. Counts use the `--fail-on` gate names of qdqtool/gates.py.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
@@ -14,40 +13,30 @@ from functools import cached_property
 from qdqtool.onnxgraph.graph import GraphView
 from qdqtool.onnxgraph.qdqview import GRAPH_OUTPUT, Edge, Problem, QdqView, Quantizer
 from qdqtool.placement.plan import PlacementConfig
-from qdqtool.trt.fusion import conv_behind, gated_activation_input
-from qdqtool.trt.rules import CONV_OPS, FUSIBLE_EPILOGUES, WEIGHTED_OPS, is_commuting
+from qdqtool.trt.analysis import ResidualAdd, activation_inputs, is_two_input_add, residual_add
+from qdqtool.trt.kinds import KIND_GATES, Cause, Gate, Kind
+from qdqtool.trt.rules import WEIGHTED_OPS, is_commuting, same_scale
 
-MAX_WALK = 16
-SCALE_TOLERANCE = 1e-5
-
-# finding kind -> the gate it counts toward (None: fine for TensorRT)
-KIND_GATES: dict[str, str | None] = {
-    "int8-conv": None,
-    "fused-add": None,
-    "int8-add": None,
-    "int8-concat": None,
-    "float-region": None,   # no Q/DQ on any input or the output: float by design (e.g. a detection-head decode)
-    "float-conv": "float-conv",
-    "float-add": "float-add",
-    "float-concat": "float-concat",
-    "requant-concat": "requant-concat",
-    "scale-mismatch": "reformat",
-    "reformat": "reformat",
-}
+COMMUTING_WALK = 16   # how far a scale is followed through commuting ops (rule 5)
 
 
 @dataclass(frozen=True)
 class Finding:
-    """What TensorRT will do with one node (or one Q/DQ pair), and why. nodes: the layer's ONNX nodes."""
+    """What TensorRT will do with one node (or one Q/DQ pair), and why. nodes: the layer's ONNX nodes; reason: for
+    people; cause, tensors, scales and quantizers (Q node names): for code."""
 
-    kind: str
+    kind: Kind
     node: str
     op_type: str
     reason: str
     nodes: tuple[str, ...] = ()
+    cause: Cause = Cause.NONE
+    tensors: tuple[str, ...] = ()
+    scales: tuple[float, ...] = ()
+    quantizers: tuple[str, ...] = ()
 
     @property
-    def gate(self) -> str | None:
+    def gate(self) -> Gate | None:
         return KIND_GATES[self.kind]
 
 
@@ -56,15 +45,15 @@ class CheckReport:
     findings: tuple[Finding, ...]
     problems: tuple[Problem, ...]
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[Gate, int]:
         """Findings per gate name (float-add, float-concat, requant-concat, reformat, float-conv), zeros included."""
         counted = Counter(f.gate for f in self.findings if f.gate)
         return {gate: counted.get(gate, 0) for gate in dict.fromkeys(g for g in KIND_GATES.values() if g)}
 
-    def kinds(self) -> dict[str, int]:
+    def kinds(self) -> dict[Kind, int]:
         return dict(sorted(Counter(f.kind for f in self.findings).items()))
 
-    def of_kind(self, *kinds: str) -> list[Finding]:
+    def of_kind(self, *kinds: Kind) -> list[Finding]:
         return [f for f in self.findings if f.kind in kinds]
 
     def to_json(self) -> dict[str, object]:
@@ -72,25 +61,10 @@ class CheckReport:
             "counts": self.counts(),
             "kinds": self.kinds(),
             "findings": [{"kind": f.kind, "node": f.node, "op_type": f.op_type, "reason": f.reason,
-                          "nodes": list(f.nodes), "gate": f.gate} for f in self.findings],
+                          "nodes": list(f.nodes), "gate": f.gate, "cause": f.cause, "tensors": list(f.tensors),
+                          "scales": list(f.scales), "quantizers": list(f.quantizers)} for f in self.findings],
             "problems": [{"kind": p.kind, "node": p.node, "message": p.message} for p in self.problems],
         }
-
-
-def same_scale(a: float, b: float) -> bool:
-    return math.isclose(a, b, rel_tol=SCALE_TOLERANCE, abs_tol=0.0)
-
-
-@dataclass(frozen=True)
-class Residual:
-    """A residual Add as TensorRT sees it: the conv it can fuse into, the skip input and Q/DQ on the conv side."""
-
-    add: str
-    conv: str
-    fused_index: int
-    skip_index: int
-    chain: tuple[str, ...]               # epilogue nodes between the conv and the Add
-    chain_edges: tuple[Edge, ...]        # every edge on the conv side (quantized or not)
 
 
 class Analysis:
@@ -116,7 +90,7 @@ class Analysis:
             return self._in[key]
         quantizer = self.edges.get(key)
         result = quantizer.scale if quantizer is not None else None
-        if result is None and depth < MAX_WALK and node_name != GRAPH_OUTPUT:
+        if result is None and depth < COMMUTING_WALK and node_name != GRAPH_OUTPUT:
             producer = self.view.producer(self.node(node_name).input[index])
             if producer is not None and is_commuting(producer):
                 result = self.in_scale(producer.name, 0, depth + 1)
@@ -130,15 +104,11 @@ class Analysis:
             quantizer = self.edges.get((consumer.name, index))
             if quantizer is not None:
                 found.add(quantizer.scale)
-            elif index == 0 and is_commuting(consumer) and depth < MAX_WALK:
+            elif index == 0 and is_commuting(consumer) and depth < COMMUTING_WALK:
                 for out in consumer.output:
                     if out:
                         found |= self.out_scales(out, depth + 1)
         return found
-
-    def activation_inputs(self, node) -> list[tuple[int, str]]:
-        return [(i, t) for i, t in enumerate(node.input)
-                if t and not self.view.is_constant(t) and self.view.is_float(t)]
 
     # --- weighted ops -----------------------------------------------------------------------------------------
     @cached_property
@@ -160,104 +130,90 @@ class Analysis:
         return self.int8_weighted.get(name) == ""
 
     # --- residual Adds -----------------------------------------------------------------------------------------
-    def chain_to(self, add, index: int) -> tuple[tuple[str, ...], tuple[Edge, ...]]:
-        """Epilogue nodes and edges from the conv behind add.input[index] up to the Add (walks like conv_behind)."""
-        nodes: list[str] = []
-        edges: list[Edge] = [(add.name, index)]
-        current = add.input[index]
-        for _ in range(MAX_WALK):
-            node = self.view.producer(current)
-            if node is None or node.op_type in CONV_OPS:
-                break
-            nodes.append(node.name)
-            if node.op_type in FUSIBLE_EPILOGUES:
-                edges.append((node.name, 0))
-                current = node.input[0]
-                continue
-            data = gated_activation_input(self.view, node)
-            if data is None:
-                break
-            gate = self.view.producer(next(t for t in node.input if t != data))
-            nodes.append(gate.name)
-            edges += [(node.name, 0), (node.name, 1), (gate.name, 0)]
-            current = data
-        return tuple(nodes), tuple(edges)
-
-    def residual(self, add) -> Residual | None:
+    def residual(self, add) -> ResidualAdd | None:
         """The residual shape of an Add with two activation inputs, when a convolution (INT8 here) can fuse it."""
-        if add.op_type != "Add" or len(add.input) != 2 or len(self.activation_inputs(add)) != 2:
+        if not is_two_input_add(self.view, add):
             return None
-        sides = [conv_behind(self.view, t)[0] for t in add.input]
-        fusible = [i for i, conv in enumerate(sides) if conv is not None and self.is_int8_conv(conv.name)]
-        if not fusible:
-            return None
-        depth = self.view.depth
-        fused = max(fusible, key=lambda i: (depth[sides[i].name], -i))
-        chain, edges = self.chain_to(add, fused)
-        return Residual(add.name, sides[fused].name, fused, 1 - fused, chain, edges)
+        return residual_add(self.view, add, self.is_int8_conv)
 
-    def residual_finding(self, add, res: Residual) -> Finding:
-        group = (res.conv, *reversed(res.chain), add.name)
-        quantized_side = [e for e in res.chain_edges if e in self.edges]
+    def residual_finding(self, add, res: ResidualAdd) -> Finding:
+        group = (res.conv, *reversed(res.chain.nodes), add.name)
+        quantized_side = [e for e in res.conv_side_edges if e in self.edges]
         skip_tensor = add.input[res.skip_index]
         skip_scale = self.in_scale(add.name, res.skip_index)
         both_ok = (self.config.residual_mode == "both" and quantized_side == [(add.name, res.fused_index)]
                    and skip_scale is not None and same_scale(skip_scale, self.edges[quantized_side[0]].scale))
         if skip_scale is not None and (not quantized_side or both_ok):
             how = "both inputs at one scale" if both_ok else "skip input through DQ, nothing on the conv side"
-            return Finding("fused-add", add.name, "Add", f"fuses into INT8 {res.conv} ({how}; rule 2)", group)
+            return Finding(Kind.FUSED_ADD, add.name, "Add", f"fuses into INT8 {res.conv} ({how}; rule 2)", group,
+                           Cause.BOTH_ONE_SCALE if both_ok else Cause.SKIP_QUANTIZED, (skip_tensor,), (skip_scale,))
         if skip_scale is None:
             reason = (f"skip input {skip_tensor} is float: {res.conv} outputs float and the Add stays float "
                       "(rule 2; quantize the skip input)")
-        else:
-            dq_nodes = sorted({self.edges[e].dq_node for e in quantized_side})
-            reason = (f"Q/DQ on the conv side ({', '.join(dq_nodes)}) splits the fusion of {res.conv} into the Add "
-                      "(rule 2; remove it)")
-        return Finding("float-add", add.name, "Add", reason, group)
+            return Finding(Kind.FLOAT_ADD, add.name, "Add", reason, group, Cause.FLOAT_SKIP, (skip_tensor,))
+        quantizers = sorted({self.edges[e].q_node for e in quantized_side})
+        dq_nodes = sorted({self.edges[e].dq_node for e in quantized_side})
+        reason = (f"Q/DQ on the conv side ({', '.join(dq_nodes)}) splits the fusion of {res.conv} into the Add "
+                  "(rule 2; remove it)")
+        return Finding(Kind.FLOAT_ADD, add.name, "Add", reason, group, Cause.CONV_SIDE_QDQ,
+                       tuple(sorted({self.edges[e].tensor for e in quantized_side})), quantizers=tuple(quantizers))
 
     def standalone_add_finding(self, add) -> Finding:
         ins = [self.in_scale(add.name, i) for i in range(2)]
         outs = self.out_scales(add.output[0])
         if all(s is not None for s in ins) and outs:
-            return Finding("int8-add", add.name, "Add", "standalone Add with DQ on both inputs and Q on the output "
-                           "(rule 3)", (add.name,))
+            return Finding(Kind.INT8_ADD, add.name, "Add", "standalone Add with DQ on both inputs and Q on the output "
+                           "(rule 3)", (add.name,), Cause.ALL_QUANTIZED)
         if all(s is None for s in ins) and not outs:
-            return Finding("float-region", add.name, "Add", "no fusible INT8 convolution and no Q/DQ around it: "
-                           "float by design (rule 3)", (add.name,))
+            return Finding(Kind.FLOAT_REGION, add.name, "Add", "no fusible INT8 convolution and no Q/DQ around it: "
+                           "float by design (rule 3)", (add.name,), Cause.NO_QDQ)
         missing = [f"input {i}" for i, s in enumerate(ins) if s is None] + ([] if outs else ["output"])
-        return Finding("float-add", add.name, "Add", f"no fusible INT8 convolution and {', '.join(missing)} not "
-                       "quantized: runs in float (rule 3)", (add.name,))
+        return Finding(Kind.FLOAT_ADD, add.name, "Add", f"no fusible INT8 convolution and {', '.join(missing)} not "
+                       "quantized: runs in float (rule 3)", (add.name,), Cause.PARTLY_QUANTIZED)
 
     # --- Concat -----------------------------------------------------------------------------------------------
     def concat_finding(self, node) -> Finding | None:
-        inputs = self.activation_inputs(node)
+        inputs = activation_inputs(self.view, node)
         if not inputs:
             return None
         outs = self.out_scales(node.output[0])
         if not outs:
             dq = [t for i, t in inputs if self.in_scale(node.name, i) is not None]
             if not dq:
-                return Finding("float-region", node.name, "Concat", "no Q/DQ on its inputs or output: float by "
-                               "design (rule 4)", (node.name,))
-            return Finding("float-concat", node.name, "Concat", "output meets no Q: runs in float (rule 4); "
-                           f"its DQ inputs ({', '.join(dq)}) are dequantized first", (node.name,))
+                return Finding(Kind.FLOAT_REGION, node.name, "Concat", "no Q/DQ on its inputs or output: float by "
+                               "design (rule 4)", (node.name,), Cause.NO_QDQ)
+            return Finding(Kind.FLOAT_CONCAT, node.name, "Concat", "output meets no Q: runs in float (rule 4); "
+                           f"its DQ inputs ({', '.join(dq)}) are dequantized first", (node.name,), Cause.NO_OUTPUT_Q,
+                           tuple(dq))
         target = max(outs)
         issues = [f"output quantized at {len(outs)} scales"] if len(outs) > 1 else []
+        causes = [Cause.OUTPUT_SCALES] if len(outs) > 1 else []
+        tensors: list[str] = []
+        scales: list[float] = sorted(outs)
+        quantizers: list[str] = []
         for index, tensor in inputs:
             scale = self.in_scale(node.name, index)
             if scale is not None and not same_scale(scale, target):
                 issues.append(f"input {tensor} arrives at scale {scale:.4g}, the output's is {target:.4g}")
+                causes.append(Cause.INPUT_SCALE_DIFFERS)
+                tensors.append(tensor)
+                scales.append(scale)
             elif scale is None:
                 others = [(e, q) for e, q in self.by_tensor.get(tensor, []) if not same_scale(q.scale, target)]
                 if others:
                     (consumer, _), quantizer = others[0]
                     issues.append(f"input {tensor} is also quantized at scale {quantizer.scale:.4g} for "
                                   f"{consumer or 'the graph output'}")
+                    causes.append(Cause.INPUT_TWO_SCALES)
+                    tensors.append(tensor)
+                    scales.append(quantizer.scale)
+                    quantizers.append(quantizer.q_node)
         if issues:
-            return Finding("requant-concat", node.name, "Concat", "; ".join(issues) + ": TensorRT inserts "
-                           "requantize/Reformat layers (rule 4; give inputs and output one scale)", (node.name,))
-        return Finding("int8-concat", node.name, "Concat", "inputs and output share one scale: TensorRT removes "
-                       "the Concat (rule 4)", (node.name,))
+            return Finding(Kind.REQUANT_CONCAT, node.name, "Concat", "; ".join(issues) + ": TensorRT inserts "
+                           "requantize/Reformat layers (rule 4; give inputs and output one scale)", (node.name,),
+                           causes[0], tuple(tensors), tuple(scales), tuple(quantizers))
+        return Finding(Kind.INT8_CONCAT, node.name, "Concat", "inputs and output share one scale: TensorRT removes "
+                       "the Concat (rule 4)", (node.name,), Cause.ONE_SCALE, scales=(target,))
 
     # --- commuting ops and Q/DQ that cannot fuse ---------------------------------------------------------------
     def commuting_finding(self, node) -> Finding | None:
@@ -271,9 +227,10 @@ class Analysis:
         differ = sorted(s for s in outs if not same_scale(s, scale))
         if not differ:
             return None
-        return Finding("scale-mismatch", node.name, node.op_type, f"input scale {scale:.4g} but output quantized at "
-                       f"{', '.join(f'{s:.4g}' for s in differ)}: TensorRT cannot move Q/DQ through it and adds a "
-                       "requantize (rule 5)", (node.name,))
+        return Finding(Kind.SCALE_MISMATCH, node.name, node.op_type, f"input scale {scale:.4g} but output quantized "
+                       f"at {', '.join(f'{s:.4g}' for s in differ)}: TensorRT cannot move Q/DQ through it and adds a "
+                       "requantize (rule 5)", (node.name,), Cause.COMMUTING_SCALES, (node.input[0],),
+                       (scale, *differ))
 
     def int8_consumer(self, edge: Edge, int8_nodes: set[str]) -> bool:
         name, index = edge
@@ -293,9 +250,9 @@ class Analysis:
         findings = []
         for dq, consumers in sorted(stray.items()):
             where = ", ".join(sorted(consumers))
-            findings.append(Finding("reformat", dq, "DequantizeLinear", f"feeds {where}, which runs in float: "
+            findings.append(Finding(Kind.REFORMAT, dq, "DequantizeLinear", f"feeds {where}, which runs in float: "
                                     "TensorRT cannot fuse this Q/DQ and runs it as a standalone layer (rule 7)",
-                                    (dq,)))
+                                    (dq,), Cause.FLOAT_CONSUMER))
         return findings
 
     def report(self) -> CheckReport:
@@ -304,9 +261,10 @@ class Analysis:
         for node in self.view.nodes:
             if node.op_type in WEIGHTED_OPS and node.name in self.int8_weighted:
                 reason = self.int8_weighted[node.name]
-                findings.append(Finding("float-conv" if reason else "int8-conv", node.name, node.op_type,
-                                        reason or "activation and weight quantized (rule 1)", (node.name,)))
-            elif node.op_type == "Add" and len(self.activation_inputs(node)) == 2:
+                findings.append(Finding(Kind.FLOAT_CONV if reason else Kind.INT8_CONV, node.name, node.op_type,
+                                        reason or "activation and weight quantized (rule 1)", (node.name,),
+                                        Cause.NOT_QUANTIZED if reason else Cause.QUANTIZED))
+            elif is_two_input_add(self.view, node):
                 res = self.residual(node)
                 found = self.residual_finding(node, res) if res else self.standalone_add_finding(node)
                 findings.append(found)
@@ -319,7 +277,7 @@ class Analysis:
                 if found is not None:
                     findings.append(found)
         for found in findings:
-            if found.kind in ("fused-add", "int8-add", "int8-concat", "requant-concat"):
+            if found.kind in (Kind.FUSED_ADD, Kind.INT8_ADD, Kind.INT8_CONCAT, Kind.REQUANT_CONCAT):
                 int8_nodes.add(found.node)
         findings += self.unfusible_findings(int8_nodes)
         return CheckReport(tuple(findings), self.qdq.problems)

@@ -17,6 +17,7 @@ from onnx import helper, numpy_helper
 
 from qdqtool.onnxgraph.graph import GraphView
 from qdqtool.onnxgraph.prepare import default_opset, name_nodes, refuse_integer_kernels
+from qdqtool.trt.kinds import ProblemKind
 from qdqtool.trt.rules import DEQUANTIZE, MIN_QDQ_OPSET, QUANTIZE
 
 log = logging.getLogger("qdqtool")
@@ -52,10 +53,9 @@ class WeightQuantizer:
 
 @dataclass(frozen=True)
 class Problem:
-    """Something TensorRT cannot take as it is. kind: zero-point | per-channel-activation | dq-without-q |
-    q-without-dq | opset."""
+    """Something TensorRT cannot take as it is."""
 
-    kind: str
+    kind: ProblemKind
     node: str
     message: str
 
@@ -89,7 +89,7 @@ class _Reader:
         self.removed: set[str] = set()          # Q/DQ node names dropped from the float model
         self.float_weights: list[onnx.TensorProto] = []
 
-    def problem(self, kind: str, node: str, message: str) -> None:
+    def problem(self, kind: ProblemKind, node: str, message: str) -> None:
         self.problems.append(Problem(kind, node, message))
 
     def read(self) -> None:
@@ -98,11 +98,13 @@ class _Reader:
                 self.read_dequantize(dq)
         for q in self.view.nodes:
             if q.op_type == QUANTIZE and q.name not in self.removed:
-                self.problem("q-without-dq", q.name, f"QuantizeLinear {q.name} does not feed a DequantizeLinear; "
+                self.problem(ProblemKind.Q_WITHOUT_DQ, q.name,
+                             f"QuantizeLinear {q.name} does not feed a DequantizeLinear; "
                              "TensorRT needs Q/DQ pairs (remove it or add the DequantizeLinear)")
         per_channel = any(w.per_channel for w in self.weights.values())
         if per_channel and default_opset(self.model) < MIN_QDQ_OPSET:
-            self.problem("opset", "", f"opset {default_opset(self.model)} is below {MIN_QDQ_OPSET}, which per-channel "
+            self.problem(ProblemKind.OPSET, "",
+                         f"opset {default_opset(self.model)} is below {MIN_QDQ_OPSET}, which per-channel "
                          "weight DequantizeLinear needs; fix-residuals converts it")
 
     def read_dequantize(self, dq: onnx.NodeProto) -> None:
@@ -110,7 +112,7 @@ class _Reader:
         scale = _scalar_or_array(self.view, dq.input[1])
         zero = _scalar_or_array(self.view, dq.input[2]) if len(dq.input) > 2 else None
         if scale is None:
-            self.problem("dq-without-q", dq.name, f"DequantizeLinear {dq.name} has a non-constant scale; "
+            self.problem(ProblemKind.DQ_WITHOUT_Q, dq.name, f"DequantizeLinear {dq.name} has a non-constant scale; "
                          "TensorRT needs constant scales")
             return
         zero_nonzero = zero is not None and bool(np.any(zero != 0))
@@ -139,7 +141,8 @@ class _Reader:
             self.float_weights.append(numpy_helper.from_array(weight, dq.output[0]))
             self.record_weight(dq, dq.output[0], None, per_channel, zero_nonzero)
             return
-        self.problem("dq-without-q", dq.name, f"DequantizeLinear {dq.name} reads {x}, which no QuantizeLinear "
+        self.problem(ProblemKind.DQ_WITHOUT_Q, dq.name,
+                     f"DequantizeLinear {dq.name} reads {x}, which no QuantizeLinear "
                      "produces; TensorRT needs Q/DQ pairs (quantize the tensor with a QuantizeLinear first)")
 
     def record_weight(self, dq, tensor: str, q_name: str | None, per_channel: bool, zero_nonzero: bool) -> None:
@@ -148,7 +151,8 @@ class _Reader:
             self.weights[(consumer.name, index)] = WeightQuantizer(tensor, dq.name, q_name, axis, per_channel,
                                                                    zero_nonzero)
         if zero_nonzero:
-            self.problem("zero-point", dq.name, f"weight DequantizeLinear {dq.name} has a non-zero zero point; "
+            self.problem(ProblemKind.ZERO_POINT, dq.name,
+                         f"weight DequantizeLinear {dq.name} has a non-zero zero point; "
                          "TensorRT takes symmetric weights only (re-quantize with symmetric weights)")
 
     def record_activation(self, dq, q, source: str, scale: np.ndarray, zero, per_channel: bool) -> None:
@@ -161,10 +165,12 @@ class _Reader:
             if name == dq.output[0]:
                 self.edges[(GRAPH_OUTPUT, position)] = quantizer
         if zero is not None and np.any(zero != 0):
-            self.problem("zero-point", dq.name, f"{dq.name} quantizes {source} with zero point {zero_point}; TensorRT "
+            self.problem(ProblemKind.ZERO_POINT, dq.name,
+                         f"{dq.name} quantizes {source} with zero point {zero_point}; TensorRT "
                          "takes symmetric int8 only (re-quantize with symmetric activations, zero point 0)")
         if per_channel:
-            self.problem("per-channel-activation", dq.name, f"{dq.name} quantizes activation {source} per channel; "
+            self.problem(ProblemKind.PER_CHANNEL_ACTIVATION, dq.name,
+                         f"{dq.name} quantizes activation {source} per channel; "
                          "TensorRT takes per-tensor activation scales only (re-quantize per tensor)")
 
 

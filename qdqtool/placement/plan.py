@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Set, Tuple
 
 from qdqtool.onnxgraph.graph import GraphView
-from qdqtool.trt.fusion import conv_behind
+from qdqtool.trt.analysis import activation_inputs, add_sides, is_two_input_add, range_spread, residual_add
+from qdqtool.trt.kinds import Cause, EdgeRule, Outcome, Rule
 from qdqtool.trt.rules import DECODE_OPS, WEIGHTED_OPS, is_commuting, weight_channel_axis
 
 RESIDUAL_MODES = ("skip", "both")
@@ -28,6 +29,10 @@ class PlacementConfig:
     exclude: Tuple[str, ...] = ()          # fnmatch patterns on node names left float
     keep_float: Tuple[Tuple[str, str], ...] = ()   # (node name, reason): nodes the sensitivity analysis keeps float
 
+    def excludes(self, name: str) -> bool:
+        """True when the node stays float by the user's patterns or the sensitivity analysis."""
+        return any(fnmatch.fnmatchcase(name, p) for p in self.exclude) or any(n == name for n, _ in self.keep_float)
+
 
 @dataclass(frozen=True)
 class QuantizedInput:
@@ -36,7 +41,7 @@ class QuantizedInput:
     tensor: str
     node: str
     input_index: int
-    rule: str
+    rule: EdgeRule
 
 
 @dataclass(frozen=True)
@@ -51,15 +56,17 @@ class QuantizedWeight:
 
 @dataclass(frozen=True)
 class Decision:
-    """What the plan decided for one node, and why. outcome: int8 | float | fused-int8."""
+    """What the plan decided for one node, and why (reason: for people; cause and the fields after it: for code)."""
 
     node: str
     op_type: str
-    rule: str
-    outcome: str
+    rule: Rule
+    outcome: Outcome
     reason: str
     tensors: Tuple[str, ...] = ()
-    cause: str = ""     # a machine-readable cause where one matters to callers: "range-spread"
+    cause: Cause = Cause.NONE
+    conv: str = ""                  # residual Adds: the convolution the Add fuses into
+    spread: Optional[float] = None  # Concats: how far the input ranges are apart, when measured
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,7 @@ class PlacementPlan:
     def quantized_tensors(self) -> List[str]:
         return sorted({q.tensor for q in self.inputs})
 
-    def decisions_for(self, rule: str) -> List[Decision]:
+    def decisions_for(self, rule: Rule) -> List[Decision]:
         return [d for d in self.decisions if d.rule == rule]
 
 
@@ -119,18 +126,13 @@ class _Planner:
         self.kept_float: Dict[str, str] = dict(config.keep_float)
 
     # --- helpers --------------------------------------------------------------------------------------------
-    def excluded(self, name: str) -> bool:
-        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.config.exclude) or name in self.kept_float
-
-    def quantize(self, tensor: str, node, index: int, rule: str) -> None:
+    def quantize(self, tensor: str, node, index: int, rule: EdgeRule) -> None:
         self.inputs.setdefault((node.name, index), QuantizedInput(tensor, node.name, index, rule))
 
-    def decide(self, node, rule: str, outcome: str, reason: str, tensors: Iterable[str] = (), cause: str = "") -> None:
-        self.decisions.append(Decision(node.name, node.op_type, rule, outcome, reason, tuple(tensors), cause))
-
-    def activation_inputs(self, node) -> List[Tuple[int, str]]:
-        return [(i, t) for i, t in enumerate(node.input)
-                if t and not self.view.is_constant(t) and self.view.is_float(t)]
+    def decide(self, node, rule: Rule, outcome: Outcome, reason: str, tensors: Iterable[str] = (),
+               cause: Cause = Cause.NONE, **structured) -> None:
+        self.decisions.append(Decision(node.name, node.op_type, rule, outcome, reason, tuple(tensors), cause,
+                                       **structured))
 
     def fed_by_decode(self, tensor: str) -> Optional[str]:
         """Name of a decode op (Softmax) reaching this tensor through commuting ops, if any."""
@@ -149,84 +151,89 @@ class _Planner:
             if spec is None:
                 continue
             if allowed is not None and node.op_type not in allowed:
-                self.decide(node, "weighted", "float", f"{node.op_type} not in --op-types")
+                self.decide(node, Rule.WEIGHTED, Outcome.FLOAT, f"{node.op_type} not in --op-types",
+                            cause=Cause.OP_TYPE_NOT_SELECTED)
                 continue
-            if self.excluded(node.name):
-                self.decide(node, "weighted", "float", self.kept_float.get(node.name, "excluded by --exclude"))
+            if self.config.excludes(node.name):
+                kept = node.name in self.kept_float
+                self.decide(node, Rule.WEIGHTED, Outcome.FLOAT, self.kept_float.get(node.name, "excluded by --exclude"),
+                            cause=Cause.KEPT_FLOAT if kept else Cause.EXCLUDED)
                 continue
             if len(node.input) <= spec.weight_input:
                 continue
             act, weight = node.input[spec.activation_input], node.input[spec.weight_input]
             if not self.view.is_float(act) or self.view.is_constant(act):
-                self.decide(node, "weighted", "float", "activation input is not a float tensor")
+                self.decide(node, Rule.WEIGHTED, Outcome.FLOAT, "activation input is not a float tensor",
+                            cause=Cause.ACTIVATION_NOT_FLOAT)
                 continue
             decode = self.fed_by_decode(act)
             if decode is not None:
-                self.decide(node, "weighted", "float", f"fed by {decode}: detection-head decode stays float (rule 6)")
+                self.decide(node, Rule.WEIGHTED, Outcome.FLOAT,
+                            f"fed by {decode}: detection-head decode stays float (rule 6)", cause=Cause.DECODE)
                 continue
             value = self.view.constant_value(weight)
             if value is None:
                 if node.op_type != "MatMul" or not self.view.is_float(weight):
-                    self.decide(node, "weighted", "float", "weight is not constant")
+                    self.decide(node, Rule.WEIGHTED, Outcome.FLOAT, "weight is not constant",
+                                cause=Cause.WEIGHT_NOT_CONSTANT)
                     continue
-                self.quantize(weight, node, spec.weight_input, "weighted-input")
+                self.quantize(weight, node, spec.weight_input, EdgeRule.WEIGHTED_INPUT)
             else:
                 axis = weight_channel_axis(node, value.ndim)
                 self.weights.append(QuantizedWeight(weight, node.name, spec.weight_input, axis))
-            self.quantize(act, node, spec.activation_input, "weighted-input")
+            self.quantize(act, node, spec.activation_input, EdgeRule.WEIGHTED_INPUT)
             self.int8_convs.add(node.name)
-            self.decide(node, "weighted", "int8", "activation per tensor, weight per output channel (rule 1)",
-                        [act])
+            self.decide(node, Rule.WEIGHTED, Outcome.INT8, "activation per tensor, weight per output channel (rule 1)",
+                        [act], Cause.QUANTIZED)
 
     # --- rules 2 and 3: Adds --------------------------------------------------------------------------------
     def plan_adds(self) -> None:
         for node in self.view.nodes:
-            if node.op_type != "Add" or len(node.input) != 2 or self.excluded(node.name):
+            if not is_two_input_add(self.view, node) or self.config.excludes(node.name):
                 continue
-            if len(self.activation_inputs(node)) != 2:
-                continue  # an Add with a constant is a bias, fused by TensorRT; not a residual
-            sides = [conv_behind(self.view, t) for t in node.input]
-            fusible = [i for i, (conv, _) in enumerate(sides) if conv is not None and conv.name in self.int8_convs]
-            if not fusible:
+            sides = add_sides(self.view, node)
+            residual = residual_add(self.view, node, self.int8_convs.__contains__, sides)
+            if residual is None:
                 self.plan_standalone_add(node, sides)
                 continue
-            depth = self.view.depth
-            fused = max(fusible, key=lambda i: (depth[sides[i][0].name], -i))
-            skip = 1 - fused
-            conv_name = sides[fused][0].name
+            fused, skip, conv_name = residual.fused_index, residual.skip_index, residual.conv
             skip_tensor = node.input[skip]
             if self.config.residual_mode == "both":
-                self.quantize(node.input[fused], node, fused, "residual-both")
-                self.quantize(skip_tensor, node, skip, "residual-skip")
+                self.quantize(node.input[fused], node, fused, EdgeRule.RESIDUAL_BOTH)
+                self.quantize(skip_tensor, node, skip, EdgeRule.RESIDUAL_SKIP)
                 self.groups.union(node.input)
+                cause = Cause.BOTH_ONE_SCALE
                 reason = (f"both inputs quantized with one scale (--residual-mode both); "
                           f"{conv_name} fuses the Add")
             else:
-                self.quantize(skip_tensor, node, skip, "residual-skip")
+                self.quantize(skip_tensor, node, skip, EdgeRule.RESIDUAL_SKIP)
                 shared = [c.name for c, i in self.view.consumers(skip_tensor)
                           if c.name != node.name and (c.name, i) in self.inputs]
+                cause = Cause.SKIP_SHARES_QUANTIZER if shared else Cause.SKIP_QUANTIZED
                 reuse = f", sharing the quantizer {skip_tensor} has for {shared[0]}" if shared else ""
                 reason = (f"skip input {skip_tensor} quantized{reuse}; nothing on the side of {conv_name}, "
                           f"which fuses the Add (rule 2)")
-            self.decide(node, "residual-add", "fused-int8", reason, [skip_tensor])
+            self.decide(node, Rule.RESIDUAL_ADD, Outcome.FUSED_INT8, reason, [skip_tensor], cause, conv=conv_name)
 
     def plan_standalone_add(self, node, sides) -> None:
-        why = "; ".join(f"input {i}: {reason}" for i, (_, reason) in enumerate(sides))
+        why = "; ".join(f"input {i}: {chain.reason}" for i, chain in enumerate(sides))
         if self.config.standalone_add != "int8":
-            self.decide(node, "standalone-add", "float",
+            self.decide(node, Rule.STANDALONE_ADD, Outcome.FLOAT,
                         f"no fusible INT8 convolution on either side ({why}); an isolated INT8 Add costs "
-                        "reformats (rule 3)")
+                        "reformats (rule 3)", cause=Cause.NO_FUSIBLE_CONV)
             return
         consumers = self.view.consumers(node.output[0])
         if self.view.is_graph_output(node.output[0]) or not consumers:
-            self.decide(node, "standalone-add", "float", "output is a graph output, which stays float (rule 6)")
+            self.decide(node, Rule.STANDALONE_ADD, Outcome.FLOAT,
+                        "output is a graph output, which stays float (rule 6)", cause=Cause.GRAPH_OUTPUT)
             return
         for index, tensor in enumerate(node.input):
-            self.quantize(tensor, node, index, "standalone-add")
+            self.quantize(tensor, node, index, EdgeRule.STANDALONE_ADD)
         for consumer, index in consumers:
-            self.quantize(node.output[0], consumer, index, "standalone-add")
-        self.decide(node, "standalone-add", "int8", "both inputs and the output quantized (--standalone-add int8)",
-                    [*node.input, node.output[0]])
+            self.quantize(node.output[0], consumer, index, EdgeRule.STANDALONE_ADD)
+        self.decide(node, Rule.STANDALONE_ADD, Outcome.INT8,
+                    "both inputs and the output quantized (--standalone-add int8)", [*node.input, node.output[0]],
+                    Cause.MODE)
 
     # --- rule 4: Concat -------------------------------------------------------------------------------------
     def reaches_int8(self, tensor: str, depth: int = 0) -> bool:
@@ -241,50 +248,42 @@ class _Planner:
                 return True
         return False
 
-    def spread(self, tensors: Iterable[str]) -> Optional[float]:
-        if self.ranges is None:
-            return None
-        values = [self.ranges.get(t) for t in tensors]
-        if any(v is None for v in values):
-            return None
-        low, high = min(values), max(values)
-        return float("inf") if low <= 0 < high else (high / low if low > 0 else 1.0)
-
     def plan_concats(self) -> None:
         for node in self.view.nodes:
-            if node.op_type != "Concat" or not self.view.is_float(node.output[0]) or self.excluded(node.name):
+            if node.op_type != "Concat" or not self.view.is_float(node.output[0]) or self.config.excludes(node.name):
                 continue
-            inputs = [t for _, t in self.activation_inputs(node)]
+            inputs = [t for _, t in activation_inputs(self.view, node)]
             if not inputs:
                 continue
             self.observe.update(inputs)
-            ratio = self.spread(inputs)
+            ratio = range_spread(self.ranges, inputs)
             ratio_text = f"input ranges differ {ratio:.1f}x" if ratio is not None else "input ranges not measured"
             if not self.reaches_int8(node.output[0]):
                 mixed = ratio is not None and ratio > self.config.concat_ratio
                 why = (f"; {ratio_text} (> {self.config.concat_ratio:g}x), so one int8 scale would also crush the "
                        "small-range inputs" if mixed else f" ({ratio_text})")
-                self.decide(node, "concat", "float", f"output feeds no INT8 op{why}", inputs,
-                            "range-spread" if mixed else "")
+                self.decide(node, Rule.CONCAT, Outcome.FLOAT, f"output feeds no INT8 op{why}", inputs,
+                            Cause.RANGE_SPREAD if mixed else Cause.NO_INT8_CONSUMER, spread=ratio)
                 continue
             members = self.groups.members(node.output[0]) | set().union(*(self.groups.members(t) for t in inputs))
             self.observe.update(members)
-            group_ratio = self.spread(members)
+            group_ratio = range_spread(self.ranges, members)
             if ratio is not None and ratio > self.config.concat_ratio:
-                self.decide(node, "concat", "float",
+                self.decide(node, Rule.CONCAT, Outcome.FLOAT,
                             f"{ratio_text} (> {self.config.concat_ratio:g}x): one int8 scale would crush the "
-                            "small-range inputs, so the Concat stays float (rule 4)", inputs, "range-spread")
+                            "small-range inputs, so the Concat stays float (rule 4)", inputs, Cause.RANGE_SPREAD,
+                            spread=ratio)
                 continue
             if group_ratio is not None and group_ratio > self.config.concat_ratio:
-                self.decide(node, "concat", "float",
+                self.decide(node, Rule.CONCAT, Outcome.FLOAT,
                             f"sharing one scale with the tensors already tied to it would span {group_ratio:.1f}x "
                             f"(> {self.config.concat_ratio:g}x), so the Concat stays float (rule 4)", inputs,
-                            "range-spread")
+                            Cause.RANGE_SPREAD, spread=group_ratio)
                 continue
             self.groups.union([node.output[0], *inputs])
-            self.decide(node, "concat", "int8",
+            self.decide(node, Rule.CONCAT, Outcome.INT8,
                         f"one scale for its {len(inputs)} inputs and its output ({ratio_text}); TensorRT "
-                        "removes the Concat (rule 4)", [node.output[0], *inputs])
+                        "removes the Concat (rule 4)", [node.output[0], *inputs], Cause.ONE_SCALE, spread=ratio)
 
     # --- rule 5: ops that commute with Q/DQ -----------------------------------------------------------------
     def plan_commuting(self) -> None:

@@ -6,7 +6,6 @@ input index; float-model tensor names); this module maps them back onto the orig
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,26 +15,27 @@ from onnx import helper, numpy_helper
 from qdqtool.onnxgraph.prepare import upgrade_opset
 from qdqtool.onnxgraph.qdqview import GRAPH_OUTPUT, QdqView, drop_unread_tensors
 from qdqtool.placement.apply import _Names, insert_after_producers
-from qdqtool.trt.rules import DEQUANTIZE, MIN_QDQ_OPSET, QUANTIZE
-
-EDIT_KINDS = ("insert", "remove", "set-scale", "convert-opset")
+from qdqtool.trt.kinds import Cause, EditKind, ScaleSource
+from qdqtool.trt.rules import DEQUANTIZE, MIN_QDQ_OPSET, QUANTIZE, same_scale
 
 
 @dataclass(frozen=True)
 class RepairEdit:
     """One planned change. insert/remove: the edge (node, input_index) carrying tensor; set-scale: node is the Q node.
-    scale is the new activation scale (insert, set-scale)."""
+    scale is the new activation scale (insert, set-scale); source says where an inserted scale came from."""
 
-    kind: str
+    kind: EditKind
     node: str
     input_index: int
     tensor: str
     scale: float | None
     reason: str
+    cause: Cause = Cause.NONE
+    source: ScaleSource | None = None
 
     def to_json(self) -> dict[str, object]:
         return {"kind": self.kind, "node": self.node, "input_index": self.input_index, "tensor": self.tensor,
-                "scale": self.scale, "reason": self.reason}
+                "scale": self.scale, "reason": self.reason, "cause": self.cause, "source": self.source}
 
 
 class _Editor:
@@ -60,7 +60,7 @@ class _Editor:
         """An existing DQ output quantizing tensor at this scale, else a new Q/DQ pair placed after the producer."""
         for quantizer in self.qdq.edges.values():
             current = self.new_scale.get(quantizer.q_node, quantizer.scale)
-            if quantizer.tensor == tensor and math.isclose(current, scale, rel_tol=1e-5):
+            if quantizer.tensor == tensor and same_scale(current, scale):
                 return self.nodes[quantizer.dq_node].output[0]
         key = (tensor, round(scale, 12))
         if key not in self.new_pairs:
@@ -123,7 +123,7 @@ def _drop_dead_nodes(graph: onnx.GraphProto) -> None:
 
 def apply_repairs(qdq: QdqView, edits: list[RepairEdit] | tuple[RepairEdit, ...]) -> onnx.ModelProto:
     """A new model: qdq.model with the edits applied (removals first, then scales, then insertions)."""
-    unknown = sorted({e.kind for e in edits} - set(EDIT_KINDS))
+    unknown = sorted({e.kind for e in edits} - set(EditKind))
     if unknown:
         raise ValueError(f"unknown edit kinds {unknown}")
     editor = _Editor(qdq)

@@ -26,6 +26,7 @@ from qdqtool.repair.apply import RepairEdit, apply_repairs
 from qdqtool.repair.plan import FixConfig, FixPlan, plan_repairs, require_ranges
 from qdqtool.runner import check_session_opens, create_session
 from qdqtool.samples.sets import Preprocess, SampleSet, model_input_specs, random_feed
+from qdqtool.trt.kinds import Cause, EditKind, ProblemKind
 from qdqtool.trt.rules import MIN_QDQ_OPSET, QDQ_OPS
 
 log = logging.getLogger("qdqtool")
@@ -127,10 +128,10 @@ def compare_with_input(qdq: QdqView, fixed: onnx.ModelProto, samples: SampleSet 
 def fix_model(qdq: QdqView, config: FixConfig, data: DataConfig) -> FixResult:
     """Plan (ranges file, then a quick calibration of what is still unknown), apply, check, compare."""
     convert = None
-    if any(p.kind == "opset" for p in qdq.problems):
+    if any(p.kind == ProblemKind.OPSET for p in qdq.problems):
         qdq = read_qdq(upgrade_opset(qdq.model, MIN_QDQ_OPSET))
-        convert = RepairEdit("convert-opset", "", 0, "", None, f"per-channel weight DequantizeLinear needs opset "
-                             f"{MIN_QDQ_OPSET}: converted with onnx's version converter")
+        convert = RepairEdit(EditKind.CONVERT_OPSET, "", 0, "", None, "per-channel weight DequantizeLinear needs "
+                             f"opset {MIN_QDQ_OPSET}: converted with onnx's version converter", Cause.OPSET)
     measured, sources = file_ranges(data)
     samples = open_samples(qdq, data)
     plan = plan_repairs(qdq, config, measured)

@@ -8,29 +8,29 @@ quantizes the same tensor, a ranges file, or a quick calibration on data; otherw
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from qdqtool.check.predict import Analysis, CheckReport, same_scale
+from qdqtool.check.predict import Analysis, CheckReport
 from qdqtool.errors import ModelError, RangeError
 from qdqtool.onnxgraph.graph import GraphView
 from qdqtool.onnxgraph.qdqview import GRAPH_OUTPUT, Edge, QdqView
-from qdqtool.placement.apply import scale_from_amax
 from qdqtool.placement.plan import PlacementConfig, PlacementPlan, plan_placement
 from qdqtool.repair.apply import RepairEdit
-from qdqtool.trt.rules import WEIGHTED_OPS, is_commuting
+from qdqtool.trt.analysis import activation_inputs, is_two_input_add, range_spread
+from qdqtool.trt.kinds import Cause, EditKind, Outcome, ProblemKind, Rule, ScaleSource
+from qdqtool.trt.rules import WEIGHTED_OPS, amax_from_scale, is_commuting, same_scale, scale_from_amax
 
 log = logging.getLogger("qdqtool")
 
 STANDALONE_ADD_CHOICES = ("int8", "float", "keep")
 SCOPES = ("residuals", "all")
 REFUSED_PROBLEMS = {
-    "zero-point": "re-quantize with symmetric int8 activations and weights (zero point 0)",
-    "per-channel-activation": "re-quantize activations per tensor",
+    ProblemKind.ZERO_POINT: "re-quantize with symmetric int8 activations and weights (zero point 0)",
+    ProblemKind.PER_CHANNEL_ACTIVATION: "re-quantize activations per tensor",
 }
-KIND_ORDER = {"convert-opset": 0, "remove": 1, "set-scale": 2, "insert": 3}
+KIND_ORDER = {kind: order for order, kind in enumerate(EditKind)}   # convert-opset, remove, set-scale, insert
 
 
 @dataclass(frozen=True)
@@ -69,20 +69,17 @@ class _Repairs:
         self.view: GraphView = self.analysis.view
         self.existing: dict[str, tuple[float, str]] = {}       # tensor -> (largest amax, its Q node)
         for quantizer in qdq.edges.values():
-            amax = quantizer.scale * 127
+            amax = amax_from_scale(quantizer.scale)
             if amax > self.existing.get(quantizer.tensor, (-1.0, ""))[0]:
                 self.existing[quantizer.tensor] = (amax, quantizer.q_node)
-        self.removes: dict[Edge, str] = {}
-        self.inserts: dict[Edge, tuple[str, str]] = {}          # edge -> (tensor, reason)
+        self.removes: dict[Edge, tuple[str, Cause]] = {}
+        self.inserts: dict[Edge, tuple[str, str, Cause]] = {}   # edge -> (tensor, reason, cause)
         self.scales: dict[str, tuple[float, str, str]] = {}     # Q node -> (scale, tensor, reason)
         self.group_amax: dict[str, float] = {}
         self.kept: list[str] = []
         self.missing: set[str] = set()
         self.extra_groups: list[tuple[str, ...]] = []
         self.ranges: dict[str, float] = {}
-
-    def excluded(self, name: str) -> bool:
-        return any(fnmatch.fnmatchcase(name, p) for p in self.config.placement.exclude)
 
     def plan(self) -> PlacementPlan:
         ranges = {t: amax for t, (amax, _) in self.existing.items()}
@@ -91,18 +88,18 @@ class _Repairs:
         standalone = "int8" if self.config.standalone_add == "int8" else "float"
         return plan_placement(self.view, replace(self.config.placement, standalone_add=standalone), ranges)
 
-    def remove(self, edge: Edge, reason: str) -> None:
+    def remove(self, edge: Edge, reason: str, cause: Cause) -> None:
         if edge in self.qdq.edges:
-            self.removes.setdefault(edge, reason)
+            self.removes.setdefault(edge, (reason, cause))
 
-    def insert(self, edge: Edge, tensor: str, reason: str) -> None:
+    def insert(self, edge: Edge, tensor: str, reason: str, cause: Cause) -> None:
         if self.analysis.in_scale(*edge) is None:
-            self.inserts.setdefault(edge, (tensor, reason))
+            self.inserts.setdefault(edge, (tensor, reason, cause))
 
     # --- rules ------------------------------------------------------------------------------------------------
     def residuals(self) -> None:
         for node in self.view.nodes:
-            if node.op_type != "Add" or len(self.analysis.activation_inputs(node)) != 2 or self.excluded(node.name):
+            if not is_two_input_add(self.view, node) or self.config.placement.excludes(node.name):
                 continue
             res = self.analysis.residual(node)
             if res is None:
@@ -110,14 +107,16 @@ class _Repairs:
                 continue
             skip = node.input[res.skip_index]
             self.insert((node.name, res.skip_index), skip,
-                        f"skip input of {node.name}: {res.conv} fuses the Add only when the skip arrives in INT8")
+                        f"skip input of {node.name}: {res.conv} fuses the Add only when the skip arrives in INT8",
+                        Cause.FLOAT_SKIP)
             keep = {(node.name, res.fused_index)} if self.config.placement.residual_mode == "both" else set()
-            for edge in res.chain_edges:
+            for edge in res.conv_side_edges:
                 if edge not in keep:
-                    self.remove(edge, f"Q/DQ on the conv side of {node.name} splits the fusion of {res.conv} into it")
+                    self.remove(edge, f"Q/DQ on the conv side of {node.name} splits the fusion of {res.conv} into it",
+                                Cause.CONV_SIDE_QDQ)
             if keep:
                 self.insert((node.name, res.fused_index), node.input[res.fused_index],
-                            "--residual-mode both: the conv side shares the skip input's scale")
+                            "--residual-mode both: the conv side shares the skip input's scale", Cause.BOTH_ONE_SCALE)
 
     def standalone_add(self, node) -> None:
         mode = self.config.standalone_add
@@ -127,58 +126,51 @@ class _Repairs:
         elif mode == "float":
             reason = f"standalone Add {node.name} runs in float (--standalone-add float)"
             for index in range(2):
-                self.remove((node.name, index), reason)
+                self.remove((node.name, index), reason, Cause.MODE)
             for consumer, index in self.view.consumers(out):
                 if consumer.op_type not in WEIGHTED_OPS and consumer.op_type != "Concat":
-                    self.remove((consumer.name, index), reason)
+                    self.remove((consumer.name, index), reason, Cause.MODE)
             for position, name in enumerate(self.view.output_names):
                 if name == out:
-                    self.remove((GRAPH_OUTPUT, position), reason)
+                    self.remove((GRAPH_OUTPUT, position), reason, Cause.MODE)
         elif self.view.is_graph_output(out) or not self.view.consumers(out):
             self.kept.append(f"{node.name}: standalone Add output is a graph output, which stays float (rule 6)")
         else:
             reason = f"standalone Add {node.name} in INT8 (--standalone-add int8): both inputs and the output"
             for index, tensor in enumerate(node.input):
-                self.insert((node.name, index), tensor, reason)
+                self.insert((node.name, index), tensor, reason, Cause.MODE)
             for consumer, index in self.view.consumers(out):
-                self.insert((consumer.name, index), out, reason)
+                self.insert((consumer.name, index), out, reason, Cause.MODE)
 
     def concats(self, plan: PlacementPlan) -> None:
-        for decision in plan.decisions_for("concat"):
-            if decision.outcome != "float":
+        for decision in plan.decisions_for(Rule.CONCAT):
+            if decision.outcome != Outcome.FLOAT:
                 continue
             node = self.view.by_name[decision.node]
-            inputs = [t for _, t in self.analysis.activation_inputs(node)]
+            inputs = [t for _, t in activation_inputs(self.view, node)]
             around = bool(self.analysis.out_scales(node.output[0])) or any(
-                self.analysis.in_scale(node.name, i) is not None for i, _ in self.analysis.activation_inputs(node))
-            spread = self.spread(inputs)
+                self.analysis.in_scale(node.name, i) is not None for i, _ in activation_inputs(self.view, node))
+            spread = range_spread(self.ranges, inputs)
             spread_too_wide = spread is not None and spread > self.config.placement.concat_ratio
-            too_wide = decision.cause == "range-spread" or spread_too_wide
+            too_wide = decision.cause == Cause.RANGE_SPREAD or spread_too_wide
             if not too_wide:
                 if around:  # the model quantizes it anyway: TensorRT then needs one scale around it
                     self.extra_groups.append(self.commuting_closure([node.output[0], *inputs]))
                 else:
                     self.kept.append(f"{decision.node}: Concat left as it is ({decision.reason})")
                 continue
-            why = decision.reason if decision.cause == "range-spread" else (
+            why = decision.reason if decision.cause == Cause.RANGE_SPREAD else (
                 f"input ranges differ {spread:.1f}x (> {self.config.placement.concat_ratio:g}x): one int8 scale "
                 "would crush the small-range inputs (rule 4)")
             reason = f"Concat {node.name} stays float: {why}"
-            for index, _ in self.analysis.activation_inputs(node):
-                self.remove((node.name, index), reason)
+            for index, _ in activation_inputs(self.view, node):
+                self.remove((node.name, index), reason, Cause.RANGE_SPREAD)
             for consumer, index in self.view.consumers(node.output[0]):
                 if consumer.op_type not in WEIGHTED_OPS:
-                    self.remove((consumer.name, index), reason)
+                    self.remove((consumer.name, index), reason, Cause.RANGE_SPREAD)
             for position, name in enumerate(self.view.output_names):
                 if name == node.output[0]:
-                    self.remove((GRAPH_OUTPUT, position), reason)
-
-    def spread(self, tensors: list[str]) -> float | None:
-        values = [self.ranges.get(t) for t in tensors]
-        if not values or any(v is None for v in values):
-            return None
-        low, high = min(values), max(values)
-        return float("inf") if low <= 0 < high else (high / low if low > 0 else 1.0)
+                    self.remove((GRAPH_OUTPUT, position), reason, Cause.RANGE_SPREAD)
 
     def commuting_closure(self, tensors: list[str]) -> tuple[str, ...]:
         """The tensors plus those TensorRT ties to them by moving Q/DQ through commuting ops (both directions)."""
@@ -199,13 +191,13 @@ class _Repairs:
         return tuple(sorted(found))
 
     def groups(self, plan: PlacementPlan) -> None:
-        inserted = {tensor for tensor, _ in self.inserts.values()}
+        inserted = {tensor for tensor, _, _ in self.inserts.values()}
         for group in _merge_overlapping(list(plan.groups) + self.extra_groups):
             members = set(group)
             quantizers = {q.q_node: q for t in members for _, q in self.analysis.by_tensor.get(t, [])}
             if not quantizers and not members & inserted:
                 continue
-            known = [q.scale * 127 for q in quantizers.values()] or [self.measured[t] for t in members
+            known = [amax_from_scale(q.scale) for q in quantizers.values()] or [self.measured[t] for t in members
                                                                      if t in self.measured]
             if not known:
                 self.missing.update(members & inserted)
@@ -221,26 +213,29 @@ class _Repairs:
                               f"to it through Concat/commuting ops ({shown}): max of the group's ranges")
                     self.scales[q_node] = (scale, quantizer.tensor, reason)
 
-    def insert_scale(self, tensor: str) -> tuple[float | None, str]:
+    def insert_scale(self, tensor: str) -> tuple[float | None, ScaleSource | None, str]:
         existing = self.existing.get(tensor)
         if tensor in self.group_amax and (existing is None or existing[0] != self.group_amax[tensor]):
-            return scale_from_amax(self.group_amax[tensor]), "the shared scale of its Concat/commuting group"
+            return (scale_from_amax(self.group_amax[tensor]), ScaleSource.GROUP,
+                    "the shared scale of its Concat/commuting group")
         if existing is not None:
             amax, q_node = self.existing[tensor]
-            return scale_from_amax(amax), f"reusing the scale of {q_node}, which already quantizes {tensor}"
+            return (scale_from_amax(amax), ScaleSource.REUSED,
+                    f"reusing the scale of {q_node}, which already quantizes {tensor}")
         if tensor in self.measured:
-            return scale_from_amax(self.measured[tensor]), "measured range"
+            return scale_from_amax(self.measured[tensor]), ScaleSource.MEASURED, "measured range"
         self.missing.add(tensor)
-        return None, ""
+        return None, None, ""
 
     def edits(self) -> list[RepairEdit]:
-        edits = [RepairEdit("remove", n, i, self.qdq.edges[(n, i)].tensor, None, reason)
-                 for (n, i), reason in self.removes.items()]
-        edits += [RepairEdit("set-scale", q, 0, tensor, scale, reason)
+        edits = [RepairEdit(EditKind.REMOVE, n, i, self.qdq.edges[(n, i)].tensor, None, reason, cause)
+                 for (n, i), (reason, cause) in self.removes.items()]
+        edits += [RepairEdit(EditKind.SET_SCALE, q, 0, tensor, scale, reason, Cause.GROUP_SCALE)
                   for q, (scale, tensor, reason) in self.scales.items()]
-        for (node, index), (tensor, reason) in self.inserts.items():
-            scale, source = self.insert_scale(tensor)
-            edits.append(RepairEdit("insert", node, index, tensor, scale, f"{reason}; scale: {source}"))
+        for (node, index), (tensor, reason, cause) in self.inserts.items():
+            scale, source, how = self.insert_scale(tensor)
+            edits.append(RepairEdit(EditKind.INSERT, node, index, tensor, scale, f"{reason}; scale: {how}", cause,
+                                    source))
         return sorted(edits, key=lambda e: (KIND_ORDER[e.kind], e.node, e.input_index))
 
 
@@ -273,7 +268,7 @@ def plan_repairs(qdq: QdqView, config: FixConfig | None = None,
     repairs.concats(plan)
     repairs.groups(plan)
     edits = repairs.edits()
-    concat_inputs = {t for d in plan.decisions_for("concat") for t in d.tensors}
+    concat_inputs = {t for d in plan.decisions_for(Rule.CONCAT) for t in d.tensors}
     observe = tuple(sorted(repairs.missing | concat_inputs))
     for edit in edits:
         log.info("%s %s[%d] %s: %s", edit.kind, edit.node, edit.input_index, edit.tensor, edit.reason)

@@ -14,17 +14,23 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from qdqtool.calibrate.observers import ACTIVATION_QMAX
-from qdqtool.check.predict import Analysis, CheckReport, same_scale
+from qdqtool.check.predict import Analysis, CheckReport
 from qdqtool.onnxgraph.graph import GraphView
 from qdqtool.onnxgraph.qdqview import GRAPH_OUTPUT, Edge, QdqView
-from qdqtool.placement.apply import scale_from_amax
 from qdqtool.placement.plan import Decision, PlacementConfig, PlacementPlan, group_amax, plan_placement
 from qdqtool.repair.kept_weights import KeptWeight, WeightDecision, keep_weights
 from qdqtool.repair.plan import FixConfig, refuse_unfixable
 from qdqtool.repair.skip_scale import infer_skip_amax
 from qdqtool.trt.fusion import gated_activation_input
-from qdqtool.trt.rules import FUSIBLE_EPILOGUES, WEIGHTED_OPS, is_commuting
+from qdqtool.trt.kinds import EdgeRule, Kind, Outcome, Rule
+from qdqtool.trt.rules import (
+    FUSIBLE_EPILOGUES,
+    WEIGHTED_OPS,
+    amax_from_scale,
+    is_commuting,
+    same_scale,
+    scale_from_amax,
+)
 
 UNCHANGED = ("keep", "keep-weight")
 KIND_ORDER = ("remove", "remove-weight", "rescale", "move", "insert", "requantize-weight", "keep", "keep-weight")
@@ -83,7 +89,7 @@ def model_ranges(qdq: QdqView) -> dict[str, tuple[float, str]]:
     """Tensor -> (amax, Q node) from the model's own quantizers; the largest where one tensor has several."""
     found: dict[str, tuple[float, str]] = {}
     for quantizer in qdq.edges.values():
-        amax = quantizer.scale * ACTIVATION_QMAX
+        amax = amax_from_scale(quantizer.scale)
         if amax > found.get(quantizer.tensor, (-1.0, ""))[0]:
             found[quantizer.tensor] = (amax, quantizer.q_node)
     return found
@@ -127,9 +133,9 @@ class _Replacement:
         INT8 too (else the Q on its output would be a standalone layer); every other one runs in float."""
         plan = plan_placement(self.view, self.placement, self.ranges)
         planned = {(q.node, q.input_index) for q in plan.inputs}
-        int8_concats = {d.node for d in plan.decisions_for("concat") if d.outcome == "int8"}
-        standalone = [d.node for d in plan.decisions_for("standalone-add")]
-        keep = {f.node for f in self.before.of_kind("int8-add")} & set(standalone)
+        int8_concats = {d.node for d in plan.decisions_for(Rule.CONCAT) if d.outcome == Outcome.INT8}
+        standalone = [d.node for d in plan.decisions_for(Rule.STANDALONE_ADD)]
+        keep = {f.node for f in self.before.of_kind(Kind.INT8_ADD)} & set(standalone)
 
         def read_in_int8(tensor: str, depth: int = 0) -> bool:
             readers = self.view.consumers(tensor)
@@ -145,7 +151,7 @@ class _Replacement:
                 break
             keep -= dropped
         floats = tuple((add, "standalone Add left float: " + (
-            "the input model runs it in float" if add not in {f.node for f in self.before.of_kind("int8-add")}
+            "the input model runs it in float" if add not in {f.node for f in self.before.of_kind(Kind.INT8_ADD)}
             else "the input model runs it in INT8, but its output feeds float ops") + " (rule 3)")
             for add in standalone if add not in keep)
         return replace(self.placement, standalone_add="int8", keep_float=self.placement.keep_float + floats)
@@ -154,13 +160,13 @@ class _Replacement:
         plan = plan_placement(self.view, self.placement, self.ranges)
         amax = group_amax(plan, self.ranges)
         unmeasured_concats = set()     # Concats the model quantizes nowhere around: data decides their spread
-        for decision in plan.decisions_for("concat"):
+        for decision in plan.decisions_for(Rule.CONCAT):
             around = {*decision.tensors, self.view.by_name[decision.node].output[0]}
             if not around & set(self.ranges):
                 unmeasured_concats |= around
         observe = tuple(sorted(t for t in set(plan.quantized_tensors()) | unmeasured_concats if t not in amax))
         inferred = False
-        for decision in plan.decisions_for("residual-add"):
+        for decision in plan.decisions_for(Rule.RESIDUAL_ADD):
             skip = decision.tensors[0]
             if skip in amax:
                 continue
@@ -194,12 +200,12 @@ class _Replacement:
         if op in WEIGHTED_OPS:
             why = decision.reason if decision else "not an input TensorRT quantizes"
             return "float-weighted-op", f"{op} {node_name} stays float: {why}"
-        if op == "Add" and decision is not None and decision.rule == "residual-add":
+        if op == "Add" and decision is not None and decision.rule == Rule.RESIDUAL_ADD:
             return "conv-side", (f"conv side of residual Add {node_name}: a Q/DQ there splits the fusion of the "
                                  "convolution into the Add (rule 2)")
         if op == "Add" and decision is not None:
             return "standalone-add", decision.reason
-        if op == "Concat" and decision is not None and decision.outcome == "float":
+        if op == "Concat" and decision is not None and decision.outcome == Outcome.FLOAT:
             return "float-concat", decision.reason
         if op == "Concat":
             return "concat-input", ("TensorRT moves the Concat output's Q in front of each input (rule 4): the "
@@ -262,10 +268,10 @@ class _Replacement:
 
 
 def _rule_text(rule: str) -> str:
-    return {"weighted-input": "input of an INT8 weighted op (rule 1)",
-            "residual-skip": "skip input of a residual Add the convolution fuses (rule 2)",
-            "residual-both": "conv-side input of a residual Add, one scale with the skip (rule 2)",
-            "standalone-add": "standalone INT8 Add (rule 3)"}.get(rule, rule)
+    return {EdgeRule.WEIGHTED_INPUT: "input of an INT8 weighted op (rule 1)",
+            EdgeRule.RESIDUAL_SKIP: "skip input of a residual Add the convolution fuses (rule 2)",
+            EdgeRule.RESIDUAL_BOTH: "conv-side input of a residual Add, one scale with the skip (rule 2)",
+            EdgeRule.STANDALONE_ADD: "standalone INT8 Add (rule 3)"}.get(rule, str(rule))
 
 
 def plan_replacement(qdq: QdqView, config: FixConfig | None = None,

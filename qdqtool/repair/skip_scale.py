@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qdqtool.calibrate.observers import ACTIVATION_QMAX
 from qdqtool.check.predict import Analysis
+from qdqtool.trt.rules import amax_from_scale
 
 
 @dataclass(frozen=True)
@@ -28,10 +28,10 @@ def infer_skip_amax(analysis: Analysis, add_name: str, skip_index: int) -> Infer
     if outs:
         how = (f"inferred from the quantizer reading the output of {add_name} (TensorRT quantizes the fused "
                "convolution's output at that scale)")
-        return InferredRange(max(outs) * ACTIVATION_QMAX, how)
+        return InferredRange(amax_from_scale(max(outs)), how)
     other = add.input[1 - skip_index]
     scales = [q.scale for _, q in analysis.by_tensor.get(other, [])]
     if scales:
-        return InferredRange(max(scales) * ACTIVATION_QMAX, f"inferred from the quantizer of {other}, the other input "
+        return InferredRange(amax_from_scale(max(scales)), f"inferred from the quantizer of {other}, the other input "
                              f"of {add_name}")
     return None

@@ -5,15 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from qdqtool.errors import QdqError
+from qdqtool.trt.kinds import Gate
 
-GATES: dict[str, str] = {
-    "float-add": "an Add left outside INT8 (a residual that did not fuse into an INT8 convolution, or a float Add)",
-    "float-concat": "a Concat running in float",
-    "requant-concat": "a Concat whose inputs need a requantize or Reformat (input scales differ from the output's)",
-    "reformat": "any Reformat layer (a Q/DQ TensorRT could not fuse, or a layout/precision conversion)",
-    "float-conv": "a convolution, Gemm or MatMul not running in INT8",
+GATES: dict[Gate, str] = {
+    Gate.FLOAT_ADD: "an Add left outside INT8 (a residual that did not fuse into an INT8 convolution, or a float Add)",
+    Gate.FLOAT_CONCAT: "a Concat running in float",
+    Gate.REQUANT_CONCAT: "a Concat whose inputs need a requantize or Reformat (input scales differ from the output's)",
+    Gate.REFORMAT: "any Reformat layer (a Q/DQ TensorRT could not fuse, a requantize, or a layout/precision "
+                   "conversion)",
+    Gate.FLOAT_CONV: "a convolution, Gemm or MatMul not running in INT8",
 }
-NAME_ONLY_GATES = frozenset({"reformat"})  # the only gate a names-only layer file (no precisions) can judge
+NAME_ONLY_GATES = frozenset({Gate.REFORMAT})  # the only gate a names-only layer file (no precisions) can judge
 
 
 def parse_gates(text: str) -> tuple[str, ...]:
@@ -22,7 +24,7 @@ def parse_gates(text: str) -> tuple[str, ...]:
     unknown = [name for name in names if name not in GATES]
     if unknown:
         raise QdqError(f"unknown --fail-on gate(s) {', '.join(unknown)}; choose from: {', '.join(GATES)}")
-    return tuple(dict.fromkeys(names))
+    return tuple(dict.fromkeys(Gate(name) for name in names))
 
 
 def violated_gates(counts: Mapping[str, int], gates: Iterable[str]) -> list[str]:

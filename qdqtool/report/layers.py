@@ -10,6 +10,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from qdqtool.trt.kinds import Gate
+
 UNKNOWN = "unknown"
 INT8 = "int8"
 FLOAT_PRECISIONS = frozenset({"fp32", "fp16", "bf16", "fp64"})
@@ -108,11 +110,11 @@ class PrecisionSummary:
     def gate_counts(self) -> dict[str, int]:
         """Counts under the names of qdqtool.report.gates.GATES."""
         return {
-            "float-add": len(self.float_adds),
-            "float-concat": len(self.float_concats),
-            "requant-concat": len(self.requant_concats),
-            "reformat": self.reformat_count,
-            "float-conv": len(self.float_convs),
+            Gate.FLOAT_ADD: len(self.float_adds),
+            Gate.FLOAT_CONCAT: len(self.float_concats),
+            Gate.REQUANT_CONCAT: len(self.requant_concats),
+            Gate.REFORMAT: self.reformat_count,
+            Gate.FLOAT_CONV: len(self.float_convs),
         }
 
 

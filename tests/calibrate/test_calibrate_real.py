@@ -15,9 +15,11 @@ from qdqtool.calibrate.pipeline import CalibrationConfig, CalibrationOutputs, ca
 from qdqtool.errors import ModelError
 from qdqtool.onnxgraph.graph import GraphView
 from qdqtool.onnxgraph.prepare import load_model
+from qdqtool.placement.plan import PlacementConfig
 from qdqtool.runner import create_session
 from qdqtool.samples.images import PRESETS, write_augmented_crops
 from qdqtool.samples.sets import SampleSet, model_input_specs
+from qdqtool.trt.kinds import Cause
 from qdqtool.trt.rules import weight_channel_axis
 
 pytestmark = pytest.mark.assets
@@ -109,7 +111,8 @@ def test_yolov8n_placement_and_detections_match_fp32(models_dir, photos, tmp_pat
     assert len([d for d in result.plan.decisions if d.rule == "residual-add" and d.outcome == "fused-int8"]) == 6
     head = GraphView(load_model(models_dir / "yolov8n_320.onnx")).producer("output0")
     assert head.op_type == "Concat" and decisions[head.name].outcome == "float"
-    assert "crush" in decisions[head.name].reason  # box coordinates (0..320) vs class scores (0..1)
+    assert decisions[head.name].cause == Cause.RANGE_SPREAD  # box coordinates (0..320) vs class scores (0..1)
+    assert decisions[head.name].spread > PlacementConfig().concat_ratio
 
     reference, files = outputs(models_dir / "yolov8n_320.onnx", photos["eval"], preprocess)
     quantized, _ = outputs(qdq, photos["eval"], preprocess)

@@ -8,6 +8,7 @@ from qdqtool.cli.main import cli
 from qdqtool.check.predict import check_model, report_lines
 from qdqtool.onnxgraph.qdqview import read_qdq
 from qdqtool.placement.plan import PlacementConfig
+from qdqtool.trt.kinds import Cause, Kind
 
 
 def findings(model, **config):
@@ -21,7 +22,7 @@ def by_node(report, node):
 def test_qat_residual_with_float_skip_falls_back_and_says_why():
     report = findings(tiny_qdq.qat(tiny.resnet_block()))
     add = by_node(report, "add")
-    assert add.kind == "float-add" and "stem_relu_out is float" in add.reason
+    assert add.kind == Kind.FLOAT_ADD and add.cause == Cause.FLOAT_SKIP and add.tensors == ("stem_relu_out",)
     assert add.nodes == ("conv2", "add")
     assert report.counts()["float-add"] == 1 and report.counts()["float-conv"] == 0
 
@@ -29,7 +30,8 @@ def test_qat_residual_with_float_skip_falls_back_and_says_why():
 def test_ort_residual_with_qdq_on_the_conv_side_does_not_fuse():
     report = findings(tiny_qdq.ort_static(tiny.resnet_block()))
     add = by_node(report, "add")
-    assert add.kind == "float-add" and "splits the fusion of conv2" in add.reason
+    assert add.kind == Kind.FLOAT_ADD and add.cause == Cause.CONV_SIDE_QDQ and add.nodes[0] == "conv2"
+    assert add.quantizers and add.tensors == ("conv2_out",)
     assert report.counts()["reformat"] >= 1   # the conv-side DQ and the quantized graph output
 
 
@@ -37,13 +39,15 @@ def test_silu_epilogue_between_conv_and_add_is_part_of_the_fused_group():
     report = findings(tiny_qdq.ort_static(tiny.silu_bottleneck()))
     add = by_node(report, "m_add")
     assert add.nodes[0] == "m_cv2" and add.nodes[-1] == "m_add" and len(add.nodes) == 4   # conv, Sigmoid, Mul, Add
-    assert "Sigmoid" in add.reason or "m_cv2_out_DequantizeLinear" in add.reason
+    assert add.kind == Kind.FLOAT_ADD and add.cause == Cause.CONV_SIDE_QDQ and add.tensors
 
 
 def test_concat_input_quantized_at_another_scale_needs_requantize():
-    report = findings(tiny_qdq.qat(tiny.silu_bottleneck()))
-    concat = by_node(report, "cat")
-    assert concat.kind == "requant-concat" and "half1" in concat.reason and "m_cv1" in concat.reason
+    model = tiny_qdq.qat(tiny.silu_bottleneck())
+    concat = by_node(findings(model), "cat")
+    assert concat.kind == Kind.REQUANT_CONCAT and concat.cause == Cause.INPUT_TWO_SCALES
+    assert concat.tensors == ("half1",)
+    assert concat.quantizers == (read_qdq(model).edges[("m_cv1", 0)].q_node,)
 
 
 def test_concat_with_one_scale_is_int8_and_float_without_output_q():
@@ -56,7 +60,7 @@ def test_concat_with_one_scale_is_int8_and_float_without_output_q():
 def test_unquantized_conv_is_float_conv():
     report = findings(tiny_qdq.qat(tiny.resnet_block(), skip=["conv3"]))
     conv = by_node(report, "conv3")
-    assert conv.kind == "float-conv" and "not quantized" in conv.reason
+    assert conv.kind == Kind.FLOAT_CONV and conv.cause == Cause.NOT_QUANTIZED
     assert report.counts()["float-conv"] == 1
 
 

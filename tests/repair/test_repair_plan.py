@@ -16,6 +16,7 @@ from qdqtool.placement.plan import PlacementConfig
 from qdqtool.repair.apply import apply_repairs
 from qdqtool.repair.pipeline import DataConfig, fix_file, fix_model
 from qdqtool.repair.plan import FixConfig, plan_repairs
+from qdqtool.trt.kinds import Cause, EditKind, Kind, ScaleSource
 from qdqtool.trt.rules import QUANTIZE
 
 
@@ -34,7 +35,8 @@ def test_qat_resnet_skip_reuses_the_block_input_scale_without_data():
     plan, out = fixed(model)
     assert kinds(plan) == [("insert", "add", 1)]
     conv1_scale = read_qdq(model).edges[("conv1", 0)].scale
-    assert plan.edits[0].scale == pytest.approx(conv1_scale) and "reusing" in plan.edits[0].reason
+    assert plan.edits[0].scale == pytest.approx(conv1_scale) and plan.edits[0].source == ScaleSource.REUSED
+    assert plan.edits[0].cause == Cause.FLOAT_SKIP
     after = read_qdq(out)
     assert after.edges[("add", 1)].dq_node == after.edges[("conv1", 0)].dq_node   # one shared quantizer
     report = check_model(after)
@@ -76,7 +78,7 @@ def test_deeper_branch_is_fused_and_shortcut_conv_output_needs_a_measured_range(
     plan, _ = fixed(model, measured={"short_out": 2.54})
     insert = next(e for e in plan.edits if e.kind == "insert")
     assert (insert.node, insert.input_index, insert.tensor) == ("add", 0, "short_out")
-    assert insert.scale == pytest.approx(2.54 / 127) and "measured" in insert.reason
+    assert insert.scale == pytest.approx(2.54 / 127) and insert.source == ScaleSource.MEASURED
 
 
 @pytest.mark.parametrize("ratio,removed", [(100.0, True), (2.0, False)])
@@ -91,7 +93,7 @@ def test_mixed_range_concat_loses_its_qdq_only_beyond_the_ratio(ratio, removed):
     assert (("head_cat", 1) not in after.edges) is removed
     assert ("after", 0) in after.edges          # the following Conv keeps its input quantizer
     if removed:
-        assert "differ" in plan.edits[0].reason
+        assert all(e.cause == Cause.RANGE_SPREAD for e in plan.edits if e.kind == EditKind.REMOVE)
 
 
 def test_standalone_add_modes():
@@ -148,7 +150,7 @@ def test_both_residual_mode_puts_one_scale_on_both_inputs():
     after = read_qdq(out)
     assert after.edges[("add", 0)].scale == pytest.approx(after.edges[("add", 1)].scale, rel=1e-5)
     add = next(f for f in check_model(after, config.placement).findings if f.node == "add")
-    assert add.kind == "fused-add" and "both" in add.reason
+    assert add.kind == Kind.FUSED_ADD and add.cause == Cause.BOTH_ONE_SCALE
 
 
 def test_unfixable_zero_points_are_refused_and_output_never_overwrites_input(tmp_path):

@@ -13,6 +13,7 @@ from qdqtool.repair.pipeline import DataConfig, fix_model
 from qdqtool.repair.plan import FixConfig
 from qdqtool.runner import create_session
 from qdqtool.samples.sets import PRESETS, SampleSet, model_input_specs
+from qdqtool.trt.kinds import Cause, EditKind
 
 pytestmark = pytest.mark.assets
 CASES = {"yolov8n_320.onnx": "yolo", "ppocrv4_det.onnx": "paddle"}
@@ -64,9 +65,9 @@ def test_after_fix_residuals_fuse_and_no_concat_needs_requantize(fixed_case):
     if name.startswith("yolov8n"):
         assert len(after.of_kind("fused-add")) == 6            # the C2f bottlenecks of the backbone
         head = [f for f in after.of_kind("float-concat", "float-region") if f.op_type == "Concat"]
-        assert head and all("output meets no Q" in f.reason or "float by design" in f.reason for f in head)
+        assert head and all(f.cause in (Cause.NO_OUTPUT_Q, Cause.NO_QDQ) for f in head)
         assert after.counts()["float-concat"] == 0
-        assert any(e.kind == "remove" and "differ" in e.reason for e in result.plan.edits)
+        assert any(e.kind == EditKind.REMOVE and e.cause == Cause.RANGE_SPREAD for e in result.plan.edits)
 
 
 def test_fixed_model_is_valid_runs_and_is_no_less_accurate(fixed_case):

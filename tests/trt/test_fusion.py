@@ -2,7 +2,8 @@ import numpy as np
 import tiny
 
 from qdqtool.onnxgraph.graph import GraphView
-from qdqtool.trt.fusion import conv_behind, gated_activation_input
+from qdqtool.trt.fusion import epilogue_chain, gated_activation_input
+from qdqtool.trt.kinds import Cause
 
 
 def test_conv_found_through_batchnorm_and_relu():
@@ -13,9 +14,11 @@ def test_conv_found_through_batchnorm_and_relu():
     bn = b.op("BatchNormalization", [c, ones, zeros, zeros, ones], "bn")
     y = b.op("Relu", [bn], "relu")
     view = GraphView(b.model([b.op("Add", [y, x], "add")]))
-    conv, why = conv_behind(view, "relu_out")
-    assert conv is not None and conv.name == "conv" and why == "fusible"
-    assert conv_behind(view, "x")[0] is None
+    chain = epilogue_chain(view, "relu_out")
+    assert chain.conv is not None and chain.conv.name == "conv" and chain.cause == Cause.FUSIBLE
+    assert chain.nodes == ("relu", "bn") and chain.edges == (("relu", 0), ("bn", 0))
+    from_input = epilogue_chain(view, "x")
+    assert from_input.conv is None and from_input.cause == Cause.GRAPH_INPUT
 
 
 def test_silu_is_a_gated_activation_and_fuses():
@@ -24,10 +27,11 @@ def test_silu_is_a_gated_activation_and_fuses():
     assert mul.op_type == "Add"
     silu = view.producer(mul.input[1])
     assert gated_activation_input(view, silu) == "m_cv2_out"
-    assert conv_behind(view, mul.input[1])[0].name == "m_cv2"
+    chain = epilogue_chain(view, mul.input[1])
+    assert chain.conv.name == "m_cv2" and chain.nodes == (silu.name, view.producer(silu.input[1]).name)
 
 
 def test_shared_conv_output_does_not_fuse():
     view = GraphView(tiny.standalone_add())
-    conv, why = conv_behind(view, "relu_a_out")
-    assert conv is None and "other consumers" in why
+    chain = epilogue_chain(view, "relu_a_out")
+    assert chain.conv is None and chain.cause == Cause.SHARED_OUTPUT
