@@ -17,7 +17,14 @@ from dataclasses import dataclass, replace
 from qdqtool.check.predict import Analysis, CheckReport
 from qdqtool.onnxgraph.graph import GraphView
 from qdqtool.onnxgraph.qdqview import GRAPH_OUTPUT, Edge, QdqView
-from qdqtool.placement.plan import Decision, PlacementConfig, PlacementPlan, group_amax, plan_placement
+from qdqtool.placement.plan import (
+    Decision,
+    PlacementConfig,
+    PlacementPlan,
+    QuantizedInput,
+    group_amax,
+    plan_placement,
+)
 from qdqtool.repair.kept_weights import KeptWeight, WeightDecision, keep_weights
 from qdqtool.repair.plan import FixConfig, refuse_unfixable
 from qdqtool.repair.skip_scale import infer_skip_amax
@@ -156,8 +163,22 @@ class _Replacement:
             for add in standalone if add not in keep)
         return replace(self.placement, standalone_add="int8", keep_float=self.placement.keep_float + floats)
 
-    def plan(self) -> tuple[PlacementPlan, dict[str, float], tuple[str, ...], tuple[str, ...]]:
+    def placed(self) -> PlacementPlan:
+        """calibrate's plan, plus the model's own Q/DQ on commuting-op inputs that the plan ties to the op's output
+        scale: TensorRT moves them through the op either way (rule 5), so they stay where the model put them."""
         plan = plan_placement(self.view, self.placement, self.ranges)
+        grouped = {t for group in plan.groups for t in group}
+        planned = {(q.node, q.input_index) for q in plan.inputs}
+        kept = [QuantizedInput(q.tensor, node, index, EdgeRule.COMMUTING_INPUT)
+                for (node, index), q in self.qdq.edges.items()
+                if node != GRAPH_OUTPUT and index == 0 and (node, index) not in planned and q.tensor in grouped
+                and is_commuting(self.view.by_name[node])]
+        if not kept:
+            return plan
+        return replace(plan, inputs=tuple(sorted((*plan.inputs, *kept), key=lambda q: (q.node, q.input_index))))
+
+    def plan(self) -> tuple[PlacementPlan, dict[str, float], tuple[str, ...], tuple[str, ...]]:
+        plan = self.placed()
         amax = group_amax(plan, self.ranges)
         unmeasured_concats = set()     # Concats the model quantizes nowhere around: data decides their spread
         for decision in plan.decisions_for(Rule.CONCAT):
@@ -176,7 +197,7 @@ class _Replacement:
                 self.ranges[skip], self.sources[skip] = found.amax, f"inferred: {found.how}"
                 inferred = True
         if inferred:
-            plan = plan_placement(self.view, self.placement, self.ranges)
+            plan = self.placed()
             amax = group_amax(plan, self.ranges)
         for group in plan.groups:
             known = [t for t in group if t in self.ranges]
@@ -267,11 +288,17 @@ class _Replacement:
         return changes
 
 
+RULE_TEXT = {
+    EdgeRule.WEIGHTED_INPUT: "input of an INT8 weighted op (rule 1)",
+    EdgeRule.RESIDUAL_SKIP: "skip input of a residual Add the convolution fuses (rule 2)",
+    EdgeRule.RESIDUAL_BOTH: "conv-side input of a residual Add, one scale with the skip (rule 2)",
+    EdgeRule.STANDALONE_ADD: "standalone INT8 Add (rule 3)",
+    EdgeRule.COMMUTING_INPUT: "input of an op TensorRT moves Q/DQ through, at its output's scale (rule 5)",
+}
+
+
 def _rule_text(rule: str) -> str:
-    return {EdgeRule.WEIGHTED_INPUT: "input of an INT8 weighted op (rule 1)",
-            EdgeRule.RESIDUAL_SKIP: "skip input of a residual Add the convolution fuses (rule 2)",
-            EdgeRule.RESIDUAL_BOTH: "conv-side input of a residual Add, one scale with the skip (rule 2)",
-            EdgeRule.STANDALONE_ADD: "standalone INT8 Add (rule 3)"}.get(rule, str(rule))
+    return RULE_TEXT.get(rule, str(rule))
 
 
 def plan_replacement(qdq: QdqView, config: FixConfig | None = None,
