@@ -78,7 +78,7 @@ def test_weights_keep_their_int8_values_and_scales():
         values, scales, axis = weight_quantization(model, conv)
         new_values, new_scales, new_axis = weight_quantization(out, conv)
         assert new_values.dtype == np.int8 and np.array_equal(values, new_values)
-        assert np.array_equal(scales, new_scales) and new_axis == 0
+        assert np.array_equal(scales, new_scales) and axis == new_axis == 0
 
 
 def test_weight_on_the_wrong_axis_is_quantized_again_and_said_so():
@@ -117,7 +117,7 @@ def test_skip_scale_falls_back_to_the_other_add_input_then_refuses():
              ("deep_relu_out", "deep2", 0), ("deep2_out", "add", 1)]
     model = handmade(tiny.two_conv_add(), edges)      # head not quantized: the input model keeps it float
     plan, out = replaced(model)
-    skip = [c for c in plan.changes if (c.node, c.input_index) == ("add", 0)][0]
+    skip = next(c for c in plan.changes if (c.node, c.input_index) == ("add", 0))
     assert skip.kind == "insert" and "deep2_out, the other input of add" in skip.reason
     assert read_qdq(out).edges[("add", 0)].scale == pytest.approx(read_qdq(model).edges[("add", 1)].scale)
     assert ("head", 0) not in read_qdq(out).edges                   # kept float, as the model had it
@@ -143,7 +143,7 @@ def test_qat_shaped_model_keeps_every_scale_and_matches_scope_residuals():
 def test_standalone_add_the_model_runs_in_int8_stays_int8():
     model = tiny_qdq.ort_static(tiny.standalone_add())
     assert check_model(read_qdq(model)).kinds().get("int8-add") == 1
-    plan, out = replaced(model)
+    _plan, out = replaced(model)
     after = check_model(read_qdq(out))
     assert after.kinds().get("int8-add") == 1 and after.counts()["reformat"] == 0
     _, floated = replaced(model, config=FixConfig(scope="all", standalone_add="float"))
