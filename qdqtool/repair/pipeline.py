@@ -126,7 +126,11 @@ def compare_with_input(qdq: QdqView, fixed: onnx.ModelProto, samples: SampleSet 
 
 
 def fix_model(qdq: QdqView, config: FixConfig, data: DataConfig) -> FixResult:
-    """Plan (ranges file, then a quick calibration of what is still unknown), apply, check, compare."""
+    """Plan (ranges file, then a quick calibration of what is still unknown), apply, check, compare.
+    config.scope "all" re-places every Q/DQ instead (replace_pipeline.py; its result is a ReplaceResult)."""
+    if config.scope == "all":
+        from qdqtool.repair.replace_pipeline import replace_model  # it builds on this module's helpers
+        return replace_model(qdq, config, data)
     convert = None
     if any(p.kind == ProblemKind.OPSET for p in qdq.problems):
         qdq = read_qdq(upgrade_opset(qdq.model, MIN_QDQ_OPSET))
@@ -158,11 +162,7 @@ def fix_file(model_path, output_path, config: FixConfig | None = None, data: Dat
         raise ModelError(f"{model_path} has no QuantizeLinear/DequantizeLinear nodes, so there is no placement to "
                          "repair; quantize an FP32 model with `qdqtool calibrate`")
     qdq = read_qdq(model)
-    if config.scope == "all":
-        from qdqtool.repair.replace_pipeline import replace_model  # it builds on this module's helpers
-        result = replace_model(qdq, config, data)
-    else:
-        result = fix_model(qdq, config, data)
+    result = fix_model(qdq, config, data)
     if dry_run or output_path is None:
         return result
     if result.model is None:
