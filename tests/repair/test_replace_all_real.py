@@ -61,7 +61,7 @@ def ort_case(request, models_dir, images_dir, tmp_path_factory):
 
 @pytest.mark.assets
 def test_scope_all_leaves_no_float_add_requantize_or_reformat(ort_case):
-    name, model, quantized, samples, folder = ort_case
+    _, _, quantized, _, folder = ort_case
     out = folder / "all.onnx"
     result = fix_file(quantized, out, ALL, DataConfig(compare_samples=1))
     before, after = result.plan.before.counts(), check_model(read_qdq(onnx.load(str(out)))).counts()
