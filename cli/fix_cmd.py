@@ -14,7 +14,7 @@ from qdqtool.repair.plan import SCOPES, STANDALONE_ADD_CHOICES, FixConfig
 from .common import emit_json
 from .data_options import data_options, pop_data_options
 from .placement_options import placement_from_options, placement_options
-from .replace_lines import reformat_hint, replace_lines
+from .replace_lines import outcome_lines, reformat_hint, replace_lines
 
 
 def result_lines(result: FixResult, output: Path | None, dry_run: bool) -> list[str]:
@@ -25,16 +25,7 @@ def result_lines(result: FixResult, output: Path | None, dry_run: bool) -> list[
         where = f"{edit.node}[{edit.input_index}]" if edit.kind in ("insert", "remove") else edit.node
         lines.append(f"  {edit.kind:<13} {where} {edit.tensor}{scale}: {edit.reason}")
     lines += [f"  kept: {line}" for line in plan.kept]
-    before, after = plan.before.counts(), result.after.counts()
-    lines.append("predicted by check, before -> after: "
-                 + ", ".join(f"{gate} {before[gate]} -> {after[gate]}" for gate in before))
-    lines += reformat_hint(result.after)
-    if result.max_abs_diff:
-        lines.append(f"largest output difference, input vs fixed: {max(result.max_abs_diff.values()):.6g} "
-                     f"({result.compared_on})")
-    if not dry_run and output is not None:
-        lines.append(f"wrote {output}" + ("" if result.model is not None else " (unchanged copy: nothing to fix)"))
-    return lines
+    return lines + outcome_lines(result, output, dry_run, reformat_hint(result.after), "fixed", "nothing to fix")
 
 
 @click.command("fix-residuals")

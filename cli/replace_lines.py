@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from qdqtool.check.predict import CheckReport
+from qdqtool.repair.pipeline import FixResult
 from qdqtool.repair.replace_pipeline import ReplaceResult
 
 
@@ -27,14 +28,21 @@ def replace_lines(result: ReplaceResult, output: Path | None, dry_run: bool) -> 
         for change in (c for c in plan.changes if c.kind == kind):
             scale = f" scale {change.scale:.6g}" if change.scale is not None else ""
             lines.append(f"  {change.node}[{change.input_index}] {change.tensor}{scale}: {change.reason}")
-    before, after = plan.before.counts(), result.after.counts()
-    lines.append("predicted by check, before -> after: "
-                 + ", ".join(f"{gate} {before[gate]} -> {after[gate]}" for gate in before))
+    converted = []
     if result.converted_opset:
-        lines.append("converted to opset 13 (per-channel weight DequantizeLinear needs it)")
+        converted.append("converted to opset 13 (per-channel weight DequantizeLinear needs it)")
+    return lines + outcome_lines(result, output, dry_run, converted, "re-placed", "already placed")
+
+
+def outcome_lines(result: FixResult | ReplaceResult, output: Path | None, dry_run: bool, notes: list[str],
+                  fixed: str, unchanged: str) -> list[str]:
+    """check's counts before -> after, notes, the output difference and what was written (both scopes)."""
+    before, after = result.plan.before.counts(), result.after.counts()
+    lines = ["predicted by check, before -> after: "
+             + ", ".join(f"{gate} {before[gate]} -> {after[gate]}" for gate in before), *notes]
     if result.max_abs_diff:
-        lines.append(f"largest output difference, input vs re-placed: {max(result.max_abs_diff.values()):.6g} "
+        lines.append(f"largest output difference, input vs {fixed}: {max(result.max_abs_diff.values()):.6g} "
                      f"({result.compared_on})")
     if not dry_run and output is not None:
-        lines.append(f"wrote {output}" + ("" if result.model is not None else " (unchanged copy: already placed)"))
+        lines.append(f"wrote {output}" + ("" if result.model is not None else f" (unchanged copy: {unchanged})"))
     return lines

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import onnx
@@ -30,6 +31,7 @@ from qdqtool.trt.kinds import Cause, EditKind, ProblemKind
 from qdqtool.trt.rules import MIN_QDQ_OPSET, QDQ_OPS
 
 log = logging.getLogger("qdqtool")
+P = TypeVar("P")
 
 DYNAMIC_DIM = 224   # random comparison inputs: size used for a dynamic spatial dimension
 
@@ -83,31 +85,31 @@ def compare_outputs(reference: onnx.ModelProto, candidate: onnx.ModelProto,
     return worst
 
 
-def open_samples(qdq: QdqView, data: DataConfig) -> SampleSet | None:
+def _samples(qdq: QdqView, data: DataConfig) -> SampleSet | None:
     if data.data_dir is None:
         return None
     return SampleSet(data.data_dir, model_input_specs(qdq.float_model), data.preprocess, data.max_samples)
 
 
-def file_ranges(data: DataConfig) -> tuple[dict[str, float], dict[str, int]]:
-    """(tensor -> amax from the ranges file, {"ranges-file": how many}), both empty without a file."""
-    if data.ranges_file is None:
-        return {}, {}
-    measured = amax_map(load_ranges(data.ranges_file))
-    return measured, {"ranges-file": len(measured)}
-
-
-def measure_missing(qdq: QdqView, samples: SampleSet | None, data: DataConfig, observe: Iterable[str],
-                    measured: dict[str, float], sources: dict[str, int]) -> bool:
-    """Quick calibration of the observed tensors no range covers yet, into measured; True if anything was."""
-    wanted = [t for t in observe if t not in measured]
-    if samples is None or not wanted:
-        return False
-    log.info("quick calibration of %d tensors on %d samples", len(wanted), len(samples))
-    collected = collect_ranges(qdq.float_model, wanted, samples.batches(data.batch_size), data.method)
-    measured.update(amax_map(collected))
-    sources["data"] = len(collected)
-    return True
+def plan_with_ranges(qdq: QdqView, data: DataConfig, planner: Callable[[dict[str, float]], P]
+                     ) -> tuple[P, SampleSet | None, dict[str, int]]:
+    """planner(ranges file), then again after a quick calibration on data of what that plan still observes.
+    Returns (plan, the data samples or None, {"ranges-file"/"data": tensors measured})."""
+    measured: dict[str, float] = {}
+    sources: dict[str, int] = {}
+    if data.ranges_file is not None:
+        measured.update(amax_map(load_ranges(data.ranges_file)))
+        sources["ranges-file"] = len(measured)
+    samples = _samples(qdq, data)
+    plan = planner(measured)
+    wanted = [t for t in plan.observe if t not in measured]
+    if samples is not None and wanted:
+        log.info("quick calibration of %d tensors on %d samples", len(wanted), len(samples))
+        collected = collect_ranges(qdq.float_model, wanted, samples.batches(data.batch_size), data.method)
+        measured.update(amax_map(collected))
+        sources["data"] = len(collected)
+        plan = planner(measured)
+    return plan, samples, sources
 
 
 def compare_with_input(qdq: QdqView, fixed: onnx.ModelProto, samples: SampleSet | None,
@@ -136,11 +138,7 @@ def fix_model(qdq: QdqView, config: FixConfig, data: DataConfig) -> FixResult:
         qdq = read_qdq(upgrade_opset(qdq.model, MIN_QDQ_OPSET))
         convert = RepairEdit(EditKind.CONVERT_OPSET, "", 0, "", None, "per-channel weight DequantizeLinear needs "
                              f"opset {MIN_QDQ_OPSET}: converted with onnx's version converter", Cause.OPSET)
-    measured, sources = file_ranges(data)
-    samples = open_samples(qdq, data)
-    plan = plan_repairs(qdq, config, measured)
-    if measure_missing(qdq, samples, data, plan.observe, measured, sources):
-        plan = plan_repairs(qdq, config, measured)
+    plan, samples, sources = plan_with_ranges(qdq, data, lambda measured: plan_repairs(qdq, config, measured))
     require_ranges(plan)
     if convert is not None:
         plan = dataclasses.replace(plan, edits=(convert, *plan.edits))

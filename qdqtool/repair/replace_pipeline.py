@@ -14,7 +14,7 @@ from qdqtool.onnxgraph.prepare import default_opset, upgrade_opset
 from qdqtool.onnxgraph.qdqview import QdqView, read_qdq
 from qdqtool.placement.apply import apply_plan
 from qdqtool.repair.kept_weights import as_weight_values
-from qdqtool.repair.pipeline import DataConfig, compare_with_input, file_ranges, measure_missing, open_samples
+from qdqtool.repair.pipeline import DataConfig, compare_with_input, plan_with_ranges
 from qdqtool.repair.plan import FixConfig
 from qdqtool.repair.replace_all import ReplacePlan, plan_replacement
 from qdqtool.trt.rules import MIN_QDQ_OPSET
@@ -59,11 +59,7 @@ def replace_model(qdq: QdqView, config: FixConfig, data: DataConfig) -> ReplaceR
     converted = default_opset(qdq.model) < MIN_QDQ_OPSET
     if converted:
         qdq = read_qdq(upgrade_opset(qdq.model, MIN_QDQ_OPSET))
-    measured, sources = file_ranges(data)
-    samples = open_samples(qdq, data)
-    plan = plan_replacement(qdq, config, measured)
-    if measure_missing(qdq, samples, data, plan.observe, measured, sources):
-        plan = plan_replacement(qdq, config, measured)
+    plan, samples, sources = plan_with_ranges(qdq, data, lambda measured: plan_replacement(qdq, config, measured))
     require_replacement_ranges(plan)
     for change in plan.changes:
         if change.kind not in ("keep", "keep-weight"):
