@@ -142,7 +142,8 @@ class _Replacement:
         planned = {(q.node, q.input_index) for q in plan.inputs}
         int8_concats = {d.node for d in plan.decisions_for(Rule.CONCAT) if d.outcome == Outcome.INT8}
         standalone = [d.node for d in plan.decisions_for(Rule.STANDALONE_ADD)]
-        keep = {f.node for f in self.before.of_kind(Kind.INT8_ADD)} & set(standalone)
+        model_int8 = {f.node for f in self.before.of_kind(Kind.INT8_ADD)}
+        keep = model_int8 & set(standalone)
 
         def read_in_int8(tensor: str, depth: int = 0) -> bool:
             readers = self.view.consumers(tensor)
@@ -157,10 +158,10 @@ class _Replacement:
             if not dropped:
                 break
             keep -= dropped
-        floats = tuple((add, "standalone Add left float: " + (
-            "the input model runs it in float" if add not in {f.node for f in self.before.of_kind(Kind.INT8_ADD)}
-            else "the input model runs it in INT8, but its output feeds float ops") + " (rule 3)")
-            for add in standalone if add not in keep)
+        why = {False: "the input model runs it in float", True: "the input model runs it in INT8, but its output "
+               "feeds float ops"}
+        floats = tuple((add, f"standalone Add left float: {why[add in model_int8]} (rule 3)")
+                       for add in standalone if add not in keep)
         return replace(self.placement, standalone_add="int8", keep_float=self.placement.keep_float + floats)
 
     def placed(self) -> PlacementPlan:
