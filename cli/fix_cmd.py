@@ -25,6 +25,9 @@ def result_lines(result: FixResult, output: Path | None, dry_run: bool) -> list[
         where = f"{edit.node}[{edit.input_index}]" if edit.kind in ("insert", "remove") else edit.node
         lines.append(f"  {edit.kind:<13} {where} {edit.tensor}{scale}: {edit.reason}")
     lines += [f"  kept: {line}" for line in plan.kept]
+    if plan.see_through:
+        lines.append(f"  read through {len(plan.see_through)} no-op Cast/Identity nodes as the tensor behind them "
+                     "(kept in the model)")
     return lines + outcome_lines(result, output, dry_run, reformat_hint(result.after), "fixed", "nothing to fix")
 
 
@@ -42,12 +45,16 @@ def result_lines(result: FixResult, output: Path | None, dry_run: bool) -> list[
               help="Range method of the quick calibration on --data.")
 @click.option("--compare-samples", type=click.IntRange(min=1), default=3, show_default=True,
               help="Samples (from --data, else random) on which input and fixed model outputs are compared.")
+@click.option("--strict-scales", is_flag=True,
+              help="Never infer a residual skip scale from the quantizers around the Add; a range must come from "
+                   "an existing quantizer, --ranges or --data.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; write nothing.")
 @data_options
 @placement_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan and result as JSON on stdout.")
 def fix_command(model: Path, output: Path | None, ranges_file: Path | None, scope: str, standalone_add: str,
-                method: str, compare_samples: int, dry_run: bool, as_json: bool, **options) -> None:
+                method: str, compare_samples: int, strict_scales: bool, dry_run: bool, as_json: bool,
+                **options) -> None:
     """Repair the Q/DQ placement of MODEL for TensorRT: quantize residual skip inputs, free the conv side of
     residual Adds, give Concats one scale (or float when ranges differ too much), merge double quantizers.
 
@@ -56,7 +63,8 @@ def fix_command(model: Path, output: Path | None, ranges_file: Path | None, scop
     if output is None and not dry_run:
         raise OutputError("fix-residuals needs -o OUT.onnx (or --dry-run to only print the plan)")
     data = pop_data_options(options)
-    config = FixConfig(placement=placement_from_options(options), standalone_add=standalone_add, scope=scope)
+    config = FixConfig(placement=placement_from_options(options), standalone_add=standalone_add,
+                       strict_scales=strict_scales, scope=scope)
     data_config = DataConfig(ranges_file=ranges_file, data_dir=data.folder, preprocess=data.preprocess,
                              max_samples=data.max_samples, method=method, compare_samples=compare_samples)
     result = fix_file(model, output, config, data_config, dry_run=dry_run)

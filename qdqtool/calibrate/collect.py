@@ -28,8 +28,8 @@ def expose_tensors(model: onnx.ModelProto, tensors: Sequence[str]) -> onnx.Model
     present = {o.name for o in exposed.graph.output}
     for name in tensors:
         if name not in present:
-            elem = view.elem_type(name) or onnx.TensorProto.FLOAT
-            exposed.graph.output.append(helper.make_tensor_value_info(name, elem, None))
+            view.is_float(name)   # a tensor nothing types is refused (ModelError), never exposed as a guess
+            exposed.graph.output.append(helper.make_tensor_value_info(name, view.elem_type(name), None))
             present.add(name)
     return exposed
 

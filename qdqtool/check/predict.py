@@ -215,6 +215,41 @@ class Analysis:
         return Finding(Kind.INT8_CONCAT, node.name, "Concat", "inputs and output share one scale: TensorRT removes "
                        "the Concat (rule 4)", (node.name,), Cause.ONE_SCALE, scales=(target,))
 
+    # --- one tensor, one scale ----------------------------------------------------------------------------------
+    def scales_needed(self, tensor: str) -> dict[str, float]:
+        """Quantizer (Q node, or the Concat whose output Q TensorRT hoists onto this input) -> scale, for every
+        quantizer that reads the tensor directly, through no-op Casts, through commuting ops or by Concat hoisting."""
+        found = {q.q_node: q.scale for _, q in self.by_tensor.get(tensor, [])}
+        for consumer, index in self.view.consumers(tensor):
+            if (consumer.name, index) in self.edges:
+                found[self.edges[(consumer.name, index)].q_node] = self.edges[(consumer.name, index)].scale
+            elif consumer.op_type == "Concat" or (index == 0 and is_commuting(consumer)):
+                for scale in self.out_scales(consumer.output[0]) if consumer.output else ():
+                    found.setdefault(f"{consumer.name}@{scale:.6g}", scale)
+        return found
+
+    def two_scale_findings(self) -> list[Finding]:
+        """Float tensors TensorRT would need at two scales: each costs a requantize layer (one tensor, one scale)."""
+        candidates = dict.fromkeys(self.by_tensor)
+        for node in self.view.nodes:
+            if node.op_type == "Concat":
+                candidates.update(dict.fromkeys(t for _, t in activation_inputs(self.view, node)))
+        findings = []
+        for tensor in candidates:
+            needed = self.scales_needed(tensor)
+            distinct = sorted(set(needed.values()))
+            if not distinct or all(same_scale(s, distinct[-1]) for s in distinct):
+                continue
+            producer = self.view.producer(tensor)
+            shown = ", ".join(f"{q} {s:.4g}" for q, s in sorted(needed.items(), key=lambda i: i[1]))
+            findings.append(Finding(Kind.TWO_SCALES, producer.name if producer else tensor,
+                                    producer.op_type if producer else "input",
+                                    f"tensor {tensor} is read at {len(distinct)} scales ({shown}): TensorRT adds a "
+                                    "requantize (one tensor, one scale; give its quantizers one scale)",
+                                    (producer.name,) if producer else (), Cause.TWO_SCALES, (tensor,),
+                                    tuple(needed.values()), tuple(needed)))
+        return findings
+
     # --- commuting ops and Q/DQ that cannot fuse ---------------------------------------------------------------
     def commuting_finding(self, node) -> Finding | None:
         if not node.input or (node.name, 0) not in self.edges:
@@ -279,6 +314,7 @@ class Analysis:
         for found in findings:
             if found.kind in (Kind.FUSED_ADD, Kind.INT8_ADD, Kind.INT8_CONCAT, Kind.REQUANT_CONCAT):
                 int8_nodes.add(found.node)
+        findings += self.two_scale_findings()
         findings += self.unfusible_findings(int8_nodes)
         return CheckReport(tuple(findings), self.qdq.problems)
 

@@ -9,6 +9,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from qdqtool.errors import ModelError
+from qdqtool.onnxgraph.types import declared_types, propagate_types
 from qdqtool.trt.rules import FLOAT_TYPES
 
 Use = Tuple[onnx.NodeProto, int]  # (consumer node, input index)
@@ -34,12 +36,7 @@ class GraphView:
         self.input_names = [i.name for i in self.graph.input if i.name not in self.initializers]
         self.output_names = [o.name for o in self.graph.output]
         self._output_set = set(self.output_names)
-        self._types: Dict[str, int] = {}
-        for info in list(self.graph.input) + list(self.graph.output) + list(self.graph.value_info):
-            if info.type.HasField("tensor_type"):
-                self._types[info.name] = info.type.tensor_type.elem_type
-        for init in self.graph.initializer:
-            self._types[init.name] = init.data_type
+        self._types: Dict[str, int] = propagate_types(self.nodes, declared_types(model))
         self.by_name: Dict[str, onnx.NodeProto] = {n.name: n for n in self.nodes if n.name}
 
     # --- structure -------------------------------------------------------------------------------------------
@@ -75,24 +72,19 @@ class GraphView:
 
     # --- types ----------------------------------------------------------------------------------------------
     def elem_type(self, tensor: str) -> Optional[int]:
-        known = self._types.get(tensor)
-        if known is not None:
-            return known
-        node = self.producer(tensor)
-        if node is not None and node.op_type == "Constant":
-            attr = next((a for a in node.attribute if a.name == "value"), None)
-            if attr is not None:
-                return attr.t.data_type
-        return None
+        """The declared, inferred (onnxgraph.types) or propagated element type; None when nothing types it."""
+        return self._types.get(tensor)
 
     def is_float(self, tensor: str) -> bool:
-        """True for float tensors and for tensors of unknown type that are not shape computations."""
+        """True for float tensors. A tensor nothing types is refused, never guessed."""
         kind = self.elem_type(tensor)
-        return kind in FLOAT_TYPES if kind is not None else not self._looks_like_shape(tensor)
-
-    def _looks_like_shape(self, tensor: str) -> bool:
-        node = self.producer(tensor)
-        return node is not None and node.op_type in {"Shape", "Size", "NonZero", "ArgMax", "ArgMin"}
+        if kind is None:
+            node = self.producer(tensor)
+            made_by = f"{node.op_type} node {node.name}" if node is not None else "no node"
+            raise ModelError(f"cannot tell the element type of tensor {tensor} (made by {made_by}): ONNX type "
+                             "inference could not type it and its producer does not say; add value_info for it "
+                             "(onnx.shape_inference or the exporter) and try again")
+        return kind in FLOAT_TYPES
 
     # --- order ----------------------------------------------------------------------------------------------
     @cached_property

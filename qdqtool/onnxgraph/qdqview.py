@@ -4,6 +4,10 @@
 float tensor the pair quantized), int8 weights turned back into float initializers and float-weight Q->DQ chains
 folded to the float weight; graph output names are kept. Edges are keyed by (consumer node name, input index); a
 quantized graph output is keyed by (GRAPH_OUTPUT, output position).
+
+No-op Casts (to the float type the tensor already has) and Identities are transparent: a quantizer reading one
+quantizes the tensor behind it, a DQ read through one quantizes its readers, and the float model drops them. Types
+come from the model, ONNX type inference and propagation (onnxgraph.types), never from a guess.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from onnx import helper, numpy_helper
 
 from qdqtool.onnxgraph.graph import GraphView
 from qdqtool.onnxgraph.prepare import default_opset, name_nodes, refuse_integer_kernels
+from qdqtool.onnxgraph.types import add_value_info, inferred_types, is_no_op, propagate_types
 from qdqtool.trt.kinds import ProblemKind
 from qdqtool.trt.rules import DEQUANTIZE, MIN_QDQ_OPSET, QUANTIZE
 
@@ -68,6 +73,7 @@ class QdqView:
     weights: dict[Edge, WeightQuantizer]
     problems: tuple[Problem, ...]
     renamed: dict[str, str]                  # original tensor name -> float-model name (quantized graph outputs)
+    see_through: tuple[str, ...] = ()        # no-op Cast/Identity nodes read as the tensor behind them
 
 
 def _scalar_or_array(view: GraphView, tensor: str) -> np.ndarray | None:
@@ -79,9 +85,12 @@ def _axis(node: onnx.NodeProto) -> int:
 
 
 class _Reader:
-    def __init__(self, model: onnx.ModelProto):
+    def __init__(self, model: onnx.ModelProto, types: dict[str, int]):
         self.model = model
         self.view = GraphView(model)
+        self.types = types
+        self.behind: dict[str, str] = {}        # output of a no-op Cast/Identity -> its input
+        self.see_through: list[str] = []
         self.edges: dict[Edge, Quantizer] = {}
         self.weights: dict[Edge, WeightQuantizer] = {}
         self.problems: list[Problem] = []
@@ -92,7 +101,31 @@ class _Reader:
     def problem(self, kind: ProblemKind, node: str, message: str) -> None:
         self.problems.append(Problem(kind, node, message))
 
+    def find_no_ops(self) -> None:
+        for node in self.view.nodes:
+            if is_no_op(node, self.types) and not self.view.is_graph_output(node.output[0]):
+                self.behind[node.output[0]] = node.input[0]
+                self.replace[node.output[0]] = node.input[0]
+                self.removed.add(node.name)
+                self.see_through.append(node.name)
+
+    def tensor_behind(self, tensor: str) -> str:
+        while tensor in self.behind:
+            tensor = self.behind[tensor]
+        return tensor
+
+    def readers(self, tensor: str) -> list[tuple[onnx.NodeProto, int]]:
+        """Consumers of a tensor, reading through no-op Casts and Identities."""
+        found = []
+        for consumer, index in self.view.consumers(tensor):
+            if consumer.name in self.removed and consumer.output and consumer.output[0] in self.behind:
+                found += self.readers(consumer.output[0])
+            else:
+                found.append((consumer, index))
+        return found
+
     def read(self) -> None:
+        self.find_no_ops()
         for dq in self.view.nodes:
             if dq.op_type == DEQUANTIZE:
                 self.read_dequantize(dq)
@@ -119,7 +152,7 @@ class _Reader:
         per_channel = scale.size > 1
         q = self.view.producer(x)
         if q is not None and q.op_type == QUANTIZE:
-            source = q.input[0]
+            source = self.tensor_behind(q.input[0])
             self.removed.update({q.name, dq.name})
             self.replace[dq.output[0]] = source
             if self.view.is_constant(source):
@@ -147,7 +180,7 @@ class _Reader:
 
     def record_weight(self, dq, tensor: str, q_name: str | None, per_channel: bool, zero_nonzero: bool) -> None:
         axis = _axis(dq) if per_channel else None
-        for consumer, index in self.view.consumers(dq.output[0]):
+        for consumer, index in self.readers(dq.output[0]):
             self.weights[(consumer.name, index)] = WeightQuantizer(tensor, dq.name, q_name, axis, per_channel,
                                                                    zero_nonzero)
         if zero_nonzero:
@@ -158,7 +191,7 @@ class _Reader:
     def record_activation(self, dq, q, source: str, scale: np.ndarray, zero, per_channel: bool) -> None:
         zero_point = int(np.asarray(zero).ravel()[0]) if zero is not None else 0
         quantizer = Quantizer(source, float(np.max(scale)), zero_point, q.name, dq.name, source, per_channel)
-        for consumer, index in self.view.consumers(dq.output[0]):
+        for consumer, index in self.readers(dq.output[0]):
             if consumer.op_type not in (QUANTIZE, DEQUANTIZE):
                 self.edges[(consumer.name, index)] = quantizer
         for position, name in enumerate(self.view.output_names):
@@ -243,12 +276,17 @@ def read_qdq(model: onnx.ModelProto) -> QdqView:
     renamed_nodes = name_nodes(named.graph)
     if renamed_nodes:
         log.info("%d nodes without a unique name were given one", renamed_nodes)
-    reader = _Reader(named)
+    types = propagate_types(named.graph.node, inferred_types(named))
+    reader = _Reader(named, types)
     reader.read()
+    if reader.see_through:
+        log.info("%d no-op Cast/Identity nodes read as the tensor behind them", len(reader.see_through))
     renames = _output_renames(reader)
     float_model = _build_float_model(reader, renames)
+    add_value_info(float_model, {renames.get(name, name): kind for name, kind in types.items()})
     edges = {edge: _renamed(q, renames) for edge, q in reader.edges.items()}
-    return QdqView(named, float_model, edges, dict(reader.weights), tuple(reader.problems), renames)
+    return QdqView(named, float_model, edges, dict(reader.weights), tuple(reader.problems), renames,
+                   tuple(reader.see_through))
 
 
 def _renamed(quantizer: Quantizer, renames: dict[str, str]) -> Quantizer:

@@ -3,7 +3,9 @@
 Decide, then apply: `plan_repairs` compares the model's quantized edges with what TensorRT needs (residual Adds,
 Concat groups, commuting-op scale groups, standalone Adds) and returns RepairEdits with reasons; `apply_repairs`
 (repair_edits.py) applies them to a copy. Scales for new quantizers come, in order, from a quantizer that already
-quantizes the same tensor, a ranges file, or a quick calibration on data; otherwise nothing is written.
+quantizes the same tensor, a ranges file, or a quick calibration on data, then (for a residual skip input, unless
+strict_scales) a scale inferred from the quantizers around the Add (repair/infer.py); otherwise nothing is written.
+A tensor read by quantizers of different scales gets one scale, the largest (one tensor, one scale).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from qdqtool.onnxgraph.graph import GraphView
 from qdqtool.onnxgraph.qdqview import GRAPH_OUTPUT, Edge, QdqView
 from qdqtool.placement.plan import PlacementConfig, PlacementPlan, plan_placement
 from qdqtool.repair.apply import RepairEdit
-from qdqtool.trt.analysis import activation_inputs, is_two_input_add, range_spread
+from qdqtool.repair.infer import infer_skip_scale
+from qdqtool.trt.analysis import ResidualAdd, activation_inputs, is_two_input_add, range_spread
 from qdqtool.trt.kinds import Cause, EditKind, Outcome, ProblemKind, Rule, ScaleSource
 from qdqtool.trt.rules import WEIGHTED_OPS, amax_from_scale, is_commuting, same_scale, scale_from_amax
 
@@ -37,6 +40,7 @@ KIND_ORDER = {kind: order for order, kind in enumerate(EditKind)}   # convert-op
 class FixConfig:
     placement: PlacementConfig = field(default_factory=PlacementConfig)
     standalone_add: str = "keep"        # int8: both inputs and output quantized; float: none; keep: as they are
+    strict_scales: bool = False         # True: never infer a skip scale; a missing range stops the repair
     scope: str = "residuals"            # residuals: repair Adds/Concats; all: re-place every Q/DQ (replace_all.py)
 
 
@@ -47,10 +51,11 @@ class FixPlan:
     missing: tuple[str, ...]            # tensors that need a range no source gave
     observe: tuple[str, ...]            # tensors a quick calibration measures (missing ranges, Concat inputs)
     before: CheckReport
+    see_through: tuple[str, ...] = ()   # no-op Cast/Identity nodes read as the tensor behind them (kept)
 
     def to_json(self) -> dict[str, object]:
         return {"edits": [e.to_json() for e in self.edits], "kept": list(self.kept), "missing": list(self.missing),
-                "before": self.before.to_json()}
+                "see_through": list(self.see_through), "before": self.before.to_json()}
 
 
 def refuse_unfixable(qdq: QdqView) -> None:
@@ -80,6 +85,8 @@ class _Repairs:
         self.missing: set[str] = set()
         self.extra_groups: list[tuple[str, ...]] = []
         self.ranges: dict[str, float] = {}
+        self.skips: dict[Edge, ResidualAdd] = {}               # skip edges to insert -> their residual Add
+        self.inferred: set[str] = set()                          # tensors whose scale was inferred
 
     def plan(self) -> PlacementPlan:
         ranges = {t: amax for t, (amax, _) in self.existing.items()}
@@ -106,6 +113,7 @@ class _Repairs:
                 self.standalone_add(node)
                 continue
             skip = node.input[res.skip_index]
+            self.skips[(node.name, res.skip_index)] = res
             self.insert((node.name, res.skip_index), skip,
                         f"skip input of {node.name}: {res.conv} fuses the Add only when the skip arrives in INT8",
                         Cause.FLOAT_SKIP)
@@ -190,6 +198,11 @@ class _Repairs:
                     todo.append(name)
         return tuple(sorted(found))
 
+    def two_scales(self) -> None:
+        """Tensors read at several scales (directly, through no-op Casts, commuting ops or Concat hoisting)."""
+        for finding in self.analysis.two_scale_findings():
+            self.extra_groups.append(self.commuting_closure(list(finding.tensors)))
+
     def groups(self, plan: PlacementPlan) -> None:
         inserted = {tensor for tensor, _, _ in self.inserts.values()}
         for group in _merge_overlapping(list(plan.groups) + self.extra_groups):
@@ -200,8 +213,7 @@ class _Repairs:
             known = [amax_from_scale(q.scale) for q in quantizers.values()] or [self.measured[t] for t in members
                                                                      if t in self.measured]
             if not known:
-                self.missing.update(members & inserted)
-                continue
+                continue   # nothing measured: insert_scale infers or reports the inserted members missing
             amax = max(known)
             for tensor in members:
                 self.group_amax[tensor] = amax
@@ -210,10 +222,12 @@ class _Repairs:
             for q_node, quantizer in sorted(quantizers.items()):
                 if not same_scale(quantizer.scale, scale):
                     reason = (f"{quantizer.tensor} shares one scale with {len(members) - 1} tensors TensorRT ties "
-                              f"to it through Concat/commuting ops ({shown}): max of the group's ranges")
+                              f"to it through Concat/commuting ops ({shown}): max of the group's ranges"
+                              if len(members) > 1 else f"{quantizer.tensor} is read at several scales: one tensor, "
+                              "one scale, the largest (nothing new clips)")
                     self.scales[q_node] = (scale, quantizer.tensor, reason)
 
-    def insert_scale(self, tensor: str) -> tuple[float | None, ScaleSource | None, str]:
+    def insert_scale(self, edge: Edge, tensor: str) -> tuple[float | None, ScaleSource | None, str]:
         existing = self.existing.get(tensor)
         if tensor in self.group_amax and (existing is None or existing[0] != self.group_amax[tensor]):
             return (scale_from_amax(self.group_amax[tensor]), ScaleSource.GROUP,
@@ -224,6 +238,11 @@ class _Repairs:
                     f"reusing the scale of {q_node}, which already quantizes {tensor}")
         if tensor in self.measured:
             return scale_from_amax(self.measured[tensor]), ScaleSource.MEASURED, "measured range"
+        inferred = None if self.config.strict_scales or edge not in self.skips else (
+            infer_skip_scale(self.analysis, self.skips[edge]))
+        if inferred is not None:
+            self.inferred.add(tensor)
+            return inferred.scale, inferred.source, inferred.how
         self.missing.add(tensor)
         return None, None, ""
 
@@ -233,7 +252,7 @@ class _Repairs:
         edits += [RepairEdit(EditKind.SET_SCALE, q, 0, tensor, scale, reason, Cause.GROUP_SCALE)
                   for q, (scale, tensor, reason) in self.scales.items()]
         for (node, index), (tensor, reason, cause) in self.inserts.items():
-            scale, source, how = self.insert_scale(tensor)
+            scale, source, how = self.insert_scale((node, index), tensor)
             edits.append(RepairEdit(EditKind.INSERT, node, index, tensor, scale, f"{reason}; scale: {how}", cause,
                                     source))
         return sorted(edits, key=lambda e: (KIND_ORDER[e.kind], e.node, e.input_index))
@@ -266,14 +285,15 @@ def plan_repairs(qdq: QdqView, config: FixConfig | None = None,
     plan = repairs.plan()
     repairs.residuals()
     repairs.concats(plan)
+    repairs.two_scales()
     repairs.groups(plan)
     edits = repairs.edits()
     concat_inputs = {t for d in plan.decisions_for(Rule.CONCAT) for t in d.tensors}
-    observe = tuple(sorted(repairs.missing | concat_inputs))
+    observe = tuple(sorted(repairs.missing | repairs.inferred | concat_inputs))   # data, when given, wins
     for edit in edits:
         log.info("%s %s[%d] %s: %s", edit.kind, edit.node, edit.input_index, edit.tensor, edit.reason)
     return FixPlan(tuple(edits), tuple(repairs.kept), tuple(sorted(repairs.missing)), observe,
-                   repairs.analysis.report())
+                   repairs.analysis.report(), qdq.see_through)
 
 
 def require_ranges(plan: FixPlan) -> None:

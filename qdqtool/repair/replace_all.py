@@ -25,11 +25,12 @@ from qdqtool.placement.plan import (
     group_amax,
     plan_placement,
 )
+from qdqtool.repair.infer import infer_skip_scale
 from qdqtool.repair.kept_weights import KeptWeight, WeightDecision, keep_weights
 from qdqtool.repair.plan import FixConfig, refuse_unfixable
-from qdqtool.repair.skip_scale import infer_skip_amax
+from qdqtool.trt.analysis import residual_add
 from qdqtool.trt.fusion import gated_activation_input
-from qdqtool.trt.kinds import EdgeRule, Kind, Outcome, Rule
+from qdqtool.trt.kinds import EdgeRule, Kind, Outcome, Rule, ScaleSource
 from qdqtool.trt.rules import (
     FUSIBLE_EPILOGUES,
     WEIGHTED_OPS,
@@ -68,14 +69,15 @@ class ReplacePlan:
     tensor_amax: dict[str, float]
     weights: dict[str, KeptWeight]        # float weight name -> the model's int8 quantization, kept
     changes: tuple[QdqChange, ...]
-    range_sources: dict[str, str]         # quantized tensor -> where its range came from
+    range_sources: dict[str, ScaleSource]  # quantized tensor -> where its range came from
     missing: tuple[str, ...]              # quantized tensors no source gives a range
     observe: tuple[str, ...]              # tensors the model gives no range (what data would measure)
     before: CheckReport
+    see_through: tuple[str, ...] = ()     # no-op Cast/Identity nodes the float graph drops (so does the result)
 
     @property
     def changed(self) -> bool:
-        return any(c.kind not in UNCHANGED for c in self.changes)
+        return bool(self.see_through) or any(c.kind not in UNCHANGED for c in self.changes)
 
     def kinds(self) -> dict[str, int]:
         counted = Counter(c.kind for c in self.changes)
@@ -88,7 +90,8 @@ class ReplacePlan:
         return {"scope": "all", "kinds": self.kinds(),
                 "causes": {kind: self.causes(kind) for kind in self.kinds()},
                 "changes": [c.to_json() for c in self.changes], "missing": list(self.missing),
-                "range_sources": dict(Counter(s.split(":")[0] for s in self.range_sources.values())),
+                "range_sources": dict(Counter(str(s) for s in self.range_sources.values())),
+                "see_through": list(self.see_through),
                 "before": self.before.to_json()}
 
 
@@ -122,11 +125,12 @@ class _Replacement:
         self.view = self.analysis.view
         self.own = model_ranges(qdq)
         self.ranges: dict[str, float] = {t: amax for t, (amax, _) in self.own.items()}
-        self.sources: dict[str, str] = {t: f"quantizer: {q}" for t, (_, q) in self.own.items()}
+        self.sources: dict[str, tuple[ScaleSource, str]] = {
+            t: (ScaleSource.REUSED, f"the model's quantizer {q}") for t, (_, q) in self.own.items()}
         for tensor, amax in measured.items():
             if tensor not in self.ranges:
                 self.ranges[tensor] = amax
-                self.sources[tensor] = "measured: ranges file or data"
+                self.sources[tensor] = (ScaleSource.MEASURED, "a ranges file or data")
         self.before = self.analysis.report()
         standalone = "int8" if config.standalone_add == "int8" else "float"
         placement = config.placement
@@ -188,14 +192,15 @@ class _Replacement:
                 unmeasured_concats |= around
         observe = tuple(sorted(t for t in set(plan.quantized_tensors()) | unmeasured_concats if t not in amax))
         inferred = False
+        int8 = {d.node for d in plan.decisions_for(Rule.WEIGHTED) if d.outcome == Outcome.INT8}
         for decision in plan.decisions_for(Rule.RESIDUAL_ADD):
             skip = decision.tensors[0]
             if skip in amax:
                 continue
-            add = self.view.by_name[decision.node]
-            found = infer_skip_amax(self.analysis, add.name, list(add.input).index(skip))
+            res = residual_add(self.view, self.view.by_name[decision.node], int8.__contains__)
+            found = None if res is None or self.config.strict_scales else infer_skip_scale(self.analysis, res)
             if found is not None:
-                self.ranges[skip], self.sources[skip] = found.amax, f"inferred: {found.how}"
+                self.ranges[skip], self.sources[skip] = amax_from_scale(found.scale), (found.source, found.how)
                 inferred = True
         if inferred:
             plan = self.placed()
@@ -205,7 +210,8 @@ class _Replacement:
             for tensor in group:
                 regrouped = tensor not in self.ranges or amax.get(tensor) != self.ranges[tensor]
                 if tensor in amax and regrouped and known:
-                    self.sources[tensor] = f"group: {max(known, key=lambda t: self.ranges[t])}"
+                    largest = max(known, key=lambda t: self.ranges[t])
+                    self.sources[tensor] = (ScaleSource.GROUP, f"the shared scale of its group (from {largest})")
         missing = tuple(t for t in plan.quantized_tensors() if t not in amax)
         return plan, amax, missing, observe
 
@@ -252,16 +258,16 @@ class _Replacement:
                 changes.append(QdqChange("remove", cause, node, index, old.tensor, None, reason))
                 continue
             scale = scale_from_amax(amax[new.tensor]) if new.tensor in amax else None
-            source = self.sources.get(new.tensor, "no range")
+            source, detail = self.sources.get(new.tensor, (None, "no range"))
             if old is not None:
                 kind = "keep" if scale is not None and same_scale(old.scale, scale) else "rescale"
-                why = "its scale kept" if kind == "keep" else f"scale {old.scale:.6g} -> {scale:.6g} ({source})"
+                why = "its scale kept" if kind == "keep" else f"scale {old.scale:.6g} -> {scale:.6g} ({detail})"
                 changes.append(QdqChange(kind, new.rule, node, index, new.tensor, scale,
                                          f"{_rule_text(new.rule)}; {why}"))
                 continue
-            kind = "move" if source.startswith(("quantizer", "group")) else "insert"
+            kind = "move" if source in (ScaleSource.REUSED, ScaleSource.GROUP) else "insert"
             changes.append(QdqChange(kind, new.rule, node, index, new.tensor, scale,
-                                     f"{_rule_text(new.rule)}; scale from {source}"))
+                                     f"{_rule_text(new.rule)}; scale from {detail}"))
         return changes
 
     def weight_changes(self, plan: PlacementPlan, decisions: tuple[WeightDecision, ...]) -> list[QdqChange]:
@@ -312,5 +318,6 @@ def plan_replacement(qdq: QdqView, config: FixConfig | None = None,
     kept, weight_decisions = keep_weights(qdq, plan.weights)
     changes = replacement.activation_changes(plan, amax) + replacement.weight_changes(plan, weight_decisions)
     changes.sort(key=lambda c: (KIND_ORDER.index(c.kind), c.cause, c.node, c.input_index))
-    sources = {t: replacement.sources.get(t, "") for t in plan.quantized_tensors() if t in amax}
-    return ReplacePlan(plan, amax, kept, tuple(changes), sources, missing, observe, replacement.before)
+    sources = {t: replacement.sources[t][0] for t in plan.quantized_tensors() if t in replacement.sources}
+    return ReplacePlan(plan, amax, kept, tuple(changes), sources, missing, observe, replacement.before,
+                       qdq.see_through)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from qdqtool.report.gates import GATES, NAME_ONLY_GATES
 from qdqtool.report.layerinfo import onnx_nodes_of
 from qdqtool.report.layers import PrecisionReport
+from qdqtool.trt.kinds import Gate
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ def compare_with_prediction(report: PrecisionReport, predicted_counts: Mapping[s
                             predicted_nodes: Mapping[str, Iterable[str]]) -> list[GateComparison]:
     """One row per gate: predicted vs observed count; for Adds and Concats also the node names that differ."""
     observed_counts = report.summary.gate_counts()
-    observed_nodes = {"float-add": report.summary.float_adds, "float-concat": report.summary.float_concats}
+    observed_nodes = {Gate.FLOAT_ADD: report.summary.float_adds, Gate.FLOAT_CONCAT: report.summary.float_concats}
     rows = []
     for gate in GATES:
         known = report.precision_known or gate in NAME_ONLY_GATES

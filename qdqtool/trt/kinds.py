@@ -162,3 +162,5 @@ class ScaleSource(StrEnum):
     GROUP = "group"                          # the shared scale of its Concat/commuting group
     REUSED = "reused"                        # a quantizer that already quantizes the same tensor
     MEASURED = "measured"                    # a ranges file or a quick calibration on data
+    INFERRED_FROM_OUTPUT = "inferred-from-output"            # the quantizer reading the residual Add's output
+    INFERRED_FROM_OTHER_INPUT = "inferred-from-other-input"  # the quantizer of the Add's other input

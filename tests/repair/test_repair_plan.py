@@ -74,7 +74,7 @@ def test_deeper_branch_is_fused_and_shortcut_conv_output_needs_a_measured_range(
     model = tiny_qdq.qat(tiny.two_conv_add())
     with pytest.raises(RangeError, match="short_out"):
         from qdqtool.repair.plan import require_ranges
-        require_ranges(plan_repairs(read_qdq(model)))
+        require_ranges(plan_repairs(read_qdq(model), FixConfig(strict_scales=True)))
     plan, _ = fixed(model, measured={"short_out": 2.54})
     insert = next(e for e in plan.edits if e.kind == "insert")
     assert (insert.node, insert.input_index, insert.tensor) == ("add", 0, "short_out")
@@ -127,7 +127,7 @@ def test_dry_run_and_missing_ranges_write_nothing(tmp_path):
                               "--ranges", str(_ranges(tmp_path, {"short_out": 2.0})), "--json"])
     assert dry.exit_code == 0, dry.output
     assert json.loads(dry.output)["edits"][0]["tensor"] == "short_out"
-    missing = runner.invoke(cli, ["fix-residuals", str(source), "-o", str(tmp_path / "b.onnx")])
+    missing = runner.invoke(cli, ["fix-residuals", str(source), "-o", str(tmp_path / "b.onnx"), "--strict-scales"])
     assert missing.exit_code == 1 and "short_out" in missing.output and "--data" in missing.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["qat.onnx", "ranges.json"]
 

@@ -20,7 +20,7 @@ from qdqtool.repair.pipeline import DataConfig, fix_file, fix_model
 from qdqtool.repair.plan import FixConfig
 from qdqtool.repair.replace_all import plan_replacement
 from qdqtool.repair.replace_pipeline import replace_model, replaced_model
-from qdqtool.trt.kinds import EdgeRule
+from qdqtool.trt.kinds import EdgeRule, ScaleSource
 from qdqtool.trt.rules import DEQUANTIZE
 
 ALL = FixConfig(scope="all")
@@ -126,7 +126,7 @@ def test_skip_scale_falls_back_to_the_other_add_input_then_refuses():
     with pytest.raises(RangeError, match="ranges"):
         replace_model(read_qdq(bare), ALL, DataConfig())
     plan, _ = replaced(bare, measured={"short_out": 3.0})
-    assert plan.tensor_amax["short_out"] == 3.0 and plan.range_sources["short_out"].startswith("measured")
+    assert plan.tensor_amax["short_out"] == 3.0 and plan.range_sources["short_out"] == ScaleSource.MEASURED
 
 
 def test_qat_shaped_model_keeps_every_scale_and_matches_scope_residuals():
