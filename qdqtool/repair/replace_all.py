@@ -4,7 +4,7 @@ Pure planning: the Q/DQ are read off (the float view of qdqview), calibrate's pl
 and every range comes from the model's own quantizers: a Q/DQ pair on a tensor gives its amax (the largest, when the
 model quantizes one tensor at several scales), Concat and commuting-op groups share the largest of theirs. A tensor
 the model never quantized takes a ranges file or data when given, else, for a residual skip input, a range inferred
-from the quantizers around its Add (repair/skip_scale.py). Weights keep their int8 values and scales
+from the quantizers around its Add (repair/infer.py). Weights keep their int8 values and scales
 (repair/kept_weights.py). Every Q/DQ of the input and of the result is listed with what happened to it and why.
 """
 
@@ -30,7 +30,7 @@ from qdqtool.repair.kept_weights import KeptWeight, WeightDecision, keep_weights
 from qdqtool.repair.plan import FixConfig, refuse_unfixable
 from qdqtool.trt.analysis import residual_add
 from qdqtool.trt.fusion import gated_activation_input
-from qdqtool.trt.kinds import EdgeRule, Kind, Outcome, Rule, ScaleSource
+from qdqtool.trt.kinds import EdgeRule, Kind, Outcome, Rule, ScaleSource, StrEnum
 from qdqtool.trt.rules import (
     FUSIBLE_EPILOGUES,
     WEIGHTED_OPS,
@@ -40,8 +40,38 @@ from qdqtool.trt.rules import (
     scale_from_amax,
 )
 
-UNCHANGED = ("keep", "keep-weight")
-KIND_ORDER = ("remove", "remove-weight", "rescale", "move", "insert", "requantize-weight", "keep", "keep-weight")
+
+class ChangeKind(StrEnum):
+    """What --scope all does with one Q/DQ of the input or of the result, in the order they are listed."""
+
+    REMOVE = "remove"                        # an activation Q/DQ the plan does not place
+    REMOVE_WEIGHT = "remove-weight"          # a constant's DQ the plan does not place (biases, float ops' constants)
+    RESCALE = "rescale"                      # kept where it is, at its group's (larger) scale
+    MOVE = "move"                            # placed where the model had none, with a scale the model has
+    INSERT = "insert"                        # placed where the model had none, with a measured or inferred scale
+    REQUANTIZE_WEIGHT = "requantize-weight"  # a weight quantized again (wrong axis, or not quantized before)
+    KEEP = "keep"
+    KEEP_WEIGHT = "keep-weight"
+
+
+class ChangeCause(StrEnum):
+    """Why a Q/DQ goes (kept and placed ones carry the plan's EdgeRule instead)."""
+
+    GRAPH_OUTPUT = "graph-output"            # rule 6
+    FLOAT_WEIGHTED_OP = "float-weighted-op"  # a weighted op the plan keeps float (decode, excluded)
+    CONV_SIDE = "conv-side"                  # rule 2: the conv side of a residual Add
+    STANDALONE_ADD = "standalone-add"        # rule 3: a standalone Add left float
+    FLOAT_CONCAT = "float-concat"            # rule 4: a Concat that stays float (range spread)
+    CONCAT_INPUT = "concat-input"            # rule 4: TensorRT hoists the output's Q onto the inputs
+    COMMUTING_OP = "commuting-op"            # rule 5
+    ACTIVATION = "activation"                # an epilogue TensorRT fuses into the convolution before it
+    FLOAT_OP = "float-op"                    # rule 7: an op that runs in float
+    BIAS = "bias"                            # TensorRT quantizes biases itself
+    CONSTANT_INPUT = "constant-input"        # a constant of an op that runs in float
+    WEIGHT = "weight"                        # a planned weight (keep-weight, requantize-weight)
+
+
+UNCHANGED = (ChangeKind.KEEP, ChangeKind.KEEP_WEIGHT)
 
 
 @dataclass(frozen=True)
@@ -50,8 +80,8 @@ class QdqChange:
     keep-weight | requantize-weight | remove-weight (weights). cause: a machine-readable why (the plan's rule
     for a quantized edge, the reason it goes for a removed one)."""
 
-    kind: str
-    cause: str
+    kind: ChangeKind
+    cause: ChangeCause | EdgeRule
     node: str
     input_index: int
     tensor: str
@@ -59,7 +89,7 @@ class QdqChange:
     reason: str
 
     def to_json(self) -> dict[str, object]:
-        return {"kind": self.kind, "cause": self.cause, "node": self.node, "input_index": self.input_index,
+        return {"kind": str(self.kind), "cause": str(self.cause), "node": self.node, "input_index": self.input_index,
                 "tensor": self.tensor, "scale": self.scale, "reason": self.reason}
 
 
@@ -81,10 +111,10 @@ class ReplacePlan:
 
     def kinds(self) -> dict[str, int]:
         counted = Counter(c.kind for c in self.changes)
-        return {kind: counted[kind] for kind in KIND_ORDER if counted[kind]}
+        return {str(kind): counted[kind] for kind in ChangeKind if counted[kind]}
 
     def causes(self, kind: str) -> dict[str, int]:
-        return dict(Counter(c.cause for c in self.changes if c.kind == kind).most_common())
+        return {str(cause): n for cause, n in Counter(c.cause for c in self.changes if c.kind == kind).most_common()}
 
     def to_json(self) -> dict[str, object]:
         return {"scope": "all", "kinds": self.kinds(),
@@ -216,35 +246,37 @@ class _Replacement:
         return plan, amax, missing, observe
 
     # --- explaining every Q/DQ ---------------------------------------------------------------------------------
-    def removal(self, edge: Edge, decisions: Mapping[str, Decision]) -> tuple[str, str]:
+    def removal(self, edge: Edge, decisions: Mapping[str, Decision]) -> tuple[ChangeCause, str]:
+        """Why the plan places no Q/DQ on an edge the model quantized: (cause, reason)."""
         node_name, index = edge
         if node_name == GRAPH_OUTPUT:
-            return "graph-output", "graph outputs stay float (rule 6)"
+            return ChangeCause.GRAPH_OUTPUT, "graph outputs stay float (rule 6)"
         node, decision = self.view.by_name[node_name], decisions.get(node_name)
         op = node.op_type
         kept_float = dict(self.placement.keep_float)
         if node_name in kept_float and op == "Add":
-            return "standalone-add", kept_float[node_name]
+            return ChangeCause.STANDALONE_ADD, kept_float[node_name]
         if op in WEIGHTED_OPS:
             why = decision.reason if decision else "not an input TensorRT quantizes"
-            return "float-weighted-op", f"{op} {node_name} stays float: {why}"
+            return ChangeCause.FLOAT_WEIGHTED_OP, f"{op} {node_name} stays float: {why}"
         if op == "Add" and decision is not None and decision.rule == Rule.RESIDUAL_ADD:
-            return "conv-side", (f"conv side of residual Add {node_name}: a Q/DQ there splits the fusion of the "
-                                 "convolution into the Add (rule 2)")
+            return ChangeCause.CONV_SIDE, (f"conv side of residual Add {node_name}: a Q/DQ there splits the fusion "
+                                           "of the convolution into the Add (rule 2)")
         if op == "Add" and decision is not None:
-            return "standalone-add", decision.reason
+            return ChangeCause.STANDALONE_ADD, decision.reason
         if op == "Concat" and decision is not None and decision.outcome == Outcome.FLOAT:
-            return "float-concat", decision.reason
+            return ChangeCause.FLOAT_CONCAT, decision.reason
         if op == "Concat":
-            return "concat-input", ("TensorRT moves the Concat output's Q in front of each input (rule 4): the "
-                                    "inputs need no Q/DQ of their own")
+            return ChangeCause.CONCAT_INPUT, ("TensorRT moves the Concat output's Q in front of each input (rule 4): "
+                                              "the inputs need no Q/DQ of their own")
         if is_commuting(node) and index == 0:
-            return "commuting-op", f"{op} commutes with Q/DQ: the quantizer of what reads its output serves (rule 5)"
+            return ChangeCause.COMMUTING_OP, (f"{op} commutes with Q/DQ: the quantizer of what reads its output "
+                                              "serves (rule 5)")
         if op in FUSIBLE_EPILOGUES or gated_activation_input(self.view, node) is not None:
-            return "activation", (f"{op} {node_name} fuses into the convolution before it: a Q/DQ between them "
-                                  "is a standalone layer in TensorRT (rules 1, 7)")
-        return "float-op", (f"{op} {node_name} runs in float: a Q/DQ on its input is a standalone layer in "
-                            "TensorRT (rule 7)")
+            return ChangeCause.ACTIVATION, (f"{op} {node_name} fuses into the convolution before it: a Q/DQ between "
+                                            "them is a standalone layer in TensorRT (rules 1, 7)")
+        return ChangeCause.FLOAT_OP, (f"{op} {node_name} runs in float: a Q/DQ on its input is a standalone layer "
+                                      "in TensorRT (rule 7)")
 
     def activation_changes(self, plan: PlacementPlan, amax: Mapping[str, float]) -> list[QdqChange]:
         decisions = {d.node: d for d in plan.decisions}
@@ -255,17 +287,18 @@ class _Replacement:
             node, index = edge
             if new is None:
                 cause, reason = self.removal(edge, decisions)
-                changes.append(QdqChange("remove", cause, node, index, old.tensor, None, reason))
+                changes.append(QdqChange(ChangeKind.REMOVE, cause, node, index, old.tensor, None, reason))
                 continue
             scale = scale_from_amax(amax[new.tensor]) if new.tensor in amax else None
             source, detail = self.sources.get(new.tensor, (None, "no range"))
             if old is not None:
-                kind = "keep" if scale is not None and same_scale(old.scale, scale) else "rescale"
-                why = "its scale kept" if kind == "keep" else f"scale {old.scale:.6g} -> {scale:.6g} ({detail})"
+                kind = ChangeKind.KEEP if scale is not None and same_scale(old.scale, scale) else ChangeKind.RESCALE
+                why = (f"scale {old.scale:.6g} -> {scale:.6g} ({detail})" if kind == ChangeKind.RESCALE
+                       else "its scale kept")
                 changes.append(QdqChange(kind, new.rule, node, index, new.tensor, scale,
                                          f"{_rule_text(new.rule)}; {why}"))
                 continue
-            kind = "move" if source in (ScaleSource.REUSED, ScaleSource.GROUP) else "insert"
+            kind = ChangeKind.MOVE if source in (ScaleSource.REUSED, ScaleSource.GROUP) else ChangeKind.INSERT
             changes.append(QdqChange(kind, new.rule, node, index, new.tensor, scale,
                                      f"{_rule_text(new.rule)}; scale from {detail}"))
         return changes
@@ -276,8 +309,8 @@ class _Replacement:
         changes = []
         for weight in plan.weights:
             decision = by_node[(weight.node, weight.tensor)]
-            kind = "keep-weight" if decision.kept else "requantize-weight"
-            changes.append(QdqChange(kind, "weight", weight.node, weight.input_index, weight.tensor, None,
+            kind = ChangeKind.KEEP_WEIGHT if decision.kept else ChangeKind.REQUANTIZE_WEIGHT
+            changes.append(QdqChange(kind, ChangeCause.WEIGHT, weight.node, weight.input_index, weight.tensor, None,
                                      decision.reason))
         plan_decisions = {d.node: d for d in plan.decisions}
         for (node, index), quantizer in sorted(self.qdq.weights.items()):
@@ -286,12 +319,12 @@ class _Replacement:
             op = self.view.by_name[node].op_type
             spec = WEIGHTED_OPS.get(op)
             if spec is not None and index not in (spec.activation_input, spec.weight_input):
-                cause, reason = "bias", f"bias of {node}: TensorRT quantizes biases itself; kept in float"
+                cause, reason = ChangeCause.BIAS, f"bias of {node}: TensorRT quantizes biases itself; kept in float"
             elif spec is None:
-                cause, reason = "constant-input", f"constant input of {op} {node}, which runs in float: kept in float"
+                cause, reason = ChangeCause.CONSTANT_INPUT, f"constant input of {op} {node}, which runs in float"
             else:
                 cause, reason = self.removal((node, index), plan_decisions)
-            changes.append(QdqChange("remove-weight", cause, node, index, quantizer.tensor, None, reason))
+            changes.append(QdqChange(ChangeKind.REMOVE_WEIGHT, cause, node, index, quantizer.tensor, None, reason))
         return changes
 
 
@@ -317,7 +350,8 @@ def plan_replacement(qdq: QdqView, config: FixConfig | None = None,
     plan, amax, missing, observe = replacement.plan()
     kept, weight_decisions = keep_weights(qdq, plan.weights)
     changes = replacement.activation_changes(plan, amax) + replacement.weight_changes(plan, weight_decisions)
-    changes.sort(key=lambda c: (KIND_ORDER.index(c.kind), c.cause, c.node, c.input_index))
+    order = list(ChangeKind)
+    changes.sort(key=lambda c: (order.index(c.kind), str(c.cause), c.node, c.input_index))
     sources = {t: replacement.sources[t][0] for t in plan.quantized_tensors() if t in replacement.sources}
     return ReplacePlan(plan, amax, kept, tuple(changes), sources, missing, observe, replacement.before,
                        qdq.see_through)

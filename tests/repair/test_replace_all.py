@@ -18,7 +18,7 @@ from qdqtool.placement.apply import apply_plan
 from qdqtool.placement.plan import PlacementPlan, QuantizedInput, QuantizedWeight
 from qdqtool.repair.pipeline import DataConfig, fix_file, fix_model
 from qdqtool.repair.plan import FixConfig
-from qdqtool.repair.replace_all import plan_replacement
+from qdqtool.repair.replace_all import ChangeCause, ChangeKind, plan_replacement
 from qdqtool.repair.replace_pipeline import replace_model, replaced_model
 from qdqtool.trt.kinds import EdgeRule, ScaleSource
 from qdqtool.trt.rules import DEQUANTIZE
@@ -59,9 +59,9 @@ def test_ort_bottleneck_leaves_nothing_tensorrt_cannot_fuse_and_explains_every_q
     plan, out = replaced(model)
     after = check_model(read_qdq(out)).counts()
     assert after["float-add"] == after["requant-concat"] == after["reformat"] == 0
-    removed = plan.causes("remove")
-    assert removed["activation"] > 0          # Q/DQ between each conv and its SiLU
-    assert removed["conv-side"] >= 1          # the conv side of the residual Add
+    removed = plan.causes(ChangeKind.REMOVE)
+    assert removed[ChangeCause.ACTIVATION] > 0          # Q/DQ between each conv and its SiLU
+    assert removed[ChangeCause.CONV_SIDE] >= 1          # the conv side of the residual Add
     # every Q/DQ of the input and of the plan is accounted for exactly once
     qdq = read_qdq(model)
     activation = [(c.node, c.input_index) for c in plan.changes if "weight" not in c.kind]
@@ -73,7 +73,8 @@ def test_ort_bottleneck_leaves_nothing_tensorrt_cannot_fuse_and_explains_every_q
 def test_weights_keep_their_int8_values_and_scales():
     model = tiny_qdq.ort_static(tiny.resnet_block())
     plan, out = replaced(model)
-    assert {c.kind for c in plan.changes if "weight" in c.kind} <= {"keep-weight", "remove-weight"}
+    weights = {c.kind for c in plan.changes if c.cause in (ChangeCause.WEIGHT, ChangeCause.BIAS)}
+    assert weights == {ChangeKind.KEEP_WEIGHT, ChangeKind.REMOVE_WEIGHT}       # ORT's int32 bias DQs go
     for conv in ("stem", "conv1", "conv2", "conv3"):
         values, scales, axis = weight_quantization(model, conv)
         new_values, new_scales, new_axis = weight_quantization(out, conv)
@@ -87,8 +88,8 @@ def test_weight_on_the_wrong_axis_is_quantized_again_and_said_so():
              ("relu2_out", "conv3", 0), ("stem_relu_out", "add", 1)]
     qdq_model = handmade(model, edges, weights_axis={"conv2": 1})
     plan, out = replaced(qdq_model)
-    redone = [c for c in plan.changes if c.kind == "requantize-weight"]
-    assert [c.node for c in redone] == ["conv2"] and "axis 1" in redone[0].reason
+    redone = [c for c in plan.changes if c.kind == ChangeKind.REQUANTIZE_WEIGHT]
+    assert [c.node for c in redone] == ["conv2"] and redone[0].tensor not in plan.weights and len(plan.weights) == 3
     assert weight_quantization(out, "conv2")[2] == 0
     assert weight_quantization(out, "conv2")[1].shape == (4,)
 
@@ -101,12 +102,14 @@ def test_qat_skip_scale_inferred_from_the_quantizer_reading_the_add_output():
     assert read_qdq(qat).edges.keys() == read_qdq(model).edges.keys()
     plan, out = replaced(model)
     skip = [c for c in plan.changes if (c.node, c.input_index) == ("add", 1)]
-    assert skip[0].kind == "move"             # the scale of conv1's quantizer on the same tensor
+    assert skip[0].kind == ChangeKind.MOVE    # the scale of conv1's quantizer on the same tensor
+    assert plan.range_sources["stem_relu_out"] == ScaleSource.REUSED
     no_shared = handmade(tiny.resnet_block(), [("x", "stem", 0), ("relu1_out", "conv2", 0),
                                                ("relu2_out", "conv3", 0)])
     plan, out = replaced(no_shared)
     skip = [c for c in plan.changes if (c.node, c.input_index) == ("add", 1)]
-    assert skip[0].kind == "insert" and "output of add" in skip[0].reason
+    assert skip[0].kind == ChangeKind.INSERT
+    assert plan.range_sources["stem_relu_out"] == ScaleSource.INFERRED_FROM_OUTPUT
     conv3_scale = read_qdq(no_shared).edges[("conv3", 0)].scale     # reads Relu(add): rule 1 of inference
     assert read_qdq(out).edges[("add", 1)].scale == pytest.approx(conv3_scale, rel=1e-6)
     assert check_model(read_qdq(out)).counts()["float-add"] == 0
@@ -118,10 +121,10 @@ def test_skip_scale_falls_back_to_the_other_add_input_then_refuses():
     model = handmade(tiny.two_conv_add(), edges)      # head not quantized: the input model keeps it float
     plan, out = replaced(model)
     skip = next(c for c in plan.changes if (c.node, c.input_index) == ("add", 0))
-    assert skip.kind == "insert" and "deep2_out, the other input of add" in skip.reason
+    assert skip.kind == ChangeKind.INSERT and plan.range_sources["short_out"] == ScaleSource.INFERRED_FROM_OTHER_INPUT
     assert read_qdq(out).edges[("add", 0)].scale == pytest.approx(read_qdq(model).edges[("add", 1)].scale)
     assert ("head", 0) not in read_qdq(out).edges                   # kept float, as the model had it
-    assert [c.cause for c in plan.changes if (c.node, c.input_index) == ("add", 1)] == ["conv-side"]
+    assert [c.cause for c in plan.changes if (c.node, c.input_index) == ("add", 1)] == [ChangeCause.CONV_SIDE]
     bare = handmade(tiny.two_conv_add(), edges[:4])
     with pytest.raises(RangeError, match="ranges"):
         replace_model(read_qdq(bare), ALL, DataConfig())
@@ -137,7 +140,7 @@ def test_qat_shaped_model_keeps_every_scale_and_matches_scope_residuals():
     assert edges.keys() == {e for e in read_qdq(residuals).edges}
     for edge, quantizer in read_qdq(residuals).edges.items():
         assert edges[edge] == pytest.approx(quantizer.scale, rel=1e-6)
-    assert not plan.causes("remove")
+    assert not plan.causes(ChangeKind.REMOVE)
 
 
 def test_standalone_add_the_model_runs_in_int8_stays_int8():

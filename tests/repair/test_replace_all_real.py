@@ -14,6 +14,7 @@ from qdqtool.onnxgraph.prepare import constants_to_initializers, upgrade_opset
 from qdqtool.onnxgraph.qdqview import read_qdq
 from qdqtool.repair.pipeline import DataConfig, fix_file, fix_model
 from qdqtool.repair.plan import FixConfig
+from qdqtool.repair.replace_all import ChangeCause, ChangeKind
 from qdqtool.runner import create_session
 from qdqtool.samples.sets import PRESETS, SampleSet, model_input_specs
 
@@ -67,7 +68,7 @@ def test_scope_all_leaves_no_float_add_requantize_or_reformat(ort_case):
     before, after = result.plan.before.counts(), check_model(read_qdq(onnx.load(str(out)))).counts()
     assert before["reformat"] > 0 and before["requant-concat"] > 0
     assert after["float-add"] == after["requant-concat"] == after["reformat"] == 0
-    assert result.plan.causes("remove")["activation"] > 0      # Q/DQ between each conv and its activation
+    assert result.plan.causes(ChangeKind.REMOVE)[ChangeCause.ACTIVATION] > 0      # Q/DQ between conv and act
     # weights: the model's own int8 values and scales
     source, replaced = GraphView(read_qdq(onnx.load(str(quantized))).model), GraphView(onnx.load(str(out)))
     conv = next(n for n in replaced.nodes if n.op_type == "Conv")
