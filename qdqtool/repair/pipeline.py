@@ -24,7 +24,7 @@ from qdqtool.fileio import (
 from qdqtool.onnxgraph.prepare import load_model, upgrade_opset
 from qdqtool.onnxgraph.qdqview import QdqView, read_qdq
 from qdqtool.repair.apply import RepairEdit, apply_repairs
-from qdqtool.repair.plan import FixConfig, FixPlan, plan_repairs, require_ranges
+from qdqtool.repair.plan import SCOPES, FixConfig, FixPlan, plan_repairs, require_ranges
 from qdqtool.runner import check_session_opens, create_session
 from qdqtool.samples.sets import Preprocess, SampleSet, model_input_specs, random_feed
 from qdqtool.trt.kinds import Cause, EditKind, ProblemKind
@@ -130,6 +130,8 @@ def compare_with_input(qdq: QdqView, fixed: onnx.ModelProto, samples: SampleSet 
 def fix_model(qdq: QdqView, config: FixConfig, data: DataConfig) -> FixResult:
     """Plan (ranges file, then a quick calibration of what is still unknown), apply, check, compare.
     config.scope "all" re-places every Q/DQ instead (replace_pipeline.py; its result is a ReplaceResult)."""
+    if config.scope not in SCOPES:
+        raise ValueError(f"scope must be one of {SCOPES}")
     if config.scope == "all":
         from qdqtool.repair.replace_pipeline import replace_model  # it builds on this module's helpers
         return replace_model(qdq, config, data)

@@ -179,3 +179,8 @@ def test_cli_lists_changes_by_kind_and_residuals_suggests_scope_all(tmp_path):
     assert {c["kind"] for c in payload["changes"]} >= {"remove", "keep", "keep-weight"}
     text = runner.invoke(cli, ["fix-residuals", str(source), "-o", str(tmp_path / "out.onnx"), "--scope", "all"])
     assert text.exit_code == 0 and "reformat" in text.output and "remove (" in text.output
+
+
+def test_an_unknown_scope_is_a_bug_not_a_silent_default():
+    with pytest.raises(ValueError, match="scope"):
+        fix_model(read_qdq(tiny_qdq.qat(tiny.resnet_block())), FixConfig(scope="everything"), DataConfig())
