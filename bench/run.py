@@ -5,16 +5,18 @@ from __future__ import annotations
 import logging
 import sys
 
-from . import bench_calibrate, bench_fix, bench_qat
+from . import bench_calibrate, bench_fix, bench_qat, bench_scope_all
 
 
 def main(argv) -> int:
     logging.disable(logging.WARNING)   # ONNX Runtime's quantizer logs advice on the root logger
-    chosen = set(argv) or {"calibrate", "fix", "qat"}
+    chosen = set(argv) or {"calibrate", "fix", "qat", "scope-all"}
     if "fix" in chosen:
         print("\n".join(bench_fix.main()), flush=True)
     if "qat" in chosen:
         print("\n".join(bench_qat.main([])), flush=True)
+    if "scope-all" in chosen:
+        print("\n".join(bench_scope_all.main()), flush=True)
     if "calibrate" in chosen:
         print("\n".join(bench_calibrate.main()), flush=True)
     return 0

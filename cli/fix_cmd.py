@@ -9,12 +9,12 @@ import click
 from qdqtool.calibrate.observers import METHODS
 from qdqtool.errors import OutputError
 from qdqtool.repair.pipeline import DataConfig, FixResult, fix_file
-from qdqtool.repair.plan import STANDALONE_ADD_CHOICES, FixConfig
-from qdqtool.trt.kinds import Kind
+from qdqtool.repair.plan import SCOPES, STANDALONE_ADD_CHOICES, FixConfig
 
 from .common import emit_json
 from .data_options import data_options, pop_data_options
 from .placement_options import placement_from_options, placement_options
+from .replace_lines import outcome_lines, reformat_hint, replace_lines
 
 
 def result_lines(result: FixResult, output: Path | None, dry_run: bool) -> list[str]:
@@ -28,17 +28,7 @@ def result_lines(result: FixResult, output: Path | None, dry_run: bool) -> list[
     if plan.see_through:
         lines.append(f"  read through {len(plan.see_through)} no-op Cast/Identity nodes as the tensor behind them "
                      "(kept in the model)")
-    before, after = plan.before.counts(), result.after.counts()
-    two_before, two_after = (len(r.of_kind(Kind.TWO_SCALES)) for r in (plan.before, result.after))
-    lines.append("predicted by check, before -> after: "
-                 + ", ".join(f"{gate} {before[gate]} -> {after[gate]}" for gate in before)
-                 + f"; tensors at two scales {two_before} -> {two_after}")
-    if result.max_abs_diff:
-        lines.append(f"largest output difference, input vs fixed: {max(result.max_abs_diff.values()):.6g} "
-                     f"({result.compared_on})")
-    if not dry_run and output is not None:
-        lines.append(f"wrote {output}" + ("" if result.model is not None else " (unchanged copy: nothing to fix)"))
-    return lines
+    return lines + outcome_lines(result, output, dry_run, reformat_hint(result.after), "fixed", "nothing to fix")
 
 
 @click.command("fix-residuals")
@@ -46,6 +36,9 @@ def result_lines(result: FixResult, output: Path | None, dry_run: bool) -> list[
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="The repaired model to write.")
 @click.option("--ranges", "ranges_file", type=click.Path(path_type=Path), default=None,
               help="Ranges JSON from `qdqtool calibrate` for tensors no existing quantizer covers.")
+@click.option("--scope", type=click.Choice(SCOPES), default="residuals", show_default=True,
+              help="residuals: repair residual Adds and Concats; all: re-place every Q/DQ by calibrate's rules with "
+                   "the model's own scales (removes Q/DQ TensorRT cannot fuse).")
 @click.option("--standalone-add", type=click.Choice(STANDALONE_ADD_CHOICES), default="keep", show_default=True,
               help="Adds with no fusible convolution: int8 (inputs and output quantized), float (none), keep.")
 @click.option("--method", type=click.Choice(METHODS), default="percentile", show_default=True,
@@ -59,8 +52,9 @@ def result_lines(result: FixResult, output: Path | None, dry_run: bool) -> list[
 @data_options
 @placement_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan and result as JSON on stdout.")
-def fix_command(model: Path, output: Path | None, ranges_file: Path | None, standalone_add: str, method: str,
-                compare_samples: int, strict_scales: bool, dry_run: bool, as_json: bool, **options) -> None:
+def fix_command(model: Path, output: Path | None, ranges_file: Path | None, scope: str, standalone_add: str,
+                method: str, compare_samples: int, strict_scales: bool, dry_run: bool, as_json: bool,
+                **options) -> None:
     """Repair the Q/DQ placement of MODEL for TensorRT: quantize residual skip inputs, free the conv side of
     residual Adds, give Concats one scale (or float when ranges differ too much), merge double quantizers.
 
@@ -70,7 +64,7 @@ def fix_command(model: Path, output: Path | None, ranges_file: Path | None, stan
         raise OutputError("fix-residuals needs -o OUT.onnx (or --dry-run to only print the plan)")
     data = pop_data_options(options)
     config = FixConfig(placement=placement_from_options(options), standalone_add=standalone_add,
-                       strict_scales=strict_scales)
+                       strict_scales=strict_scales, scope=scope)
     data_config = DataConfig(ranges_file=ranges_file, data_dir=data.folder, preprocess=data.preprocess,
                              max_samples=data.max_samples, method=method, compare_samples=compare_samples)
     result = fix_file(model, output, config, data_config, dry_run=dry_run)
@@ -78,4 +72,5 @@ def fix_command(model: Path, output: Path | None, ranges_file: Path | None, stan
         emit_json({"model": str(model), "output": None if dry_run else str(output), "dry_run": dry_run,
                    **result.to_json()})
     else:
-        click.echo("\n".join(result_lines(result, output, dry_run)))
+        lines = replace_lines(result, output, dry_run) if scope == "all" else result_lines(result, output, dry_run)
+        click.echo("\n".join(lines))

@@ -89,8 +89,10 @@ def _qdq_nodes(names: _Names, tensor: str, scale_name: str, zero_name: str, axis
     return nodes, output
 
 
-def apply_plan(model: onnx.ModelProto, plan: PlacementPlan, tensor_amax: Mapping[str, float]) -> onnx.ModelProto:
-    """A new model with Q/DQ on every planned edge (scale = amax / 127, zero point 0) and int8 per-channel weights."""
+def apply_plan(model: onnx.ModelProto, plan: PlacementPlan, tensor_amax: Mapping[str, float],
+               weight_values: Optional[Mapping[str, tuple]] = None) -> onnx.ModelProto:
+    """A new model with Q/DQ on every planned edge (scale = amax / 127, zero point 0) and int8 per-channel weights.
+    weight_values: float weight name -> (int8 values, scales) to use as they are instead of quantizing the weight."""
     missing = [t for t in plan.quantized_tensors() if t not in tensor_amax]
     if missing:
         shown = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
@@ -123,14 +125,15 @@ def apply_plan(model: onnx.ModelProto, plan: PlacementPlan, tensor_amax: Mapping
             if weight.tensor not in inits:
                 raise RangeError(f"weight {weight.tensor} of {weight.node} is not an initializer; "
                                  "run preparation first")
-            value = numpy_helper.to_array(inits[weight.tensor])
-            quantized, scales = quantize_weight(value, weight.axis)
+            given = (weight_values or {}).get(weight.tensor)
+            quantized, scales = given or quantize_weight(numpy_helper.to_array(inits[weight.tensor]), weight.axis)
+            axis = weight.axis if np.ndim(scales) > 0 else None
             q_name = names.fresh(f"{weight.tensor}_quantized")
             scale = names.fresh(f"{weight.tensor}_scale")
             zero = names.fresh(f"{weight.tensor}_zero_point")
             new_inits += [numpy_helper.from_array(quantized, q_name), numpy_helper.from_array(scales, scale),
                           numpy_helper.from_array(np.zeros(scales.shape, np.int8), zero)]
-            nodes, dequantized = _qdq_nodes(names, q_name, scale, zero, axis=weight.axis, quantize=False)
+            nodes, dequantized = _qdq_nodes(names, q_name, scale, zero, axis=axis, quantize=False)
             after.setdefault("", []).extend(nodes)
             weight_outputs[weight.tensor] = dequantized
         rewired[(weight.node, weight.input_index)] = weight_outputs[weight.tensor]

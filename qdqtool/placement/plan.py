@@ -335,4 +335,5 @@ def group_amax(plan: PlacementPlan, ranges: Mapping[str, float]) -> Dict[str, fl
         if known:
             for tensor in group:
                 of_group[tensor] = max(known)
-    return {t: of_group.get(t, ranges[t]) for t in plan.quantized_tensors() if t in of_group or t in ranges}
+    return {t: of_group[t] if t in of_group else ranges[t] for t in plan.quantized_tensors()
+            if t in of_group or t in ranges}

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import onnx
@@ -23,13 +24,14 @@ from qdqtool.fileio import (
 from qdqtool.onnxgraph.prepare import load_model, upgrade_opset
 from qdqtool.onnxgraph.qdqview import QdqView, read_qdq
 from qdqtool.repair.apply import RepairEdit, apply_repairs
-from qdqtool.repair.plan import FixConfig, FixPlan, plan_repairs, require_ranges
+from qdqtool.repair.plan import SCOPES, FixConfig, FixPlan, plan_repairs, require_ranges
 from qdqtool.runner import check_session_opens, create_session
 from qdqtool.samples.sets import Preprocess, SampleSet, model_input_specs, random_feed
 from qdqtool.trt.kinds import Cause, EditKind, ProblemKind
 from qdqtool.trt.rules import MIN_QDQ_OPSET, QDQ_OPS
 
 log = logging.getLogger("qdqtool")
+P = TypeVar("P")
 
 DYNAMIC_DIM = 224   # random comparison inputs: size used for a dynamic spatial dimension
 
@@ -89,34 +91,30 @@ def _samples(qdq: QdqView, data: DataConfig) -> SampleSet | None:
     return SampleSet(data.data_dir, model_input_specs(qdq.float_model), data.preprocess, data.max_samples)
 
 
-def fix_model(qdq: QdqView, config: FixConfig, data: DataConfig) -> FixResult:
-    """Plan (ranges file, then a quick calibration of what is still unknown), apply, check, compare."""
-    convert = None
-    if any(p.kind == ProblemKind.OPSET for p in qdq.problems):
-        qdq = read_qdq(upgrade_opset(qdq.model, MIN_QDQ_OPSET))
-        convert = RepairEdit(EditKind.CONVERT_OPSET, "", 0, "", None, "per-channel weight DequantizeLinear needs "
-                             f"opset {MIN_QDQ_OPSET}: converted with onnx's version converter", Cause.OPSET)
+def plan_with_ranges(qdq: QdqView, data: DataConfig, planner: Callable[[dict[str, float]], P]
+                     ) -> tuple[P, SampleSet | None, dict[str, int]]:
+    """planner(ranges file), then again after a quick calibration on data of what that plan still observes.
+    Returns (plan, the data samples or None, {"ranges-file"/"data": tensors measured})."""
     measured: dict[str, float] = {}
     sources: dict[str, int] = {}
     if data.ranges_file is not None:
         measured.update(amax_map(load_ranges(data.ranges_file)))
         sources["ranges-file"] = len(measured)
     samples = _samples(qdq, data)
-    plan = plan_repairs(qdq, config, measured)
-    if samples is not None:
-        wanted = [t for t in plan.observe if t not in measured]
-        if wanted:
-            log.info("quick calibration of %d tensors on %d samples", len(wanted), len(samples))
-            collected = collect_ranges(qdq.float_model, wanted, samples.batches(data.batch_size), data.method)
-            measured.update(amax_map(collected))
-            sources["data"] = len(collected)
-            plan = plan_repairs(qdq, config, measured)
-    require_ranges(plan)
-    if convert is not None:
-        plan = dataclasses.replace(plan, edits=(convert, *plan.edits))
-    if not plan.edits:
-        return FixResult(plan, None, plan.before, sources, {}, "nothing changed")
-    fixed = apply_repairs(qdq, plan.edits)
+    plan = planner(measured)
+    wanted = [t for t in plan.observe if t not in measured]
+    if samples is not None and wanted:
+        log.info("quick calibration of %d tensors on %d samples", len(wanted), len(samples))
+        collected = collect_ranges(qdq.float_model, wanted, samples.batches(data.batch_size), data.method)
+        measured.update(amax_map(collected))
+        sources["data"] = len(collected)
+        plan = planner(measured)
+    return plan, samples, sources
+
+
+def compare_with_input(qdq: QdqView, fixed: onnx.ModelProto, samples: SampleSet | None,
+                       data: DataConfig) -> tuple[dict[str, float], str]:
+    """Largest output difference per graph output, input vs fixed model, on data samples (else random inputs)."""
     if samples is not None:
         feeds = [s for _, s in zip(range(data.compare_samples), samples)]
         compared_on = f"{len(feeds)} samples from {data.data_dir}"
@@ -126,6 +124,30 @@ def fix_model(qdq: QdqView, config: FixConfig, data: DataConfig) -> FixResult:
     diff = compare_outputs(qdq.model, fixed, feeds)
     log.info("largest output difference, input vs fixed model: %.6g (%s)", max(diff.values(), default=0.0),
              compared_on)
+    return diff, compared_on
+
+
+def fix_model(qdq: QdqView, config: FixConfig, data: DataConfig) -> FixResult:
+    """Plan (ranges file, then a quick calibration of what is still unknown), apply, check, compare.
+    config.scope "all" re-places every Q/DQ instead (replace_pipeline.py; its result is a ReplaceResult)."""
+    if config.scope not in SCOPES:
+        raise ValueError(f"scope must be one of {SCOPES}")
+    if config.scope == "all":
+        from qdqtool.repair.replace_pipeline import replace_model  # it builds on this module's helpers
+        return replace_model(qdq, config, data)
+    convert = None
+    if any(p.kind == ProblemKind.OPSET for p in qdq.problems):
+        qdq = read_qdq(upgrade_opset(qdq.model, MIN_QDQ_OPSET))
+        convert = RepairEdit(EditKind.CONVERT_OPSET, "", 0, "", None, "per-channel weight DequantizeLinear needs "
+                             f"opset {MIN_QDQ_OPSET}: converted with onnx's version converter", Cause.OPSET)
+    plan, samples, sources = plan_with_ranges(qdq, data, lambda measured: plan_repairs(qdq, config, measured))
+    require_ranges(plan)
+    if convert is not None:
+        plan = dataclasses.replace(plan, edits=(convert, *plan.edits))
+    if not plan.edits:
+        return FixResult(plan, None, plan.before, sources, {}, "nothing changed")
+    fixed = apply_repairs(qdq, plan.edits)
+    diff, compared_on = compare_with_input(qdq, fixed, samples, data)
     return FixResult(plan, fixed, check_model(read_qdq(fixed), config.placement), sources, diff, compared_on)
 
 

@@ -28,6 +28,7 @@ from qdqtool.trt.rules import WEIGHTED_OPS, amax_from_scale, is_commuting, same_
 log = logging.getLogger("qdqtool")
 
 STANDALONE_ADD_CHOICES = ("int8", "float", "keep")
+SCOPES = ("residuals", "all")
 REFUSED_PROBLEMS = {
     ProblemKind.ZERO_POINT: "re-quantize with symmetric int8 activations and weights (zero point 0)",
     ProblemKind.PER_CHANNEL_ACTIVATION: "re-quantize activations per tensor",
@@ -40,6 +41,7 @@ class FixConfig:
     placement: PlacementConfig = field(default_factory=PlacementConfig)
     standalone_add: str = "keep"        # int8: both inputs and output quantized; float: none; keep: as they are
     strict_scales: bool = False         # True: never infer a skip scale; a missing range stops the repair
+    scope: str = "residuals"            # residuals: repair Adds/Concats; all: re-place every Q/DQ (replace_all.py)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ class EdgeRule(StrEnum):
     RESIDUAL_SKIP = "residual-skip"
     RESIDUAL_BOTH = "residual-both"
     STANDALONE_ADD = "standalone-add"
+    COMMUTING_INPUT = "commuting-input"   # fix-residuals --scope all keeps a model's Q/DQ on a commuting op's input
 
 
 class Outcome(StrEnum):
