@@ -16,15 +16,13 @@ from typing import Protocol
 import numpy as np
 
 from qdqtool.calibrate.entropy import entropy_amax
-from qdqtool.errors import QdqError, RangeError
+from qdqtool.errors import QdqError
+from qdqtool.trt.scales import ACTIVATION_QMAX, ACTIVATION_QMIN
 
 log = logging.getLogger("qdqtool")
 
 METHODS = ("max", "entropy", "percentile", "mse")
 
-ACTIVATION_QMAX = 127  # scale = amax / 127
-ACTIVATION_QMIN = -128
-SCALE_FLOOR = 1e-12  # the amax an all-zero tensor is given: TensorRT needs scale > 0
 MSE_FIRST_CANDIDATE_BIN = 128  # candidates below 128 bins would quantize finer than the histogram
 _INITIAL_RANGE_MARGIN = 2.0**-20  # keeps the first batch's max strictly inside the last bin
 
@@ -41,13 +39,6 @@ class Observer(Protocol):
 
     @property
     def count(self) -> int: ...
-
-
-def scale_from_amax(amax: float, qmax: int = ACTIVATION_QMAX) -> float:
-    """amax / qmax; an amax of 0 (all-zero tensor) gives a tiny positive scale instead of a division by zero."""
-    if not math.isfinite(amax) or amax < 0:
-        raise RangeError(f"amax {amax} is not a finite non-negative number; recalibrate or fix the ranges file")
-    return max(float(amax), SCALE_FLOOR) / qmax
 
 
 def _finite_values(values: np.ndarray) -> tuple:

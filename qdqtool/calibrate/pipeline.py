@@ -19,10 +19,11 @@ from qdqtool.calibrate.trtcache import DEFAULT_VERSION_TAG, write_calibration_ca
 from qdqtool.fileio import check_output_path, save_model_atomically
 from qdqtool.onnxgraph.graph import GraphView
 from qdqtool.onnxgraph.prepare import load_model, prepare_float_model, refuse_existing_qdq
-from qdqtool.placement.apply import apply_plan, scale_from_amax
+from qdqtool.placement.apply import apply_plan
 from qdqtool.placement.plan import PlacementConfig, PlacementPlan, group_amax, plan_placement
 from qdqtool.runner import check_session_opens
 from qdqtool.samples.sets import Preprocess, SampleSet, model_input_specs
+from qdqtool.trt.scales import scale_from_amax
 
 log = logging.getLogger("qdqtool")
 

@@ -17,10 +17,10 @@ from qdqtool.check.predict import Analysis, CheckReport, same_scale
 from qdqtool.errors import ModelError, RangeError
 from qdqtool.onnxgraph.graph import GraphView
 from qdqtool.onnxgraph.qdqview import GRAPH_OUTPUT, Edge, QdqView
-from qdqtool.placement.apply import scale_from_amax
 from qdqtool.placement.plan import PlacementConfig, PlacementPlan, plan_placement
 from qdqtool.repair.apply import RepairEdit
 from qdqtool.trt.rules import WEIGHTED_OPS, is_commuting
+from qdqtool.trt.scales import scale_from_amax
 
 log = logging.getLogger("qdqtool")
 
