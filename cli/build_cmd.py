@@ -3,27 +3,51 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
-from qdqtool.build.pipeline import BACKENDS, BuildConfig, build_engine
-from qdqtool.build.shapes import parse_shapes
+import qdqtool
+from qdqtool.build.pipeline import BACKENDS
+from qdqtool.build.shapes import ShapeProfile, parse_shape_profile, parse_shapes
+from qdqtool.errors import ConfigError
 from qdqtool.fileio import write_json_atomically
-from qdqtool.report.gates import parse_gates
 
 from .common import emit_json
-from .data_options import data_options, pop_data_options
+from .data_options import DataOptions, data_options
 from .layer_table import report_text
-from .precision_gates import GATE_EXIT_STATUS, enforce_gates, report_options
+from .precision_gates import EXIT_EPILOG, enforce_gates, report_options
 
 
-@click.command("build", epilog=f"Exit status: 0 ok, 1 user error, {GATE_EXIT_STATUS} a --fail-on gate failed.")
+class ShapeProfileType(click.ParamType):
+    """NAME:MIN/OPT/MAX (or NAME:SHAPE), e.g. images:1x3x320x320/1x3x640x640/4x3x640x640."""
+
+    name = "NAME:MIN/OPT/MAX"
+
+    def convert(self, value: Any, param, ctx) -> str:
+        try:
+            for item in (part for part in str(value).split(",") if part.strip()):
+                parse_shape_profile(item)
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+        return str(value)
+
+
+def shape_profiles(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, ShapeProfile]:
+    """All --shapes values as one profile per input (an input named twice is a usage error)."""
+    try:
+        return parse_shapes(values)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from exc
+
+
+@click.command("build", epilog=EXIT_EPILOG)
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "engine", type=click.Path(path_type=Path), required=True,
               help="Engine file to write (TensorRT plan, or ONNX Runtime's optimised .onnx).")
 @click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
               help="auto: TensorRT when it imports and sees a GPU, else ONNX Runtime.")
-@click.option("--shapes", multiple=True, metavar="NAME:MIN/OPT/MAX",
+@click.option("--shapes", multiple=True, type=ShapeProfileType(), callback=shape_profiles,
               help="Profile of a dynamic input, e.g. images:1x3x320x320/1x3x640x640/4x3x640x640 (repeatable).")
 @click.option("--workspace", "workspace_mib", type=click.IntRange(min=1), help="TensorRT workspace limit in MiB.")
 @click.option("--weakly-typed", is_flag=True,
@@ -39,26 +63,24 @@ from .precision_gates import GATE_EXIT_STATUS, enforce_gates, report_options
 @data_options
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="Write the layer report as JSON.")
 @report_options
-def build_command(model: Path, engine: Path, backend: str, shapes: tuple, workspace_mib: int | None,
+def build_command(model: Path, engine: Path, backend: str, shapes: dict[str, ShapeProfile], workspace_mib: int | None,
                   weakly_typed: bool, fp16: bool, runs: int, warmup: int, no_latency: bool,
-                  reference: Path | None, ranges: Path | None, report_path: Path | None, fail_on: str,
-                  as_json: bool, summary_only: bool, **data: object) -> None:
+                  reference: Path | None, ranges: Path | None, report_path: Path | None, fail_on: tuple[str, ...],
+                  as_json: bool, show: str, data: DataOptions) -> None:
     """Build MODEL (a Q/DQ ONNX file) into an engine and show which layers really run in INT8."""
-    gates = parse_gates(fail_on)
-    samples = pop_data_options(data)
-    config = BuildConfig(
-        model=model, engine=engine, backend=backend, shapes=parse_shapes(shapes), workspace_mib=workspace_mib,
+    config = qdqtool.BuildConfig(
+        model=model, engine=engine, backend=backend, shapes=shapes, workspace_mib=workspace_mib,
         fp16=fp16, weakly_typed=weakly_typed, measure_latency=not no_latency, runs=runs, warmup=warmup,
-        reference=reference, ranges=ranges, data_folder=samples.folder, max_samples=samples.max_samples,
-        preprocess=samples.preprocess,
+        reference=reference, ranges=ranges, data_folder=data.folder, max_samples=data.max_samples,
+        preprocess=data.preprocess,
     )
-    result = build_engine(config)
+    result = qdqtool.build_engine(config)
     payload = {**result.report.to_json(), "engine": str(result.engine)}
     if report_path is not None:
         write_json_atomically(report_path, payload)
     if as_json:
         emit_json(payload)
     else:
-        click.echo(report_text(result.report, not summary_only))
+        click.echo(report_text(result.report, show))
         click.echo(f"engine: {result.engine} (built with {result.report.backend})")
-    enforce_gates(result.report, gates)
+    enforce_gates(result.report, fail_on)

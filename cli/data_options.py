@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,10 +97,16 @@ _OPTIONS = (
 
 
 def data_options(func: Callable) -> Callable:
-    """Decorator adding the data options to a click command (they arrive as keyword arguments)."""
+    """Decorator adding the data options to a click command; they arrive parsed, as one `data: DataOptions`
+    keyword argument (no option is left for the command to pop, so none can be dropped)."""
+
+    @functools.wraps(func)
+    def command(*args, **kwargs):
+        return func(*args, data=pop_data_options(kwargs), **kwargs)
+
     for option in reversed(_OPTIONS):
-        func = option(func)
-    return func
+        command = option(command)
+    return command
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""`qdqtool fix-residuals IN.onnx -o OUT.onnx`: thin click shell over qdqtool.repair.pipeline."""
+"""`qdqtool fix-residuals IN.onnx -o OUT.onnx`: thin click shell over qdqtool.fix_residuals."""
 
 from __future__ import annotations
 
@@ -6,17 +6,18 @@ from pathlib import Path
 
 import click
 
-from qdqtool.calibrate.observers import METHODS
+import qdqtool
+from qdqtool.calibrate.observers import DEFAULT_METHOD, METHODS
 from qdqtool.errors import OutputError
-from qdqtool.repair.pipeline import DataConfig, FixResult, fix_file
-from qdqtool.repair.plan import STANDALONE_ADD_CHOICES, FixConfig
+from qdqtool.placement.plan import PlacementConfig
+from qdqtool.repair.plan import STANDALONE_ADD_CHOICES
 
 from .common import emit_json
-from .data_options import data_options, pop_data_options
-from .placement_options import placement_from_options, placement_options
+from .data_options import DataOptions, data_options
+from .placement_options import placement_options
 
 
-def result_lines(result: FixResult, output: Path | None, dry_run: bool) -> list[str]:
+def result_lines(result: qdqtool.FixResult, output: Path | None, dry_run: bool) -> list[str]:
     plan = result.plan
     lines = [f"{len(plan.edits)} edits" + (" (dry run: nothing written)" if dry_run else "")]
     for edit in plan.edits:
@@ -42,7 +43,7 @@ def result_lines(result: FixResult, output: Path | None, dry_run: bool) -> list[
               help="Ranges JSON from `qdqtool calibrate` for tensors no existing quantizer covers.")
 @click.option("--standalone-add", type=click.Choice(STANDALONE_ADD_CHOICES), default="keep", show_default=True,
               help="Adds with no fusible convolution: int8 (inputs and output quantized), float (none), keep.")
-@click.option("--method", type=click.Choice(METHODS), default="percentile", show_default=True,
+@click.option("--method", type=click.Choice(METHODS), default=DEFAULT_METHOD, show_default=True,
               help="Range method of the quick calibration on --data.")
 @click.option("--compare-samples", type=click.IntRange(min=1), default=3, show_default=True,
               help="Samples (from --data, else random) on which input and fixed model outputs are compared.")
@@ -51,7 +52,8 @@ def result_lines(result: FixResult, output: Path | None, dry_run: bool) -> list[
 @placement_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan and result as JSON on stdout.")
 def fix_command(model: Path, output: Path | None, ranges_file: Path | None, standalone_add: str, method: str,
-                compare_samples: int, dry_run: bool, as_json: bool, **options) -> None:
+                compare_samples: int, dry_run: bool, as_json: bool, data: DataOptions,
+                placement: PlacementConfig) -> None:
     """Repair the Q/DQ placement of MODEL for TensorRT: quantize residual skip inputs, free the conv side of
     residual Adds, give Concats one scale (or float when ranges differ too much), merge double quantizers.
 
@@ -59,11 +61,10 @@ def fix_command(model: Path, output: Path | None, ranges_file: Path | None, stan
     """
     if output is None and not dry_run:
         raise OutputError("fix-residuals needs -o OUT.onnx (or --dry-run to only print the plan)")
-    data = pop_data_options(options)
-    config = FixConfig(placement=placement_from_options(options), standalone_add=standalone_add)
-    data_config = DataConfig(ranges_file=ranges_file, data_dir=data.folder, preprocess=data.preprocess,
-                             max_samples=data.max_samples, method=method, compare_samples=compare_samples)
-    result = fix_file(model, output, config, data_config, dry_run=dry_run)
+    config = qdqtool.FixConfig(placement=placement, standalone_add=standalone_add)
+    data_config = qdqtool.DataConfig(ranges_file=ranges_file, data_dir=data.folder, preprocess=data.preprocess,
+                                     max_samples=data.max_samples, method=method, compare_samples=compare_samples)
+    result = qdqtool.fix_residuals(model, output, config, data_config, dry_run=dry_run)
     if as_json:
         emit_json({"model": str(model), "output": None if dry_run else str(output), "dry_run": dry_run,
                    **result.to_json()})

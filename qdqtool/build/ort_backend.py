@@ -34,7 +34,8 @@ TRT_NOTE = "TensorRT does not need them: it fuses Conv+activation with the next 
 
 
 def _samples(model: onnx.ModelProto, config: BuildConfig):
-    """The SampleSet of --data (None without it); an NCHW image size comes from --shapes opt when --size is absent."""
+    """The SampleSet of the data folder (None without one); an NCHW image size comes from the opt shape of the
+    input's shape profile when no image size is given."""
     if config.data_folder is None:
         return None
     from qdqtool.samples.sets import SampleSet, model_input_specs
@@ -49,7 +50,7 @@ def _samples(model: onnx.ModelProto, config: BuildConfig):
 
 
 def _output_ranges(model: onnx.ModelProto, config: BuildConfig, samples) -> tuple[dict[str, float], list[str]]:
-    """amax per weighted-op output: from --ranges first, then a quick max calibration on --data for the rest."""
+    """amax per weighted-op output: from the ranges file first, then a quick max calibration on the data."""
     wanted = output_quantizer_candidates(model)
     amax: dict[str, float] = {}
     notes = []
@@ -79,7 +80,7 @@ def lower_for_onnxruntime(model: onnx.ModelProto, amax: Mapping[str, float]) -> 
     if lowering.missing:
         notes.append(f"{len(lowering.missing)} weighted ops stay float in ONNX Runtime: no range for their outputs "
                      f"({', '.join(lowering.missing[:5])}{', ...' if len(lowering.missing) > 5 else ''}); "
-                     "pass --data DIR (quick max calibration) or --ranges FILE holding those tensors")
+                     "give calibration data (quick max calibration) or a ranges file holding those tensors")
     if lowering.skipped:
         notes.append(f"{len(lowering.skipped)} weighted ops produce graph outputs and were left unquantized")
     if converted:
@@ -89,7 +90,7 @@ def lower_for_onnxruntime(model: onnx.ModelProto, amax: Mapping[str, float]) -> 
 
 
 def _feeds(model: onnx.ModelProto, config: BuildConfig, samples) -> dict[str, np.ndarray]:
-    """The latency input: the first sample of --data, else random data of the static shape or the --shapes opt shape."""
+    """The latency input: the first data sample, else random data of the static shape or the profile's opt shape."""
     if samples is not None:
         return dict(next(iter(samples)))
     from qdqtool.samples.sets import model_input_specs
@@ -100,8 +101,9 @@ def _feeds(model: onnx.ModelProto, config: BuildConfig, samples) -> dict[str, np
         profile = config.shapes.get(spec.name)
         shape = profile.opt if profile is not None else spec.shape
         if any(d is None for d in shape):
-            raise DataError(f"input {spec.name!r} has dynamic dimensions; pass --shapes {spec.name}:MIN/OPT/MAX "
-                            "(e.g. 1x3x320x320) or --data DIR for the latency input")
+            raise DataError(f"input {spec.name!r} has dynamic dimensions; give it a shape profile "
+                            f"({spec.name}:MIN/OPT/MAX, e.g. 1x3x320x320) or data for the latency input",
+                            settings=("shapes", "data"))
         is_float = spec.dtype.kind == "f"
         feeds[spec.name] = rng.random(shape).astype(spec.dtype) if is_float else np.zeros(shape, spec.dtype)
     return feeds

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qdqtool.build.shapes import ShapeProfile
-from qdqtool.errors import QdqError
+from qdqtool.errors import ConfigError
 from qdqtool.report.layers import PrecisionReport
 from qdqtool.samples.images import Preprocess
 
@@ -34,15 +34,17 @@ class BuildConfig:
     data_folder: Path | None = None        # samples: latency input, quick max calibration for the ORT lowering
     max_samples: int | None = None
     preprocess: Preprocess = field(default_factory=Preprocess)
-    calibration_samples: int = 8              # samples for the quick max calibration when --max-samples is not given
+    calibration_samples: int = 8              # samples for the quick max calibration when max_samples is not given
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
-            raise QdqError(f"--backend {self.backend!r} is not one of {', '.join(BACKENDS)}")
+            raise ConfigError(f"backend {self.backend!r} is not one of {', '.join(BACKENDS)}", settings=("backend",))
         if self.runs < 1 or self.warmup < 0:
-            raise QdqError(f"--runs must be at least 1 and --warmup at least 0 (got {self.runs}, {self.warmup})")
+            raise ConfigError(f"timed runs must be at least 1 and warm-up runs at least 0 (got {self.runs}, "
+                              f"{self.warmup})", settings=("runs", "warmup"))
         if self.workspace_mib is not None and self.workspace_mib < 1:
-            raise QdqError(f"--workspace must be a positive number of MiB (got {self.workspace_mib})")
+            raise ConfigError(f"the workspace must be a positive number of MiB (got {self.workspace_mib})",
+                              settings=("workspace",))
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class BuildResult:
 
 
 def choose_backend(requested: str) -> tuple[str, str]:
-    """(backend, why): 'trt' when TensorRT imports and sees a GPU (required for --backend trt), else 'ort'."""
+    """(backend, why): 'trt' when TensorRT imports and sees a GPU (required for backend 'trt'), else 'ort'."""
     from qdqtool.build import tensorrt_backend
 
     if requested == "ort":

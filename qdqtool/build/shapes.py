@@ -1,14 +1,19 @@
-"""`--shapes name:min/opt/max` for dynamic inputs (TensorRT optimisation profiles; ONNX Runtime uses opt)."""
+"""Shape profiles name:min/opt/max for dynamic inputs (TensorRT optimisation profiles; ONNX Runtime uses opt)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from qdqtool.errors import QdqError
+from qdqtool.errors import ConfigError
+from qdqtool.onnxgraph.shapes import format_shape  # noqa: F401  (tensorrt_backend imports it from here)
 
 Shape = tuple[int, ...]
 _EXAMPLE = "images:1x3x320x320/1x3x640x640/4x3x640x640 (or one shape for min=opt=max)"
+
+
+def _bad(message: str) -> ConfigError:
+    return ConfigError(message, settings=("shapes",))
 
 
 @dataclass(frozen=True)
@@ -23,9 +28,9 @@ def _parse_dims(text: str, item: str) -> Shape:
     try:
         dims = tuple(int(part) for part in text.strip().lower().split("x"))
     except ValueError:
-        raise QdqError(f"--shapes {item!r}: {text!r} is not a shape like 1x3x320x320; write {_EXAMPLE}") from None
+        raise _bad(f"shape profile {item!r}: {text!r} is not a shape like 1x3x320x320; write {_EXAMPLE}") from None
     if not dims or min(dims) < 1:
-        raise QdqError(f"--shapes {item!r}: dimensions must be positive integers; write {_EXAMPLE}")
+        raise _bad(f"shape profile {item!r}: dimensions must be positive integers; write {_EXAMPLE}")
     return dims
 
 
@@ -33,17 +38,17 @@ def parse_shape_profile(item: str) -> ShapeProfile:
     """'images:1x3x320x320/1x3x640x640/4x3x640x640' -> ShapeProfile; one shape means min = opt = max."""
     name, sep, spec = item.strip().rpartition(":")
     if not sep or not name or not spec:
-        raise QdqError(f"--shapes {item!r} has no 'name:' prefix; write {_EXAMPLE}")
+        raise _bad(f"shape profile {item!r} has no 'name:' prefix; write {_EXAMPLE}")
     parts = [_parse_dims(part, item) for part in spec.split("/")]
     if len(parts) == 1:
         parts *= 3
     if len(parts) != 3:
-        raise QdqError(f"--shapes {item!r} has {len(parts)} shapes; give min/opt/max or one shape; write {_EXAMPLE}")
+        raise _bad(f"shape profile {item!r} has {len(parts)} shapes; give min/opt/max or one; write {_EXAMPLE}")
     low, opt, high = parts
     if not len(low) == len(opt) == len(high):
-        raise QdqError(f"--shapes {item!r}: min, opt and max have different ranks; write {_EXAMPLE}")
+        raise _bad(f"shape profile {item!r}: min, opt and max have different ranks; write {_EXAMPLE}")
     if not all(a <= b <= c for a, b, c in zip(low, opt, high)):
-        raise QdqError(f"--shapes {item!r}: every dimension needs min <= opt <= max")
+        raise _bad(f"shape profile {item!r}: every dimension needs min <= opt <= max")
     return ShapeProfile(name, low, opt, high)
 
 
@@ -55,10 +60,8 @@ def parse_shapes(items: Iterable[str] | str) -> dict[str, ShapeProfile]:
         for item in (part for part in text.split(",") if part.strip()):
             profile = parse_shape_profile(item)
             if profile.name in profiles:
-                raise QdqError(f"--shapes names input {profile.name!r} twice; give one min/opt/max per input")
+                raise _bad(f"shape profiles name input {profile.name!r} twice; give one min/opt/max per input")
             profiles[profile.name] = profile
     return profiles
 
 
-def format_shape(shape: Shape) -> str:
-    return "x".join(str(d) for d in shape)

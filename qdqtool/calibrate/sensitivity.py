@@ -2,7 +2,7 @@
 
 Some tensors cannot be represented well by one per-tensor int8 scale (a depthwise conv's input whose channels have
 very different ranges, an early SiLU output with rare large values). TensorRT would quantize them the same way, so
-the honest fix is to keep their consumers float; `calibrate --keep-float N` does that for the N worst.
+the honest fix is to keep their consumers float; calibrate's keep_float = N does that for the N worst.
 """
 
 from __future__ import annotations
@@ -72,6 +72,6 @@ def keep_float_nodes(ranked: Sequence[Sensitivity], count: int) -> tuple:
     chosen = []
     for item in ranked[:count]:
         reason = (f"kept float: quantizing its input {item.tensor} alone changes the outputs by "
-                  f"{100 * item.error:.1f}% (--keep-float)")
+                  f"{100 * item.error:.1f}% (sensitivity ranking)")
         chosen.extend((node, reason) for node in item.consumers)
     return tuple(chosen)

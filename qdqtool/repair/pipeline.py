@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 
 from qdqtool.calibrate.collect import collect_ranges
+from qdqtool.calibrate.observers import DEFAULT_METHOD
 from qdqtool.calibrate.ranges import amax_map, load_ranges
 from qdqtool.check.predict import CheckReport, check_model
 from qdqtool.errors import ModelError
@@ -41,7 +42,7 @@ class DataConfig:
     data_dir: Path | None = None
     preprocess: Preprocess = field(default_factory=Preprocess)
     max_samples: int | None = None
-    method: str = "percentile"
+    method: str = DEFAULT_METHOD
     batch_size: int = 8
     compare_samples: int = 3
 
@@ -128,18 +129,21 @@ def fix_model(qdq: QdqView, config: FixConfig, data: DataConfig) -> FixResult:
     return FixResult(plan, fixed, check_model(read_qdq(fixed), config.placement), sources, diff, compared_on)
 
 
+def read_model_to_fix(model: onnx.ModelProto, source: str = "the model") -> QdqView:
+    """The QdqView of a model that holds Q/DQ; a model without any is refused (there is nothing to repair)."""
+    if not any(node.op_type in QDQ_OPS for node in model.graph.node):
+        raise ModelError(f"{source} has no QuantizeLinear/DequantizeLinear nodes, so there is no placement to "
+                         "repair; quantize the FP32 model with qdqtool's calibrate first")
+    return read_qdq(model)
+
+
 def fix_file(model_path, output_path, config: FixConfig | None = None, data: DataConfig | None = None,
              dry_run: bool = False) -> FixResult:
     """The whole command. dry_run writes nothing; an empty plan writes the input bytes unchanged (idempotence)."""
     config, data = config or FixConfig(), data or DataConfig()
     if output_path is not None:
         check_output_path(model_path, output_path)
-    model = load_model(model_path)
-    if not any(node.op_type in QDQ_OPS for node in model.graph.node):
-        raise ModelError(f"{model_path} has no QuantizeLinear/DequantizeLinear nodes, so there is no placement to "
-                         "repair; quantize an FP32 model with `qdqtool calibrate`")
-    qdq = read_qdq(model)
-    result = fix_model(qdq, config, data)
+    result = fix_model(read_model_to_fix(load_model(model_path), str(model_path)), config, data)
     if dry_run or output_path is None:
         return result
     if result.model is None:

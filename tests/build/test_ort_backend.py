@@ -135,7 +135,7 @@ def test_build_without_ranges_or_data_keeps_convs_float(tmp_path):
     summary = result.report.summary
     assert len(summary.float_convs) == 2
     assert not any(layer.layer_type == "QLinearConv" for layer in result.report.layers)
-    assert any("pass --data DIR" in note for note in result.report.notes)
+    assert any("give calibration data" in note for note in result.report.notes)
     assert result.report.latency is None
 
 
@@ -190,8 +190,9 @@ def test_dynamic_input_without_shapes_fails_before_writing(tmp_path):
     model.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "height"
     onnx.save(model, tmp_path / "dyn.onnx")
     engine = tmp_path / "dyn.engine.onnx"
-    with pytest.raises(DataError, match="--shapes x:"):
+    with pytest.raises(DataError, match="x:MIN/OPT/MAX") as raised:
         build_with_onnxruntime(BuildConfig(model=tmp_path / "dyn.onnx", engine=engine, backend="ort"))
+    assert raised.value.settings == ("shapes", "data")
     assert not engine.exists() and list(tmp_path.iterdir()) == [tmp_path / "dyn.onnx"]
     with_shapes = BuildConfig(model=tmp_path / "dyn.onnx", engine=engine, backend="ort", runs=2, warmup=0,
                               shapes=parse_shapes("x:1x3x16x16"))

@@ -21,7 +21,7 @@ from qdqtool.build.tensorrt_backend import (
     tensorrt_status,
     version_major,
 )
-from qdqtool.errors import BackendUnavailable, QdqError
+from qdqtool.errors import BackendUnavailable, ConfigError, QdqError
 
 HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 
@@ -76,10 +76,12 @@ def test_parser_error_line_names_the_node():
 
 
 def test_backend_build_config_validation(tmp_path):
-    with pytest.raises(QdqError, match="--backend"):
+    with pytest.raises(ConfigError, match="backend 'tvm'") as raised:
         BuildConfig(model=tmp_path / "m.onnx", engine=tmp_path / "e", backend="tvm")
-    with pytest.raises(QdqError, match="--runs"):
+    assert raised.value.settings == ("backend",)
+    with pytest.raises(ConfigError, match="timed runs") as raised:
         BuildConfig(model=tmp_path / "m.onnx", engine=tmp_path / "e", runs=0)
+    assert raised.value.settings == ("runs", "warmup")
 
 
 @pytest.mark.skipif(HAVE_TENSORRT, reason="tensorrt is installed here")
