@@ -117,12 +117,12 @@ def edit_times(nodes: int = NODES) -> list[str]:
         imported = ""
         if module is not None:
             try:
-                import_s, _ = _timed(lambda: __import__(module))
+                import_s, _ = _timed(lambda m=module: __import__(m))
             except ImportError:
                 lines.append(f"  {name:<36} not installed")
                 continue
             imported = f"  (import {import_s:.2f} s, not counted)"
-        seconds, result = _timed(lambda: editor(model, plan, amax))
+        seconds, result = _timed(lambda e=editor: e(model, plan, amax))
         _check(result, expected)
         lines.append(f"  {name:<36} {seconds:7.2f} s  {1e6 * seconds / len(model.graph.node):6.1f} us/node"
                      f"{imported}")
@@ -138,8 +138,8 @@ def _big_model(folder: Path) -> onnx.ModelProto:
         inits.append(numpy_helper.from_array(weight, f"w{i}"))
         nodes.append(helper.make_node("Conv", [x, f"w{i}"], [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1]))
         x = f"c{i}"
-    graph = helper.make_graph(nodes, "big", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, 4, 4])],
-                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, None)], inits)
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, 4, 4])]
+    graph = helper.make_graph(nodes, "big", inputs, [helper.make_tensor_value_info(x, TensorProto.FLOAT, None)], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
