@@ -1,4 +1,4 @@
-"""Predicting, from a Q/DQ graph alone, how TensorRT groups and types its layers (see TRT_RULES.md).
+"""Predicting, from a Q/DQ graph alone, how TensorRT groups and types its layers (see docs/TRT_RULES.md).
 
 Shared by `qdqtool check` and `qdqtool fix-residuals`: a pure analysis of a QdqView, every finding with its reason
 and node names. Counts use the `--fail-on` gate names of qdqtool/gates.py.

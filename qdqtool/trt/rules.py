@@ -1,4 +1,4 @@
-"""TensorRT's Q/DQ facts as small tables (see TRT_RULES.md). Placement, checks and reports read these."""
+"""TensorRT's Q/DQ facts as small tables (see docs/TRT_RULES.md). Placement, checks and reports read these."""
 
 from __future__ import annotations
 
