@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from qdqtool.errors import DataError
-from qdqtool.samples.sets import PRESETS, Preprocess
+from qdqtool.samples.images import PRESETS, Preprocess
 
 SAME_NAME_FIELDS = ("size", "resize", "pad_value", "scale", "mean", "std")  # option key == Preprocess field
 PREPROCESS_KEYS = ("preset", *SAME_NAME_FIELDS, "bgr", "layout")

@@ -23,7 +23,8 @@ from qdqtool.onnxgraph.prepare import load_model, prepare_float_model, refuse_ex
 from qdqtool.placement.apply import apply_plan
 from qdqtool.placement.plan import PlacementConfig, PlacementPlan, group_amax, plan_placement
 from qdqtool.runner import check_session_opens
-from qdqtool.samples.sets import Preprocess, SampleSet, model_input_specs
+from qdqtool.samples.images import Preprocess
+from qdqtool.samples.sets import SampleSet, open_samples
 from qdqtool.trt.scales import scale_from_amax
 
 log = logging.getLogger("qdqtool")
@@ -114,17 +115,13 @@ def unclipped_model_inputs(ranges: Dict[str, TensorRange], input_names) -> Dict[
     return result
 
 
-def open_samples(model: onnx.ModelProto, data_dir, config: CalibrationConfig) -> SampleSet:
-    return SampleSet(data_dir, model_input_specs(model), config.preprocess, config.max_samples)
-
-
 def calibrate_loaded(original: onnx.ModelProto, data_dir, config: CalibrationConfig = CalibrationConfig(),
                      source: str = "the model", progress: Optional[Callable[[int], None]] = None,
                      on_samples: Optional[Callable[[int], None]] = None) -> CalibrationResult:
     """Refuse an already quantized model, prepare it, open the samples and calibrate (writes nothing)."""
     refuse_existing_qdq(original, source)
     prepared, notes = prepare_float_model(original, source)
-    samples = open_samples(prepared, data_dir, config)
+    samples = open_samples(prepared, data_dir, config.preprocess, config.max_samples)
     if on_samples is not None:
         on_samples(len(samples))
     return calibrate_model(prepared, samples, config, progress, notes)

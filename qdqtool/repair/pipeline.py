@@ -26,7 +26,8 @@ from qdqtool.onnxgraph.qdqview import QdqView, read_qdq
 from qdqtool.repair.apply import RepairEdit, apply_repairs
 from qdqtool.repair.plan import FixConfig, FixPlan, plan_repairs, require_ranges
 from qdqtool.runner import check_session_opens, create_session
-from qdqtool.samples.sets import Preprocess, SampleSet, model_input_specs, random_feed
+from qdqtool.samples.images import Preprocess
+from qdqtool.samples.sets import open_samples, random_feed
 from qdqtool.trt.rules import MIN_QDQ_OPSET, QDQ_OPS
 
 log = logging.getLogger("qdqtool")
@@ -83,12 +84,6 @@ def compare_outputs(reference: onnx.ModelProto, candidate: onnx.ModelProto,
     return worst
 
 
-def _samples(qdq: QdqView, data: DataConfig) -> SampleSet | None:
-    if data.data_dir is None:
-        return None
-    return SampleSet(data.data_dir, model_input_specs(qdq.float_model), data.preprocess, data.max_samples)
-
-
 def fix_model(qdq: QdqView, config: FixConfig, data: DataConfig) -> FixResult:
     """Plan (ranges file, then a quick calibration of what is still unknown), apply, check, compare."""
     convert = None
@@ -101,7 +96,8 @@ def fix_model(qdq: QdqView, config: FixConfig, data: DataConfig) -> FixResult:
     if data.ranges_file is not None:
         measured.update(amax_map(load_ranges(data.ranges_file)))
         sources["ranges-file"] = len(measured)
-    samples = _samples(qdq, data)
+    samples = None if data.data_dir is None else open_samples(qdq.float_model, data.data_dir, data.preprocess,
+                                                              data.max_samples)
     plan = plan_repairs(qdq, config, measured)
     if samples is not None:
         wanted = [t for t in plan.observe if t not in measured]

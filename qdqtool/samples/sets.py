@@ -16,16 +16,7 @@ from onnx import helper
 
 from qdqtool.errors import DataError, ModelError
 from qdqtool.onnxgraph.shapes import format_shape
-from qdqtool.samples.images import (
-    IMAGE_SUFFIXES,
-    PRESETS,
-    Preprocess,
-    decode_image,
-    image_to_array,
-    write_augmented_crops,
-)
-
-__all__ = ["PRESETS", "InputSpec", "Preprocess", "SampleSet", "model_input_specs", "write_augmented_crops"]
+from qdqtool.samples.images import IMAGE_SUFFIXES, Preprocess, decode_image, image_to_array
 
 logger = logging.getLogger("qdqtool")
 
@@ -252,6 +243,12 @@ class SampleSet:
             array = np.ascontiguousarray(array, dtype=spec.dtype)
         _check_finite(array, path, spec.name)
         return array
+
+
+def open_samples(model: onnx.ModelProto, folder: str | os.PathLike, preprocess: Preprocess = DEFAULT_PREPROCESS,
+                 max_samples: int | None = None) -> SampleSet:
+    """The samples in folder, shaped for the model's inputs (the one way every stage opens its data)."""
+    return SampleSet(folder, model_input_specs(model), preprocess, max_samples)
 
 
 def _concatenate(pending: list[tuple[Path, Sample]]) -> Sample:

@@ -19,15 +19,8 @@ from PIL import Image
 from qdqtool.cli.data_options import data_options
 
 from qdqtool.errors import DataError, OutputError
-from qdqtool.samples.images import letterbox_placement
-from qdqtool.samples.sets import (
-    PRESETS,
-    InputSpec,
-    Preprocess,
-    SampleSet,
-    model_input_specs,
-    write_augmented_crops,
-)
+from qdqtool.samples.images import PRESETS, Preprocess, letterbox_placement, write_augmented_crops
+from qdqtool.samples.sets import InputSpec, SampleSet, model_input_specs
 
 F32 = np.dtype(np.float32)
 RAW = Preprocess()
