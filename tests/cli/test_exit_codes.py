@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import onnx
 import pytest
 import tiny
@@ -25,27 +24,17 @@ def qat_model(tmp_path):
     return path
 
 
-@pytest.fixture
-def float_model_and_data(tmp_path):
-    path = tmp_path / "float.onnx"
-    onnx.save(tiny.resnet_block(), path)
-    data = tmp_path / "data"
-    data.mkdir()
-    np.save(data / "s0.npy", np.random.default_rng(0).standard_normal((1, 4, 8, 8)).astype(np.float32))
-    return path, data
-
-
 def test_ok_is_0(qat_model):
     result = run("check", qat_model)
     assert result.exit_code == 0, result.output
     assert "counts:" in result.stdout
 
 
-def test_bad_files_and_data_are_1_with_one_line(tmp_path, float_model_and_data):
+def test_bad_files_and_data_are_1_with_one_line(tmp_path, resnet):
     missing = run("check", tmp_path / "nope.onnx")
     assert missing.exit_code == 1 and "Traceback" not in missing.output
     assert missing.stderr.count("\n") == 1 and missing.stderr.startswith("qdqtool: error: ")
-    model, _ = float_model_and_data
+    model, _ = resnet
     no_folder = run("calibrate", model, "--data", tmp_path / "absent", "-o", tmp_path / "out.onnx")
     assert no_folder.exit_code == 1
     assert no_folder.stderr.count("\n") == 1 and no_folder.stderr.rstrip().endswith("(see --data)")
@@ -58,8 +47,8 @@ def test_bad_files_and_data_are_1_with_one_line(tmp_path, float_model_and_data):
     (["--std", "0"], "non-zero"),
     (["--method", "median"], "median"),
 ])
-def test_bad_calibrate_option_values_are_2(float_model_and_data, tmp_path, args, message):
-    model, data = float_model_and_data
+def test_bad_calibrate_option_values_are_2(resnet, tmp_path, args, message):
+    model, data = resnet
     result = run("calibrate", model, "--data", data, "-o", tmp_path / "out.onnx", *args)
     assert result.exit_code == 2 and message in result.stderr and "Usage:" in result.stderr
     assert not (tmp_path / "out.onnx").exists()
