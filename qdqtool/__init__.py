@@ -1,6 +1,6 @@
 """qdqtool: calibrated, TensorRT-placed Q/DQ ONNX models and proof of which layers run INT8.
 
-The public API (qdqtool/api.py), imported on first use so that `import qdqtool` and `qdqtool --help` stay fast:
+The public API (qdqtool/api.py), imported on first use so that importing qdqtool (and the CLI's help) stays fast:
 
     import qdqtool
     result = qdqtool.calibrate_model("model.onnx", "photos/", qdqtool.CalibrationConfig(method="percentile"))
