@@ -89,9 +89,17 @@ def save_model_atomically(
         if validate is not None:
             validate(tmp)
 
-    if model.ByteSize() < external_data_above:
+    if _serialised_size(model) < external_data_above:
         return write_bytes_atomically(path, model.SerializeToString(deterministic=True), check)
     return _save_with_external_data(model, Path(path), check)
+
+
+def _serialised_size(model: onnx.ModelProto) -> int:
+    """The model's size in bytes; at least the initializers' when protobuf cannot size the whole (>= 2 GiB)."""
+    weights = sum(t.ByteSize() for t in model.graph.initializer)
+    if weights >= PROTOBUF_LIMIT:
+        return weights
+    return model.ByteSize()
 
 
 def _save_with_external_data(model: onnx.ModelProto, target: Path, check: Validator) -> Path:
