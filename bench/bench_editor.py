@@ -139,12 +139,14 @@ def _big_model(folder: Path) -> onnx.ModelProto:
         nodes.append(helper.make_node("Conv", [x, f"w{i}"], [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1]))
         x = f"c{i}"
     inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, 4, 4])]
-    graph = helper.make_graph(nodes, "big", inputs, [helper.make_tensor_value_info(x, TensorProto.FLOAT, None)], inits)
+    outputs = [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, channels, 4, 4])]
+    graph = helper.make_graph(nodes, "big", inputs, outputs, inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def big_round_trip() -> list[str]:
-    """qdqtool's own writer and reader (fileio.save_model_atomically, prepare.load_model) and onnx_ir's."""
+def big_round_trip(say=print) -> list[str]:
+    """qdqtool's own writer and reader (fileio.save_model_atomically, prepare.load_model) and onnx_ir's; each line
+    is also passed to say() as soon as it is measured. Needs about 5 GB of free memory."""
     from qdqtool.fileio import save_model_atomically
     from qdqtool.onnxgraph.prepare import load_model
 
@@ -162,6 +164,9 @@ def big_round_trip() -> list[str]:
             load_s, back = _timed(lambda: ir.load(str(ir_path)))
             lines.append(f"  onnx_ir: from_proto {seconds:.1f} s, save {save_s:.1f} s, load {load_s:.1f} s "
                          f"(weights stay on disk until read), {len(back.graph.initializers)} initializers")
+            say(lines[-1])
+            ir_model = back = None
+            gc.collect()
         except ImportError:
             lines.append("  onnx_ir not installed")
         try:
@@ -169,20 +174,22 @@ def big_round_trip() -> list[str]:
             lines.append("  one serialised ModelProto: ok")
         except Exception as exc:  # noqa: BLE001  (protobuf's EncodeError; ValueError in other builds)
             lines.append(f"  one serialised ModelProto: fails ({type(exc).__name__}: {str(exc)[:40]})")
+        say(lines[-1])
         path = folder / "raw.onnx"
         seconds, _ = _timed(lambda: save_model_atomically(model, path))
         load_s, loaded = _timed(lambda: load_model(path))
         same = sum(t.ByteSize() for t in loaded.graph.initializer) >= size * 0.99
         lines.append(f"  qdqtool save_model_atomically (external data) {seconds:.1f} s, load_model {load_s:.1f} s, "
                      f"weights intact: {same}")
+        say(lines[-1])
     return lines
 
 
 def main() -> list[str]:
-    return ["editor comparison (docs/editor.md)", *edit_times(), *big_round_trip()]
+    return ["editor comparison (docs/editor.md)", *edit_times(), *big_round_trip(say=lambda line: None)]
 
 
 if __name__ == "__main__":
     print("editor comparison (docs/editor.md)", flush=True)
     print("\n".join(edit_times()), flush=True)
-    print("\n".join(big_round_trip()), flush=True)
+    big_round_trip(lambda line: print(line, flush=True))
