@@ -13,7 +13,7 @@ import onnx
 
 from qdqtool.calibrate.pipeline import CalibrationConfig, CalibrationOutputs, calibrate_file
 from qdqtool.samples.images import PRESETS
-from qdqtool.samples.sets import SampleSet, model_input_specs
+from qdqtool.samples.sets import open_samples
 
 MODEL = Path(__file__).resolve().parents[1] / "calib_data" / "models" / "yolov8n_320.onnx"
 SIZE = 320
@@ -40,7 +40,7 @@ def run_onnxruntime(samples: int, data: Path, out: Path) -> None:
             dim.dim_value = 1 if dim.dim_param == "batch" else SIZE
     fixed = out / "yolov8n_static.onnx"
     onnx.save(model, fixed)
-    sample_set = SampleSet(data, model_input_specs(model), PREPROCESS, max_samples=samples)
+    sample_set = open_samples(model, data, PREPROCESS, max_samples=samples)
 
     class Reader(CalibrationDataReader):
         def __init__(self):

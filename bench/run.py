@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import sys
 
-from . import bench_calibrate, bench_fix, bench_qat, bench_scope_all
+from . import bench_apply, bench_calibrate, bench_fix, bench_qat, bench_scope_all
 
 
 def main(argv) -> int:
     logging.disable(logging.WARNING)   # ONNX Runtime's quantizer logs advice on the root logger
-    chosen = set(argv) or {"calibrate", "fix", "qat", "scope-all"}
+    chosen = set(argv) or {"apply", "calibrate", "fix", "qat", "scope-all"}
+    if "apply" in chosen:
+        print("\n".join(bench_apply.main()), flush=True)
     if "fix" in chosen:
         print("\n".join(bench_fix.main()), flush=True)
     if "qat" in chosen:

@@ -3,33 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
-from qdqtool.build.config import BACKENDS, TRT_MAJORS, BuildConfig, BuildSettingError
-from qdqtool.build.pipeline import build_engine
-from qdqtool.build.shapes import ShapeSpecError, parse_shapes
+import qdqtool
+from qdqtool.build.config import BACKENDS, TRT_MAJORS
+from qdqtool.build.shapes import ShapeProfile, parse_shape_profile, parse_shapes
 from qdqtool.build.trtexec import shell_line
+from qdqtool.errors import ConfigError
 from qdqtool.fileio import write_json_atomically
-from qdqtool.report.gates import parse_gates
 
 from .common import emit_json
-from .data_options import data_options, pop_data_options
+from .data_options import DataOptions, data_options
 from .layer_table import report_text
-from .precision_gates import GATE_EXIT_STATUS, enforce_gates, report_options
-
-# BuildConfig field -> the option that sets it: the library names settings, only the CLI names flags.
-OPTION_OF_SETTING = {
-    "backend": "--backend", "shapes": "--shapes", "workspace_mib": "--workspace", "fp16": "--fp16",
-    "weakly_typed": "--weakly-typed", "runs": "--runs", "warmup": "--warmup", "trtexec_major": "--trt-version",
-}
-
-
-def _shapes(ctx: click.Context, param: click.Parameter, value: tuple) -> dict:
-    try:
-        return parse_shapes(value)
-    except ShapeSpecError as exc:
-        raise click.BadParameter(str(exc), ctx, param) from None
+from .precision_gates import EXIT_EPILOG, enforce_gates, report_options
 
 
 def _trtexec_lines(result) -> list[str]:
@@ -40,14 +28,35 @@ def _trtexec_lines(result) -> list[str]:
     return lines
 
 
-@click.command("build", epilog=f"Exit status: 0 ok, 1 user error, 2 bad option, {GATE_EXIT_STATUS} a --fail-on gate "
-                               "failed.")
+class ShapeProfileType(click.ParamType):
+    """NAME:MIN/OPT/MAX (or NAME:SHAPE), e.g. images:1x3x320x320/1x3x640x640/4x3x640x640."""
+
+    name = "NAME:MIN/OPT/MAX"
+
+    def convert(self, value: Any, param, ctx) -> str:
+        try:
+            for item in (part for part in str(value).split(",") if part.strip()):
+                parse_shape_profile(item)
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+        return str(value)
+
+
+def shape_profiles(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, ShapeProfile]:
+    """All --shapes values as one profile per input (an input named twice is a usage error)."""
+    try:
+        return parse_shapes(values)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from exc
+
+
+@click.command("build", epilog=EXIT_EPILOG)
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "engine", type=click.Path(path_type=Path), required=True,
               help="Engine file to write (TensorRT plan, or ONNX Runtime's optimised .onnx).")
 @click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
               help="auto: TensorRT when it imports and sees a GPU, else ONNX Runtime.")
-@click.option("--shapes", multiple=True, metavar="NAME:MIN/OPT/MAX", callback=_shapes,
+@click.option("--shapes", multiple=True, type=ShapeProfileType(), callback=shape_profiles,
               help="Profile of a dynamic input, e.g. images:1x3x320x320/1x3x640x640/4x3x640x640 (repeatable).")
 @click.option("--workspace", "workspace_mib", type=click.IntRange(min=1), help="TensorRT workspace limit in MiB.")
 @click.option("--weakly-typed", is_flag=True,
@@ -68,25 +77,20 @@ def _trtexec_lines(result) -> list[str]:
 @data_options
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="Write the layer report as JSON.")
 @report_options
-def build_command(model: Path, engine: Path, backend: str, shapes: dict, workspace_mib: int | None,
+def build_command(model: Path, engine: Path, backend: str, shapes: dict[str, ShapeProfile], workspace_mib: int | None,
                   weakly_typed: bool, fp16: bool, runs: int, warmup: int, no_latency: bool,
                   reference: Path | None, ranges: Path | None, trtexec_major: str | None, report_path: Path | None,
-                  fail_on: str, as_json: bool, summary_only: bool, **data: object) -> None:
+                  fail_on: tuple[str, ...], as_json: bool, show: str, data: DataOptions) -> None:
     """Build MODEL (a Q/DQ ONNX file) into an engine and show which layers really run in INT8.
 
     Also prints the equivalent trtexec command, for building the engine on another machine."""
-    gates = parse_gates(fail_on)
-    samples = pop_data_options(data)
-    try:
-        config = BuildConfig(
-            model=model, engine=engine, backend=backend, shapes=shapes, workspace_mib=workspace_mib,
-            fp16=fp16, weakly_typed=weakly_typed, measure_latency=not no_latency, runs=runs, warmup=warmup,
-            reference=reference, ranges=ranges, data_folder=samples.folder, max_samples=samples.max_samples,
-            preprocess=samples.preprocess, trtexec_major=int(trtexec_major) if trtexec_major else None,
-        )
-        result = build_engine(config)
-    except BuildSettingError as exc:
-        raise click.BadParameter(str(exc), param_hint=OPTION_OF_SETTING.get(exc.setting, exc.setting)) from None
+    config = qdqtool.BuildConfig(
+        model=model, engine=engine, backend=backend, shapes=shapes, workspace_mib=workspace_mib,
+        fp16=fp16, weakly_typed=weakly_typed, measure_latency=not no_latency, runs=runs, warmup=warmup,
+        reference=reference, ranges=ranges, data_folder=data.folder, max_samples=data.max_samples,
+        preprocess=data.preprocess, trtexec_major=int(trtexec_major) if trtexec_major else None,
+    )
+    result = qdqtool.build_engine(config)
     payload = {**result.report.to_json(), "engine": str(result.engine),
                "trtexec": [{"tensorrt": c.tensorrt_major, "command": shell_line(c), "note": c.note}
                            for c in result.trtexec]}
@@ -95,8 +99,8 @@ def build_command(model: Path, engine: Path, backend: str, shapes: dict, workspa
     if as_json:
         emit_json(payload)
     else:
-        click.echo(report_text(result.report, not summary_only))
+        click.echo(report_text(result.report, show))
         click.echo(f"engine: {result.engine} (built with {result.report.backend})")
         for line in _trtexec_lines(result):
             click.echo(line)
-    enforce_gates(result.report, gates)
+    enforce_gates(result.report, fail_on)

@@ -1,4 +1,4 @@
-"""`qdqtool calibrate`: thin click shell over qdqtool.calibrate.pipeline."""
+"""`qdqtool calibrate`: thin click shell over qdqtool.calibrate_model."""
 
 from __future__ import annotations
 
@@ -6,15 +6,16 @@ from pathlib import Path
 
 import click
 
-from qdqtool.calibrate.observers import METHODS
-from qdqtool.calibrate.pipeline import CalibrationConfig, CalibrationOutputs, calibrate_file
+import qdqtool
+from qdqtool.calibrate.observers import DEFAULT_PERCENTILE, METHODS
 from qdqtool.calibrate.summary import summary_lines
 from qdqtool.calibrate.trtcache import DEFAULT_VERSION_TAG
 from qdqtool.errors import DataError
+from qdqtool.placement.plan import PlacementConfig
 
 from .common import emit_json, progress_bar, quiet_from
-from .data_options import data_options, pop_data_options
-from .placement_options import placement_from_options, placement_options
+from .data_options import DataOptions, data_options
+from .placement_options import placement_options
 
 
 def default_ranges_path(output: Path) -> Path:
@@ -24,10 +25,10 @@ def default_ranges_path(output: Path) -> Path:
 @click.command("calibrate")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="The Q/DQ ONNX model to write.")
-@click.option("--method", type=click.Choice(METHODS), default=CalibrationConfig.method, show_default=True,
+@click.option("--method", type=click.Choice(METHODS), default=qdqtool.CalibrationConfig.method, show_default=True,
               help="How a tensor's range is chosen from its observed values.")
-@click.option("--percentile", type=click.FloatRange(0, 100, min_open=True), default=99.99, show_default=True,
-              help="The percentile of |x| used by --method percentile.")
+@click.option("--percentile", type=click.FloatRange(0, 100, min_open=True), default=DEFAULT_PERCENTILE,
+              show_default=True, help="The percentile of |x| used by --method percentile.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
               help="Samples per ONNX Runtime run (models with a dynamic batch dimension).")
 @click.option("--ranges", "ranges_path", type=click.Path(path_type=Path), default=None,
@@ -44,21 +45,21 @@ def default_ranges_path(output: Path) -> Path:
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.pass_context
 def calibrate_command(ctx: click.Context, model: Path, output: Path, method: str, percentile: float, batch_size: int,
-                      ranges_path, cache_path, cache_header: str, keep_float: int, as_json: bool, **options) -> None:
+                      ranges_path, cache_path, cache_header: str, keep_float: int, as_json: bool,
+                      data: DataOptions, placement: PlacementConfig) -> None:
     """Calibrate an FP32 ONNX MODEL on real data and write a Q/DQ model placed by TensorRT's rules.
 
     Example: qdqtool calibrate yolov8n.onnx --data photos/ --preset yolo --size 320 -o yolov8n.qdq.onnx
     """
-    data = pop_data_options(options)
     if data.folder is None:
         raise DataError("calibrate needs real samples: pass --data DIR (a folder of images or .npy/.npz tensors)")
-    config = CalibrationConfig(method=method, percentile=percentile, batch_size=batch_size,
-                               max_samples=data.max_samples, preprocess=data.preprocess,
-                               placement=placement_from_options(options), keep_float=keep_float)
-    outputs = CalibrationOutputs(model=output, ranges=ranges_path or default_ranges_path(output),
-                                 cache=cache_path, cache_version_tag=cache_header)
+    config = qdqtool.CalibrationConfig(method=method, percentile=percentile, batch_size=batch_size,
+                                       max_samples=data.max_samples, preprocess=data.preprocess,
+                                       placement=placement, keep_float=keep_float)
+    outputs = qdqtool.CalibrationOutputs(model=output, ranges=ranges_path or default_ranges_path(output),
+                                         cache=cache_path, cache_version_tag=cache_header)
     with progress_bar("calibrating", quiet_from(ctx) or as_json) as (set_total, advance):
-        result = calibrate_file(model, data.folder, outputs, config, progress=advance, on_samples=set_total)
+        result = qdqtool.calibrate_model(model, data.folder, config, outputs, progress=advance, on_samples=set_total)
     summary = result.summary()
     summary.update({"model": str(model), "output": str(output), "ranges": str(outputs.ranges),
                     "cache": str(cache_path) if cache_path else None, "method": method})

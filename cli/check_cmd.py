@@ -1,46 +1,43 @@
-"""`qdqtool check MODEL.onnx`: thin click shell over qdqtool.check.predict."""
+"""`qdqtool check MODEL.onnx`: thin click shell over qdqtool.check_model."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from qdqtool.check.predict import check_model, report_lines
-from qdqtool.onnxgraph.prepare import load_model
-from qdqtool.onnxgraph.qdqview import read_qdq
-from qdqtool.placement.plan import RESIDUAL_MODES, PlacementConfig
-from qdqtool.report.gates import GATES, describe_violations, parse_gates
+import qdqtool
+from qdqtool.check.predict import report_lines
+from qdqtool.placement.plan import RESIDUAL_MODES
+from qdqtool.report.gates import describe_violations
 
 from .common import emit_json
-from .precision_gates import GATE_EXIT_STATUS, exit_on_failed_gates
+from .precision_gates import EXIT_EPILOG, exit_on_failed_gates, fail_on_option, show_option
+
+SUMMARY_PREFIXES = ("counts: ", "kinds: ", "problem: ")
 
 
-@dataclass(frozen=True)
-class CheckConfig:
-    model: Path
-    gates: tuple[str, ...]
-    as_json: bool
-    all_rows: bool
-    residual_mode: str
+def check_text(report: qdqtool.CheckReport, show: str) -> str:
+    """show: all (INT8 findings too), problems (what falls back or costs), summary (counts and problems only)."""
+    lines = report_lines(report, only_problems=show != "all")
+    if show == "summary":
+        lines = [line for line in lines if line.startswith(SUMMARY_PREFIXES)]
+    return "\n".join(lines)
 
 
-@click.command("check", epilog=f"Exit status: 0 ok, 1 user error, {GATE_EXIT_STATUS} a --fail-on gate failed.")
+@click.command("check", epilog=EXIT_EPILOG)
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--fail-on", "fail_on", default="", metavar="GATES",
-              help="Comma list; exit 3 when any is predicted: " + ", ".join(GATES))
+@fail_on_option("is predicted")
 @click.option("--residual-mode", type=click.Choice(RESIDUAL_MODES), default="skip", show_default=True,
               help="Accept Q/DQ on both residual Add inputs at one scale as fused (both) or only the skip (skip).")
-@click.option("--all", "all_rows", is_flag=True, help="List INT8 layers too, not only what falls back or costs.")
+@show_option("problems")
 @click.option("--json", "as_json", is_flag=True, help="Print the prediction as JSON on stdout.")
-def check_command(model: Path, fail_on: str, residual_mode: str, all_rows: bool, as_json: bool) -> None:
+def check_command(model: Path, fail_on: tuple[str, ...], residual_mode: str, show: str, as_json: bool) -> None:
     """Predict from the graph alone how TensorRT will fuse and type the layers of a Q/DQ MODEL: fused
     Conv(+act)(+Add) groups, Adds/Concats in INT8 or float, requantize and Reformat layers, each with its reason."""
-    config = CheckConfig(model, parse_gates(fail_on), as_json, all_rows, residual_mode)
-    report = check_model(read_qdq(load_model(config.model)), PlacementConfig(residual_mode=config.residual_mode))
-    if config.as_json:
-        emit_json({"model": str(config.model), **report.to_json()})
+    report = qdqtool.check_model(model, qdqtool.PlacementConfig(residual_mode=residual_mode))
+    if as_json:
+        emit_json({"model": str(model), **report.to_json()})
     else:
-        click.echo("\n".join(report_lines(report, only_problems=not config.all_rows)))
-    exit_on_failed_gates(describe_violations(report.counts(), config.gates))
+        click.echo(check_text(report, show))
+    exit_on_failed_gates(describe_violations(report.counts(), fail_on))

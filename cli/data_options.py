@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import click
 
 from qdqtool.errors import DataError
-from qdqtool.samples.sets import PRESETS, Preprocess
+from qdqtool.samples.images import PRESETS, Preprocess
 
 SAME_NAME_FIELDS = ("size", "resize", "pad_value", "scale", "mean", "std")  # option key == Preprocess field
 PREPROCESS_KEYS = ("preset", *SAME_NAME_FIELDS, "bgr", "layout")
@@ -96,10 +97,16 @@ _OPTIONS = (
 
 
 def data_options(func: Callable) -> Callable:
-    """Decorator adding the data options to a click command (they arrive as keyword arguments)."""
+    """Decorator adding the data options to a click command; they arrive parsed, as one `data: DataOptions`
+    keyword argument (no option is left for the command to pop, so none can be dropped)."""
+
+    @functools.wraps(func)
+    def command(*args, **kwargs):
+        return func(*args, data=pop_data_options(kwargs), **kwargs)
+
     for option in reversed(_OPTIONS):
-        func = option(func)
-    return func
+        command = option(command)
+    return command
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""`qdqtool fix-residuals IN.onnx -o OUT.onnx`: thin click shell over qdqtool.repair.pipeline."""
+"""`qdqtool fix-residuals IN.onnx -o OUT.onnx`: thin click shell over qdqtool.fix_residuals."""
 
 from __future__ import annotations
 
@@ -6,18 +6,19 @@ from pathlib import Path
 
 import click
 
-from qdqtool.calibrate.observers import METHODS
+import qdqtool
+from qdqtool.calibrate.observers import DEFAULT_METHOD, METHODS
 from qdqtool.errors import OutputError
-from qdqtool.repair.pipeline import DataConfig, FixResult, fix_file
-from qdqtool.repair.plan import SCOPES, STANDALONE_ADD_CHOICES, FixConfig
+from qdqtool.placement.plan import PlacementConfig
+from qdqtool.repair.plan import SCOPES, STANDALONE_ADD_CHOICES
 
 from .common import emit_json
-from .data_options import data_options, pop_data_options
-from .placement_options import placement_from_options, placement_options
+from .data_options import DataOptions, data_options
+from .placement_options import placement_options
 from .replace_lines import outcome_lines, reformat_hint, replace_lines
 
 
-def result_lines(result: FixResult, output: Path | None, dry_run: bool) -> list[str]:
+def result_lines(result: qdqtool.FixResult, output: Path | None, dry_run: bool) -> list[str]:
     plan = result.plan
     lines = [f"{len(plan.edits)} edits" + (" (dry run: nothing written)" if dry_run else "")]
     for edit in plan.edits:
@@ -41,7 +42,7 @@ def result_lines(result: FixResult, output: Path | None, dry_run: bool) -> list[
                    "the model's own scales (removes Q/DQ TensorRT cannot fuse).")
 @click.option("--standalone-add", type=click.Choice(STANDALONE_ADD_CHOICES), default="keep", show_default=True,
               help="Adds with no fusible convolution: int8 (inputs and output quantized), float (none), keep.")
-@click.option("--method", type=click.Choice(METHODS), default="percentile", show_default=True,
+@click.option("--method", type=click.Choice(METHODS), default=DEFAULT_METHOD, show_default=True,
               help="Range method of the quick calibration on --data.")
 @click.option("--compare-samples", type=click.IntRange(min=1), default=3, show_default=True,
               help="Samples (from --data, else random) on which input and fixed model outputs are compared.")
@@ -54,7 +55,7 @@ def result_lines(result: FixResult, output: Path | None, dry_run: bool) -> list[
 @click.option("--json", "as_json", is_flag=True, help="Print the plan and result as JSON on stdout.")
 def fix_command(model: Path, output: Path | None, ranges_file: Path | None, scope: str, standalone_add: str,
                 method: str, compare_samples: int, strict_scales: bool, dry_run: bool, as_json: bool,
-                **options) -> None:
+                data: DataOptions, placement: PlacementConfig) -> None:
     """Repair the Q/DQ placement of MODEL for TensorRT: quantize residual skip inputs, free the conv side of
     residual Adds, give Concats one scale (or float when ranges differ too much), merge double quantizers.
 
@@ -62,12 +63,11 @@ def fix_command(model: Path, output: Path | None, ranges_file: Path | None, scop
     """
     if output is None and not dry_run:
         raise OutputError("fix-residuals needs -o OUT.onnx (or --dry-run to only print the plan)")
-    data = pop_data_options(options)
-    config = FixConfig(placement=placement_from_options(options), standalone_add=standalone_add,
-                       strict_scales=strict_scales, scope=scope)
-    data_config = DataConfig(ranges_file=ranges_file, data_dir=data.folder, preprocess=data.preprocess,
-                             max_samples=data.max_samples, method=method, compare_samples=compare_samples)
-    result = fix_file(model, output, config, data_config, dry_run=dry_run)
+    config = qdqtool.FixConfig(placement=placement, standalone_add=standalone_add, strict_scales=strict_scales,
+                               scope=scope)
+    data_config = qdqtool.DataConfig(ranges_file=ranges_file, data_dir=data.folder, preprocess=data.preprocess,
+                                     max_samples=data.max_samples, method=method, compare_samples=compare_samples)
+    result = qdqtool.fix_residuals(model, output, config, data_config, dry_run=dry_run)
     if as_json:
         emit_json({"model": str(model), "output": None if dry_run else str(output), "dry_run": dry_run,
                    **result.to_json()})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from qdqtool.report.layers import PrecisionReport
+from qdqtool.report.layers import LayerPrecision, PrecisionReport
 
 NAME_WIDTH = 72
 TACTIC_WIDTH = 36
@@ -24,9 +24,16 @@ def _flags(layer) -> str:
         ("residual", layer.fused_residual_add), ("fallback", layer.is_fallback), ("reformat", layer.is_reformat)) if on)
 
 
-def layer_table(report: PrecisionReport) -> str:
+def costs(layer: LayerPrecision) -> bool:
+    """A layer worth showing under --show problems: not INT8 out, a fallback, a Reformat or a requantize."""
+    return not layer.outputs_int8 or layer.is_fallback or layer.is_reformat or layer.requantizes
+
+
+def layer_table(report: PrecisionReport, only_problems: bool = False) -> str:
     rows = [("#", "output", "inputs", "type", "flags", "layer (ONNX nodes fused)", "tactic")]
     for index, layer in enumerate(report.layers):
+        if only_problems and not costs(layer):
+            continue
         rows.append((str(index), layer.precision, _precisions(layer.input_precisions), layer.layer_type or "-",
                      _flags(layer) or "-", _cut(layer.name, NAME_WIDTH), _cut(layer.tactic, TACTIC_WIDTH)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -77,5 +84,7 @@ def summary_text(report: PrecisionReport) -> str:
     return "\n".join(lines)
 
 
-def report_text(report: PrecisionReport, with_layers: bool = True) -> str:
-    return (layer_table(report) + "\n\n" if with_layers else "") + summary_text(report)
+def report_text(report: PrecisionReport, show: str = "all") -> str:
+    """show: all (every layer), problems (layers that cost), summary (no table)."""
+    table = "" if show == "summary" else layer_table(report, only_problems=show == "problems") + "\n\n"
+    return table + summary_text(report)

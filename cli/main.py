@@ -8,18 +8,38 @@ import sys
 import click
 
 from qdqtool import __version__
-from qdqtool.errors import QdqError
+from qdqtool.errors import ConfigError, QdqError
+
+USER_ERROR_EXIT_STATUS = 1   # bad files or data; 2 is click's usage error (bad option values); 3 a failed gate
+# The library names the settings that fix an error (QdqError.settings); these are their options where the name
+# differs from the option (default: --setting-name).
+SETTING_OPTIONS = {"data_dir": "--data", "data_folder": "--data", "ranges_file": "--ranges", "report": "--report",
+                   "workspace_mib": "--workspace", "fail_on": "--fail-on",
+                   "trtexec_major": "--trt-version"}
+
+
+def option_for(setting: str) -> str:
+    return SETTING_OPTIONS.get(setting, "--" + setting.replace("_", "-"))
+
+
+def error_line(exc: QdqError) -> str:
+    """The message, then the options that fix it: 'no calibration samples were read; ... (see --data)'."""
+    hint = f" (see {', '.join(option_for(s) for s in exc.settings)})" if exc.settings else ""
+    return f"{exc}{hint}"
 
 
 class QdqGroup(click.Group):
-    """Turns QdqError into 'qdqtool: error: ...' and exit status 1; anything else keeps its traceback."""
+    """QdqError -> 'qdqtool: error: ...' and exit status 1; a ConfigError the option types did not catch -> click's
+    usage error (exit 2); anything else keeps its traceback."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except ConfigError as exc:
+            raise click.UsageError(error_line(exc), ctx) from exc
         except QdqError as exc:
-            click.echo(f"qdqtool: error: {exc}", err=True)
-            ctx.exit(1)
+            click.echo(f"qdqtool: error: {error_line(exc)}", err=True)
+            ctx.exit(USER_ERROR_EXIT_STATUS)
 
 
 @click.group(cls=QdqGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,25 +1,70 @@
-"""--fail-on handling for precision reports: a failed gate ends the command with exit status 3 (1 is a user error)."""
+"""--fail-on and --show, shared by check, build and report: a failed gate ends the command with exit status 3."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import click
 
-from qdqtool.errors import QdqError
-from qdqtool.report.gates import GATES, NAME_ONLY_GATES, describe_violations
+from qdqtool.errors import ConfigError, QdqError
+from qdqtool.report.gates import GATES, NAME_ONLY_GATES, describe_violations, parse_gates
 from qdqtool.report.layers import PrecisionReport
 
 GATE_EXIT_STATUS = 3
+EXIT_EPILOG = f"Exit status: 0 ok, 1 bad file or data, 2 bad option value, {GATE_EXIT_STATUS} a --fail-on gate failed."
+SHOW_CHOICES = ("all", "problems", "summary")
+
+
+class GatesType(click.ParamType):
+    """A comma list of gate names; returns them as a tuple, validated against the gate table."""
+
+    name = "GATES"
+
+    def convert(self, value: Any, param, ctx) -> tuple[str, ...]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_gates(value)
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def fail_on_option(verb: str = "is found") -> Callable:
+    return click.option("--fail-on", "fail_on", type=GatesType(), default="", metavar="GATES",
+                        help=f"Comma list; exit {GATE_EXIT_STATUS} when any {verb}: " + ", ".join(GATES))
+
+
+def show_option(default: str) -> Callable:
+    """--show all|problems|summary; the older spellings stay as hidden aliases (check --all, --summary-only)."""
+
+    def decorate(command: Callable) -> Callable:
+        @functools.wraps(command)
+        def with_show(*args, show: str, all_alias: bool, summary_alias: bool, **kwargs):
+            if all_alias or summary_alias:
+                show = "all" if all_alias else "summary"
+            return command(*args, show=show, **kwargs)
+
+        options = (
+            click.option("--show", type=click.Choice(SHOW_CHOICES), default=default, show_default=True,
+                         help="Rows to print: every layer, only what falls back or costs, or the summary only."),
+            click.option("--all", "all_alias", is_flag=True, hidden=True, help="Same as --show all."),
+            click.option("--summary-only", "summary_alias", is_flag=True, hidden=True, help="Same as --show summary."),
+        )
+        for option in reversed(options):
+            with_show = option(with_show)
+        return with_show
+
+    return decorate
 
 
 def report_options(command: Callable) -> Callable:
-    """--fail-on, --json and --summary-only: the options of every command that prints a precision report."""
+    """--fail-on, --json and --show: the options of every command that prints a precision report."""
     options = (
-        click.option("--fail-on", "fail_on", default="", metavar="GATES",
-                     help=f"Comma list; exit {GATE_EXIT_STATUS} when any is found: " + ", ".join(GATES)),
+        fail_on_option(),
         click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout."),
-        click.option("--summary-only", is_flag=True, help="Print the summary without the per-layer table."),
+        show_option("all"),
     )
     for option in reversed(options):
         command = option(command)

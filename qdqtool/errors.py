@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Optional
 
 
 class QdqError(Exception):
-    """Base of every error caused by the user's input or environment (not a bug in qdqtool)."""
+    """Base of every error caused by the user's input or environment (not a bug in qdqtool).
+
+    The message says what is wrong and what to do in the library's words; `settings` names the inputs or config
+    fields that would fix it (e.g. "data", "shapes"), so a front end can point at its own spelling of them (the
+    CLI renders them as its options). Messages never name CLI options themselves.
+    """
+
+    def __init__(self, message: str, *, settings: Sequence[str] = ()):
+        super().__init__(message)
+        self.settings: tuple[str, ...] = tuple(settings)
+
+
+class ConfigError(QdqError):
+    """A configuration value is invalid (unknown method, bad shape profile, ...)."""
 
 
 class ModelError(QdqError):

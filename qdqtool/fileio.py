@@ -18,6 +18,7 @@ import onnx
 from qdqtool.errors import OutputError, QdqError
 
 Validator = Callable[[Path], None]
+PROTOBUF_LIMIT = 2**31 - 2**24   # protobuf cannot serialise one message of 2 GiB or more (margin for the graph)
 
 
 def check_output_path(input_path: os.PathLike | str, output_path: os.PathLike | str) -> None:
@@ -27,7 +28,7 @@ def check_output_path(input_path: os.PathLike | str, output_path: os.PathLike | 
     same = src.resolve() == dst.resolve() or (dst.exists() and src.exists() and os.path.samefile(src, dst))
     if same:
         raise OutputError(f"output path {dst} is the input file; "
-                          "choose another -o path (qdqtool never overwrites its input)")
+                          "choose another output path (qdqtool never overwrites its input)", settings=("output",))
     _check_folder(dst)
 
 
@@ -77,16 +78,46 @@ def write_json_atomically(path: os.PathLike | str, payload: object) -> Path:
 
 
 def save_model_atomically(
-    model: onnx.ModelProto, path: os.PathLike | str, validate: Optional[Validator] = None
+    model: onnx.ModelProto, path: os.PathLike | str, validate: Optional[Validator] = None,
+    external_data_above: int = PROTOBUF_LIMIT,
 ) -> Path:
-    """Serialise model, check it with onnx.checker, run validate (e.g. open an ONNX Runtime session), rename."""
+    """Serialise model, check it with onnx.checker, run validate (e.g. open an ONNX Runtime session), rename.
+    A model of external_data_above bytes or more keeps its weights in PATH.data beside PATH (onnx's external data)."""
 
     def check(tmp: Path) -> None:
         onnx.checker.check_model(str(tmp), full_check=False)
         if validate is not None:
             validate(tmp)
 
-    return write_bytes_atomically(path, model.SerializeToString(deterministic=True), check)
+    if _serialised_size(model) < external_data_above:
+        return write_bytes_atomically(path, model.SerializeToString(deterministic=True), check)
+    return _save_with_external_data(model, Path(path), check)
+
+
+def _serialised_size(model: onnx.ModelProto) -> int:
+    """The model's size in bytes; at least the initializers' when protobuf cannot size the whole (>= 2 GiB)."""
+    weights = sum(t.ByteSize() for t in model.graph.initializer)
+    if weights >= PROTOBUF_LIMIT:
+        return weights
+    return model.ByteSize()
+
+
+def _save_with_external_data(model: onnx.ModelProto, target: Path, check: Validator) -> Path:
+    """Model and weight file written into a temp folder beside target, validated, then renamed (data first)."""
+    _check_folder(target)
+    data_name = f"{target.name}.data"
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent or ".") as folder:
+        staged = Path(folder) / target.name
+        copy = onnx.ModelProto()
+        copy.CopyFrom(model)   # onnx.save_model moves the tensors of the proto it is given out to the data file
+        onnx.save_model(copy, str(staged), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=data_name, size_threshold=0)
+        check(staged)
+        for name in (data_name, target.name):
+            os.chmod(Path(folder) / name, 0o644)
+        os.replace(Path(folder) / data_name, target.with_name(data_name))
+        os.replace(staged, target)
+    return target
 
 
 def read_text_file(path: os.PathLike | str, what: str, hint: str) -> str:

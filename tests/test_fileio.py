@@ -49,3 +49,28 @@ def test_check_output_path(tmp_path):
     with pytest.raises(OutputError, match="is a folder"):
         check_output_path(source, tmp_path)
     check_output_path(source, tmp_path / "out.onnx")
+
+
+def test_large_models_keep_their_weights_in_a_data_file_beside_the_model(tmp_path):
+    """Models over protobuf's 2 GiB limit use onnx's external data; a low threshold exercises the same path."""
+    from qdqtool.onnxgraph.prepare import load_model
+    from qdqtool.runner import check_session_opens
+
+    model = tiny.resnet_block()
+    target = tmp_path / "big.onnx"
+    save_model_atomically(model, target, validate=check_session_opens, external_data_above=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.onnx", "big.onnx.data"]
+    assert target.stat().st_size < (tmp_path / "big.onnx.data").stat().st_size
+    loaded = load_model(target)
+    assert [onnx.numpy_helper.to_array(t).tolist() for t in loaded.graph.initializer] == \
+        [onnx.numpy_helper.to_array(t).tolist() for t in model.graph.initializer]
+    assert all(t.HasField("raw_data") or t.float_data for t in model.graph.initializer)  # the input is untouched
+
+
+def test_a_large_model_that_fails_validation_leaves_nothing(tmp_path):
+    def reject(path):
+        raise OutputError("rejected")
+
+    with pytest.raises(OutputError):
+        save_model_atomically(tiny.resnet_block(), tmp_path / "big.onnx", validate=reject, external_data_above=0)
+    assert list(tmp_path.iterdir()) == []

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qdqtool.build.shapes import ShapeProfile
-from qdqtool.errors import QdqError
+from qdqtool.errors import ConfigError
 from qdqtool.report.layers import PrecisionReport
 from qdqtool.samples.images import Preprocess
 
@@ -15,11 +15,11 @@ BACKENDS = ("auto", "trt", "ort")
 TRT_MAJORS = (10, 11)                         # the TensorRT versions qdqtool builds with
 
 
-class BuildSettingError(QdqError):
+class BuildSettingError(ConfigError):
     """A build setting cannot be used as given; `setting` names the BuildConfig field (a CLI maps it to its option)."""
 
     def __init__(self, setting: str, message: str) -> None:
-        super().__init__(message)
+        super().__init__(message, settings=(setting,))
         self.setting = setting
 
 

@@ -18,7 +18,7 @@ def sample_set(model: onnx.ModelProto, config: BuildConfig):
     when the preprocessing gives none."""
     if config.data_folder is None:
         return None
-    from qdqtool.samples.sets import SampleSet, model_input_specs
+    from qdqtool.samples.sets import model_input_specs, open_samples
 
     specs = model_input_specs(model)
     preprocess = config.preprocess
@@ -26,7 +26,7 @@ def sample_set(model: onnx.ModelProto, config: BuildConfig):
         opt = config.shapes[specs[0].name].opt
         if len(opt) == 4 and preprocess.layout == "NCHW":
             preprocess = dataclasses.replace(preprocess, size=(opt[2], opt[3]))
-    return SampleSet(config.data_folder, specs, preprocess, config.max_samples or config.calibration_samples)
+    return open_samples(model, config.data_folder, preprocess, config.max_samples or config.calibration_samples)
 
 
 def latency_feeds(model: onnx.ModelProto, config: BuildConfig, samples) -> dict[str, np.ndarray]:

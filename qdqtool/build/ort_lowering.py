@@ -13,11 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
+from qdqtool.onnxgraph.edit import Names, copy_model, insert_after_producers, qdq_nodes, scale_and_zero
 from qdqtool.onnxgraph.graph import GraphView
-from qdqtool.placement.apply import _Names, insert_after_producers, scale_from_amax
 from qdqtool.trt.rules import DEQUANTIZE, QUANTIZE, WEIGHTED_OPS
+from qdqtool.trt.scales import scale_from_amax
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,10 @@ def output_quantizer_candidates(model: onnx.ModelProto) -> list[str]:
 
 def add_output_quantizers(model: onnx.ModelProto, amax: Mapping[str, float]) -> LoweringResult:
     """A copy of model with Q/DQ on each candidate output that has a range; the input model is not modified."""
-    lowered = onnx.ModelProto()
-    lowered.CopyFrom(model)
+    lowered = copy_model(model)
     graph = lowered.graph
     view = GraphView(lowered)
-    fresh_names = _Names(lowered)
+    names = Names(lowered)
     added, missing, skipped = [], [], []
     new_nodes: dict[str, list[onnx.NodeProto]] = {}
     for tensor in output_quantizer_candidates(model):
@@ -63,16 +63,11 @@ def add_output_quantizers(model: onnx.ModelProto, amax: Mapping[str, float]) -> 
         if tensor not in amax:
             missing.append(tensor)
             continue
-        names = [fresh_names.fresh(f"{tensor}_ort_{suffix}") for suffix in ("scale", "zero", "q", "dq", "Q", "DQ")]
-        scale, zero, quantized, dequantized, q_name, dq_name = names
-        graph.initializer.append(numpy_helper.from_array(np.array(scale_from_amax(amax[tensor]), np.float32), scale))
-        graph.initializer.append(numpy_helper.from_array(np.array(0, np.int8), zero))
+        base = f"{tensor}_ort"
+        scale, zero = scale_and_zero(graph, names, scale_from_amax(amax[tensor]), base)
+        new_nodes[tensor], dequantized = qdq_nodes(names, tensor, scale, zero, base=base)
         for consumer, index in view.consumers(tensor):
             consumer.input[index] = dequantized
-        new_nodes[tensor] = [
-            helper.make_node(QUANTIZE, [tensor, scale, zero], [quantized], name=q_name),
-            helper.make_node(DEQUANTIZE, [quantized, scale, zero], [dequantized], name=dq_name),
-        ]
         added.append(tensor)
     if new_nodes:
         insert_after_producers(graph, new_nodes)
@@ -82,11 +77,10 @@ def add_output_quantizers(model: onnx.ModelProto, amax: Mapping[str, float]) -> 
 def activations_to_uint8(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     """Per-tensor int8 activation Q/DQ (zero point 0) rewritten as uint8 (zero point 128): the same values, in
     the form ONNX Runtime's x86 kernels fuse (U8 activations, S8 weights). Weight DQs are left alone."""
-    lowered = onnx.ModelProto()
-    lowered.CopyFrom(model)
+    lowered = copy_model(model)
     graph = lowered.graph
     view = GraphView(lowered)
-    zero_u8 = _Names(lowered).fresh("ort_uint8_zero_point")
+    zero_u8 = Names(lowered).fresh("ort_uint8_zero_point")
     converted = 0
     for node in view.nodes:
         if node.op_type != QUANTIZE or len(node.input) < 3 or view.is_constant(node.input[0]):

@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from qdqtool.errors import QdqError
+from qdqtool.errors import ConfigError
 
 
-class ShapeSpecError(QdqError):
+class ShapeSpecError(ConfigError):
     """A shape profile text cannot be read; the message says how to write it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, settings=("shapes",))
+
 
 Shape = tuple[int, ...]
 _EXAMPLE = "images:1x3x320x320/1x3x640x640/4x3x640x640 (or one shape for min=opt=max)"
@@ -67,5 +71,3 @@ def parse_shapes(items: Iterable[str] | str) -> dict[str, ShapeProfile]:
     return profiles
 
 
-def format_shape(shape: Shape) -> str:
-    return "x".join(str(d) for d in shape)

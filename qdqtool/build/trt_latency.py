@@ -12,8 +12,9 @@ import numpy as np
 
 from qdqtool.build.cuda_device import CudaDevice, open_cuda_device
 from qdqtool.build.latency import sample_latency
-from qdqtool.build.shapes import ShapeProfile, format_shape
+from qdqtool.build.shapes import ShapeProfile
 from qdqtool.errors import QdqError
+from qdqtool.onnxgraph.shapes import format_shape
 from qdqtool.report.layers import Latency
 
 log = logging.getLogger("qdqtool")

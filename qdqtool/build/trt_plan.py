@@ -7,8 +7,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from qdqtool.build.config import BuildSettingError
-from qdqtool.build.shapes import ShapeProfile, format_shape
+from qdqtool.build.shapes import ShapeProfile
 from qdqtool.errors import BackendUnavailable
+from qdqtool.onnxgraph.shapes import format_shape
 
 MIN_MAJOR = 10
 STRONGLY_TYPED_ONLY = 11                  # from TensorRT 11 on, networks are strongly typed and take no precision flags

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from qdqtool.build.config import TRT_MAJORS, BuildConfig, TrtexecCommand
-from qdqtool.build.shapes import ShapeProfile, format_shape
+from qdqtool.build.shapes import ShapeProfile
 from qdqtool.build.trt_plan import STRONGLY_TYPED_ONLY
+from qdqtool.onnxgraph.shapes import format_shape
 
 Input = tuple[str, Sequence[int | None]]   # name, dims (None or a negative number for a dynamic dim)
 

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from qdqtool.calibrate.observers import make_observer
+from qdqtool.calibrate.observers import DEFAULT_METHOD, DEFAULT_PERCENTILE, make_observer
 from qdqtool.calibrate.ranges import TensorRange
 from qdqtool.errors import DataError
 from qdqtool.onnxgraph.graph import GraphView
@@ -38,9 +38,9 @@ def collect_ranges(
     model: onnx.ModelProto,
     tensors: Sequence[str],
     samples: Iterable[Mapping[str, np.ndarray]],
-    method: str = "entropy",
+    method: str = DEFAULT_METHOD,
     *,
-    percentile: float = 99.99,
+    percentile: float = DEFAULT_PERCENTILE,
     progress: Optional[Progress] = None,
     providers: Optional[Sequence[str]] = None,
     max_only: Sequence[str] = (),
@@ -65,7 +65,7 @@ def collect_ranges(
         if progress is not None:
             progress(int(next(iter(feeds.values())).shape[0]) if feeds else 1)
     if batches == 0:
-        raise DataError("no calibration samples were read; check the --data folder")
+        raise DataError("no calibration samples were read; check the data folder", settings=("data",))
     ranges = {}
     for name, observer in observers.items():
         amax = float(observer.amax())

@@ -16,12 +16,14 @@ from typing import Protocol
 import numpy as np
 
 from qdqtool.calibrate.entropy import entropy_amax
-from qdqtool.errors import QdqError
-from qdqtool.trt.rules import INT8_MAX, INT8_MIN, SCALE_FLOOR, scale_from_amax  # noqa: F401 (re-exported)
+from qdqtool.errors import ConfigError
+from qdqtool.trt.scales import ACTIVATION_QMAX, ACTIVATION_QMIN
 
 log = logging.getLogger("qdqtool")
 
 METHODS = ("max", "entropy", "percentile", "mse")
+DEFAULT_METHOD = "percentile"      # the product default of calibrate, fix-residuals and collect_ranges
+DEFAULT_PERCENTILE = 99.99
 
 MSE_FIRST_CANDIDATE_BIN = 128  # candidates below 128 bins would quantize finer than the histogram
 _INITIAL_RANGE_MARGIN = 2.0**-20  # keeps the first batch's max strictly inside the last bin
@@ -130,11 +132,11 @@ def mse_amax(histogram: Histogram) -> float:
     if used <= MSE_FIRST_CANDIDATE_BIN:
         return used * width
     candidates = np.arange(MSE_FIRST_CANDIDATE_BIN, used + 1) * width
-    scales = candidates / INT8_MAX
+    scales = candidates / ACTIVATION_QMAX
     centers = (np.arange(histogram.num_bins) + 0.5) * width
     nonzero_values = histogram.signed_counts.sum() - histogram.zero_count
     errors = scales**2 / 12.0 * nonzero_values
-    for row, clip_levels in ((0, INT8_MAX), (1, -INT8_MIN)):
+    for row, clip_levels in ((0, ACTIVATION_QMAX), (1, -ACTIVATION_QMIN)):
         counts = histogram.signed_counts[row].astype(np.float64)
         clips = scales * clip_levels
         first = np.searchsorted(centers, clips, side="right")  # first bin whose centre is clipped
@@ -213,16 +215,17 @@ def _entropy_rule(histogram: Histogram) -> float:
     return entropy_amax(histogram.counts, histogram.bin_width, histogram.range_max)
 
 
-def make_observer(method: str, *, percentile: float = 99.99, num_bins: int = 2048) -> Observer:
-    """A fresh observer for one tensor; raises QdqError for an unknown method or bad settings."""
+def make_observer(method: str, *, percentile: float = DEFAULT_PERCENTILE, num_bins: int = 2048) -> Observer:
+    """A fresh observer for one tensor; raises ConfigError for an unknown method or bad settings."""
     if method not in METHODS:
-        raise QdqError(f"unknown calibration method {method!r}; use one of: {', '.join(METHODS)}")
+        raise ConfigError(f"unknown calibration method {method!r}; use one of: {', '.join(METHODS)}",
+                          settings=("method",))
     if method == "max":
         return MaxObserver()
     if not 0.0 < percentile <= 100.0:
-        raise QdqError(f"percentile {percentile} is outside (0, 100]; pass e.g. 99.99")
+        raise ConfigError(f"percentile {percentile} is outside (0, 100]; use e.g. 99.99", settings=("percentile",))
     if num_bins < 256 or num_bins & (num_bins - 1):
-        raise QdqError(f"histogram bins {num_bins} must be a power of two >= 256; use the default 2048")
+        raise ConfigError(f"histogram bins {num_bins} must be a power of two >= 256; use the default 2048")
     rules: dict[str, Callable[[Histogram], float]] = {
         "entropy": _entropy_rule,
         "percentile": lambda histogram: percentile_amax(histogram, percentile),

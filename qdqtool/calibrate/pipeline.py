@@ -11,27 +11,30 @@ from typing import Callable, Dict, List, Optional
 import onnx
 
 from qdqtool.calibrate.collect import collect_ranges
-from qdqtool.calibrate.observers import METHODS
+from qdqtool.calibrate.observers import DEFAULT_METHOD, DEFAULT_PERCENTILE, METHODS
 from qdqtool.calibrate.ranges import TensorRange, amax_map, save_ranges
 from qdqtool.calibrate.sensitivity import keep_float_nodes, mean_output_change, measure_sensitivity, model_outputs
 from qdqtool.calibrate.summary import plan_summary
 from qdqtool.calibrate.trtcache import DEFAULT_VERSION_TAG, write_calibration_cache
+from qdqtool.errors import ConfigError
 from qdqtool.fileio import check_output_path, save_model_atomically
 from qdqtool.onnxgraph.graph import GraphView
 from qdqtool.onnxgraph.prepare import load_model, prepare_float_model, refuse_existing_qdq
-from qdqtool.placement.apply import apply_plan, scale_from_amax
+from qdqtool.placement.apply import apply_plan
 from qdqtool.placement.plan import PlacementConfig, PlacementPlan, group_amax, plan_placement
 from qdqtool.runner import check_session_opens
-from qdqtool.samples.sets import Preprocess, SampleSet, model_input_specs
+from qdqtool.samples.images import Preprocess
+from qdqtool.samples.sets import SampleSet, open_samples
 from qdqtool.trt.kinds import Outcome, Rule
+from qdqtool.trt.scales import scale_from_amax
 
 log = logging.getLogger("qdqtool")
 
 
 @dataclass(frozen=True)
 class CalibrationConfig:
-    method: str = "percentile"
-    percentile: float = 99.99
+    method: str = DEFAULT_METHOD
+    percentile: float = DEFAULT_PERCENTILE
     batch_size: int = 8
     max_samples: Optional[int] = None
     preprocess: Preprocess = field(default_factory=Preprocess)
@@ -77,7 +80,7 @@ def calibrate_model(model: onnx.ModelProto, samples: SampleSet, config: Calibrat
                     ) -> CalibrationResult:
     """Plan, collect ranges on the samples, plan again with the ranges, apply. The input model is not modified."""
     if config.method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}")
+        raise ConfigError(f"method must be one of {METHODS}", settings=("method",))
     view = GraphView(model)
     first = plan_placement(view, config.placement)
     log.info("observing %d tensors for %d quantizers", len(first.observe), len(first.quantized_tensors()))
@@ -113,8 +116,27 @@ def unclipped_model_inputs(ranges: Dict[str, TensorRange], input_names) -> Dict[
     return result
 
 
-def open_samples(model: onnx.ModelProto, data_dir, config: CalibrationConfig) -> SampleSet:
-    return SampleSet(data_dir, model_input_specs(model), config.preprocess, config.max_samples)
+def calibrate_loaded(original: onnx.ModelProto, data_dir, config: CalibrationConfig = CalibrationConfig(),
+                     source: str = "the model", progress: Optional[Callable[[int], None]] = None,
+                     on_samples: Optional[Callable[[int], None]] = None) -> CalibrationResult:
+    """Refuse an already quantized model, prepare it, open the samples and calibrate (writes nothing)."""
+    refuse_existing_qdq(original, source)
+    prepared, notes = prepare_float_model(original, source)
+    samples = open_samples(prepared, data_dir, config.preprocess, config.max_samples)
+    if on_samples is not None:
+        on_samples(len(samples))
+    return calibrate_model(prepared, samples, config, progress, notes)
+
+
+def write_outputs(result: CalibrationResult, outputs: CalibrationOutputs, source: str) -> None:
+    """The Q/DQ model (validated by opening a session), the ranges file and the cache, each written atomically."""
+    save_model_atomically(result.model, outputs.model, validate=check_session_opens)
+    if outputs.ranges is not None:
+        save_ranges(outputs.ranges, result.ranges.values(), source)
+    if outputs.cache is not None:
+        amax = {name: result.tensor_amax.get(name, r.amax) for name, r in result.ranges.items()}
+        scales = {t: scale_from_amax(a) for t, a in sorted(amax.items())}
+        write_calibration_cache(outputs.cache, scales, outputs.cache_version_tag)
 
 
 def calibrate_file(model_path, data_dir, outputs: CalibrationOutputs, config: CalibrationConfig = CalibrationConfig(),
@@ -124,18 +146,6 @@ def calibrate_file(model_path, data_dir, outputs: CalibrationOutputs, config: Ca
     for path in (outputs.model, outputs.ranges, outputs.cache):
         if path is not None:
             check_output_path(model_path, path)
-    original = load_model(model_path)
-    refuse_existing_qdq(original, str(model_path))
-    prepared, notes = prepare_float_model(original, str(model_path))
-    samples = open_samples(prepared, data_dir, config)
-    if on_samples is not None:
-        on_samples(len(samples))
-    result = calibrate_model(prepared, samples, config, progress, notes)
-    save_model_atomically(result.model, outputs.model, validate=check_session_opens)
-    if outputs.ranges is not None:
-        save_ranges(outputs.ranges, result.ranges.values(), Path(model_path).name)
-    if outputs.cache is not None:
-        amax = {name: result.tensor_amax.get(name, r.amax) for name, r in result.ranges.items()}
-        scales = {t: scale_from_amax(a) for t, a in sorted(amax.items())}
-        write_calibration_cache(outputs.cache, scales, outputs.cache_version_tag)
+    result = calibrate_loaded(load_model(model_path), data_dir, config, str(model_path), progress, on_samples)
+    write_outputs(result, outputs, Path(model_path).name)
     return result

@@ -35,19 +35,24 @@ def save_ranges(path, ranges: Iterable[TensorRange], model_name: str = "") -> Pa
     return write_json_atomically(path, payload)
 
 
+def _bad(message: str) -> QdqError:
+    """A bad ranges file; the ranges setting fixes it."""
+    return QdqError(message, settings=("ranges",))
+
+
 def load_ranges(path) -> Dict[str, TensorRange]:
     """Read a ranges file; raises QdqError with what is wrong and how to get a good one."""
     source = Path(path)
-    hint = "pass the ranges JSON written by `qdqtool calibrate --ranges FILE`"
+    hint = "give the ranges JSON that qdqtool's calibrate writes"
     try:
         payload = json.loads(source.read_text())
     except FileNotFoundError:
-        raise QdqError(f"ranges file {source} does not exist; {hint}") from None
+        raise _bad(f"ranges file {source} does not exist; {hint}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise QdqError(f"ranges file {source} is not readable JSON ({exc.__class__.__name__}); {hint}") from None
+        raise _bad(f"ranges file {source} is not readable JSON ({exc.__class__.__name__}); {hint}") from None
     entries = payload.get("ranges") if isinstance(payload, dict) else None
     if not isinstance(entries, list):
-        raise QdqError(f"ranges file {source} has no 'ranges' list; {hint}")
+        raise _bad(f"ranges file {source} has no 'ranges' list; {hint}")
     result: Dict[str, TensorRange] = {}
     for entry in entries:
         try:
@@ -58,9 +63,9 @@ def load_ranges(path) -> Dict[str, TensorRange]:
                 observed_max=float(entry.get("observed_max", entry["amax"])),
             )
         except (KeyError, TypeError, ValueError):
-            raise QdqError(f"ranges file {source} has an entry without tensor/amax: {entry!r}; {hint}") from None
+            raise _bad(f"ranges file {source} has an entry without tensor/amax: {entry!r}; {hint}") from None
         if not math.isfinite(item.amax) or item.amax < 0:
-            raise QdqError(f"ranges file {source}: tensor {item.tensor!r} has amax {item.amax}; {hint}")
+            raise _bad(f"ranges file {source}: tensor {item.tensor!r} has amax {item.amax}; {hint}")
         result[item.tensor] = item
     return result
 

@@ -2,7 +2,7 @@
 
 Some tensors cannot be represented well by one per-tensor int8 scale (a depthwise conv's input whose channels have
 very different ranges, an early SiLU output with rare large values). TensorRT would quantize them the same way, so
-the honest fix is to keep their consumers float; `calibrate --keep-float N` does that for the N worst.
+the honest fix is to keep their consumers float; calibrate's keep_float = N does that for the N worst.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import onnx
 
-from qdqtool.placement.apply import apply_plan
+from qdqtool.placement.apply import apply_plan, edges_by_tensor
 from qdqtool.placement.plan import PlacementPlan
 from qdqtool.runner import create_session
 
@@ -56,8 +56,9 @@ def measure_sensitivity(model: onnx.ModelProto, plan: PlacementPlan, tensor_amax
                         progress: Optional[Callable[[int], None]] = None) -> List[Sensitivity]:
     """Each quantized activation tensor alone, most harmful first. Weights stay float during the measurement."""
     results = []
-    for tensor in plan.quantized_tensors():
-        edges = tuple(q for q in plan.inputs if q.tensor == tensor)
+    edges_of = edges_by_tensor(plan)
+    for tensor in sorted(edges_of):
+        edges = tuple(edges_of[tensor])
         single = apply_plan(model, replace(plan, inputs=edges, weights=()), tensor_amax)
         error = mean_output_change(single, feeds, references)
         results.append(Sensitivity(tensor, tuple(sorted({q.node for q in edges})), error))
@@ -71,6 +72,6 @@ def keep_float_nodes(ranked: Sequence[Sensitivity], count: int) -> tuple:
     chosen = []
     for item in ranked[:count]:
         reason = (f"kept float: quantizing its input {item.tensor} alone changes the outputs by "
-                  f"{100 * item.error:.1f}% (--keep-float)")
+                  f"{100 * item.error:.1f}% (sensitivity ranking)")
         chosen.extend((node, reason) for node in item.consumers)
     return tuple(chosen)

@@ -1,4 +1,4 @@
-"""Predicting, from a Q/DQ graph alone, how TensorRT groups and types its layers (see TRT_RULES.md).
+"""Predicting, from a Q/DQ graph alone, how TensorRT groups and types its layers (see docs/TRT_RULES.md).
 
 Shared by `qdqtool check` and `qdqtool fix-residuals`: a pure analysis of a QdqView, every finding with its reason
 and node names. Counts use the `--fail-on` gate names of qdqtool/gates.py.
@@ -15,7 +15,8 @@ from qdqtool.onnxgraph.qdqview import GRAPH_OUTPUT, Edge, Problem, QdqView, Quan
 from qdqtool.placement.plan import PlacementConfig
 from qdqtool.trt.analysis import ResidualAdd, activation_inputs, is_two_input_add, residual_add
 from qdqtool.trt.kinds import KIND_GATES, Cause, Gate, Kind
-from qdqtool.trt.rules import WEIGHTED_OPS, is_commuting, same_scale
+from qdqtool.trt.rules import WEIGHTED_OPS, is_commuting
+from qdqtool.trt.scales import same_scale
 
 COMMUTING_WALK = 16   # how far a scale is followed through commuting ops (rule 5)
 

@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from qdqtool.onnxgraph.edit import drop_unread_tensors
 from qdqtool.onnxgraph.graph import GraphView
 from qdqtool.onnxgraph.prepare import default_opset, name_nodes, refuse_integer_kernels
 from qdqtool.onnxgraph.types import add_value_info, inferred_types, is_no_op, propagate_types
@@ -250,22 +251,6 @@ def _build_float_model(reader: _Reader, renames: dict[str, str]) -> onnx.ModelPr
     graph.initializer.extend(reader.float_weights)
     drop_unread_tensors(graph)
     return model
-
-
-def drop_unread_tensors(graph: onnx.GraphProto) -> None:
-    """Remove initializers nobody reads (and their graph-input entries), and value_info of tensors nobody makes."""
-    used = {t for node in graph.node for t in node.input} | {o.name for o in graph.output}
-    produced = {t for node in graph.node for t in node.output}
-    kept_inits = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept_inits)
-    kept_names = {t.name for t in kept_inits}
-    kept_inputs = [i for i in graph.input if i.name in used or i.name not in kept_names]
-    del graph.input[:]
-    graph.input.extend(kept_inputs)
-    kept_info = [v for v in graph.value_info if v.name in produced]
-    del graph.value_info[:]
-    graph.value_info.extend(kept_info)
 
 
 def read_qdq(model: onnx.ModelProto) -> QdqView:

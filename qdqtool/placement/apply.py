@@ -1,125 +1,65 @@
-"""The one place that changes a ModelProto: inserting Q/DQ pairs on planned edges and per-channel weights."""
+"""Applying a placement plan: Q/DQ pairs on planned edges and per-channel int8 weights, on a copy of the model.
+
+The edits themselves (names, insertion, pruning) are onnxgraph/edit.py's; this module maps a PlacementPlan onto them.
+"""
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set
+from collections.abc import Mapping
+from typing import Optional
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
-from qdqtool.calibrate.observers import (  # scale_from_amax: also imported from here by callers
-    SCALE_FLOOR,
-    scale_from_amax,
-)
 from qdqtool.errors import RangeError
-from qdqtool.placement.plan import PlacementPlan
-from qdqtool.trt.rules import DEQUANTIZE, QUANTIZE, WEIGHT_MAX
+from qdqtool.onnxgraph.edit import (
+    Names,
+    add_initializer,
+    copy_model,
+    drop_unread_tensors,
+    insert_after_producers,
+    qdq_nodes,
+    scale_and_zero,
+)
+from qdqtool.placement.plan import PlacementPlan, QuantizedInput
+from qdqtool.trt.scales import quantize_weight, scale_from_amax
 
 
-class _Names:
-    """Fresh tensor/node names that do not clash with anything in the graph."""
-
-    def __init__(self, model: onnx.ModelProto):
-        graph = model.graph
-        self.used: Set[str] = {t.name for t in graph.initializer} | {i.name for i in graph.input}
-        for node in graph.node:
-            self.used.update(node.input)
-            self.used.update(node.output)
-            self.used.add(node.name)
-
-    def fresh(self, base: str) -> str:
-        return fresh_name(self.used, base)
-
-
-def fresh_name(used: Set[str], base: str) -> str:
-    """base, else the first free base_1, base_2, ...; the name returned is added to used."""
-    name, suffix = base, 1
-    while name in used:
-        name, suffix = f"{base}_{suffix}", suffix + 1
-    used.add(name)
-    return name
-
-
-def insert_after_producers(graph: onnx.GraphProto, after: Mapping[str, Sequence[onnx.NodeProto]],
-                           first: Sequence[onnx.NodeProto] = ()) -> None:
-    """Reorder graph.node: `first`, then after[t] for graph inputs/initializers t, then each node followed by
-    after[t] for each of its outputs t (so new Q/DQ nodes stand right behind what they read)."""
-    ordered: List[onnx.NodeProto] = list(first)
-    for name in dict.fromkeys([i.name for i in graph.input] + [t.name for t in graph.initializer]):
-        ordered.extend(after.get(name, ()))
-    for node in graph.node:
-        ordered.append(node)
-        for out in node.output:
-            ordered.extend(after.get(out, ()))
-    del graph.node[:]
-    graph.node.extend(ordered)
-
-
-def quantize_weight(value: np.ndarray, axis: Optional[int]) -> tuple:
-    """(int8 weights, float32 scales) with scale = amax / 127 per output channel (or per tensor)."""
-    value = value.astype(np.float32)
-    if axis is None:
-        scale = np.array(scale_from_amax(np.abs(value).max(initial=0.0), WEIGHT_MAX), dtype=np.float32)
-        shaped = scale
-    else:
-        reduce_axes = tuple(a for a in range(value.ndim) if a != axis)
-        amax = np.abs(value).max(axis=reduce_axes)
-        scale = (np.maximum(amax, SCALE_FLOOR) / WEIGHT_MAX).astype(np.float32)
-        shape = [1] * value.ndim
-        shape[axis] = -1
-        shaped = scale.reshape(shape)
-    quantized = np.clip(np.round(value / shaped), -WEIGHT_MAX, WEIGHT_MAX).astype(np.int8)
-    return quantized, scale
-
-
-def _qdq_nodes(names: _Names, tensor: str, scale_name: str, zero_name: str, axis: Optional[int] = None,
-               quantize: bool = True) -> tuple:
-    """Q (optional) and DQ nodes for a tensor; returns (nodes, dequantized tensor name)."""
-    nodes: List[onnx.NodeProto] = []
-    source = tensor
-    if quantize:
-        source = names.fresh(f"{tensor}_quantized")
-        nodes.append(helper.make_node(QUANTIZE, [tensor, scale_name, zero_name], [source],
-                                      name=names.fresh(f"{tensor}_QuantizeLinear")))
-    output = names.fresh(f"{tensor}_dequantized")
-    attrs = {} if axis is None else {"axis": axis}
-    nodes.append(helper.make_node(DEQUANTIZE, [source, scale_name, zero_name], [output],
-                                  name=names.fresh(f"{tensor}_DequantizeLinear"), **attrs))
-    return nodes, output
+def edges_by_tensor(plan: PlacementPlan) -> dict[str, list[QuantizedInput]]:
+    """The planned activation edges, grouped by the tensor they carry (in plan order)."""
+    grouped: dict[str, list[QuantizedInput]] = {}
+    for edge in plan.inputs:
+        grouped.setdefault(edge.tensor, []).append(edge)
+    return grouped
 
 
 def apply_plan(model: onnx.ModelProto, plan: PlacementPlan, tensor_amax: Mapping[str, float],
                weight_values: Optional[Mapping[str, tuple]] = None) -> onnx.ModelProto:
     """A new model with Q/DQ on every planned edge (scale = amax / 127, zero point 0) and int8 per-channel weights.
     weight_values: float weight name -> (int8 values, scales) to use as they are instead of quantizing the weight."""
-    missing = [t for t in plan.quantized_tensors() if t not in tensor_amax]
+    edges = edges_by_tensor(plan)
+    missing = sorted(t for t in edges if t not in tensor_amax)
     if missing:
         shown = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
         raise RangeError(f"no range for {len(missing)} tensors to quantize ({shown}); give calibration data or a "
                          "ranges file that covers them")
-    result = onnx.ModelProto()
-    result.CopyFrom(model)
+    result = copy_model(model)
     graph = result.graph
-    names = _Names(result)
+    names = Names(result)
     inits = {t.name: t for t in graph.initializer}
     nodes_by_name = {n.name: n for n in graph.node}
-    after: Dict[str, List[onnx.NodeProto]] = {}   # tensor -> Q/DQ nodes to insert right after its producer
-    rewired: Dict[tuple, str] = {}
-    new_inits: List[onnx.TensorProto] = []
+    after: dict[str, list[onnx.NodeProto]] = {}   # tensor -> Q/DQ nodes to insert right after its producer
+    rewired: dict[tuple, str] = {}
 
-    for tensor in plan.quantized_tensors():
-        scale = names.fresh(f"{tensor}_scale")
-        zero = names.fresh(f"{tensor}_zero_point")
-        new_inits.append(numpy_helper.from_array(np.array(scale_from_amax(tensor_amax[tensor]), np.float32), scale))
-        new_inits.append(numpy_helper.from_array(np.array(0, np.int8), zero))
-        nodes, dequantized = _qdq_nodes(names, tensor, scale, zero)
-        after[tensor] = nodes
-        for edge in plan.inputs:
-            if edge.tensor == tensor:
-                rewired[(edge.node, edge.input_index)] = dequantized
+    for tensor in sorted(edges):
+        scale, zero = scale_and_zero(graph, names, scale_from_amax(tensor_amax[tensor]), tensor)
+        after[tensor], dequantized = qdq_nodes(names, tensor, scale, zero)
+        for edge in edges[tensor]:
+            rewired[(edge.node, edge.input_index)] = dequantized
 
-    weight_outputs: Dict[str, str] = {}
+    weight_outputs: dict[str, str] = {}
+    first: list[onnx.NodeProto] = []
     for weight in plan.weights:
         if weight.tensor not in weight_outputs:
             if weight.tensor not in inits:
@@ -128,32 +68,15 @@ def apply_plan(model: onnx.ModelProto, plan: PlacementPlan, tensor_amax: Mapping
             given = (weight_values or {}).get(weight.tensor)
             quantized, scales = given or quantize_weight(numpy_helper.to_array(inits[weight.tensor]), weight.axis)
             axis = weight.axis if np.ndim(scales) > 0 else None
-            q_name = names.fresh(f"{weight.tensor}_quantized")
-            scale = names.fresh(f"{weight.tensor}_scale")
-            zero = names.fresh(f"{weight.tensor}_zero_point")
-            new_inits += [numpy_helper.from_array(quantized, q_name), numpy_helper.from_array(scales, scale),
-                          numpy_helper.from_array(np.zeros(scales.shape, np.int8), zero)]
-            nodes, dequantized = _qdq_nodes(names, q_name, scale, zero, axis=axis, quantize=False)
-            after.setdefault("", []).extend(nodes)
-            weight_outputs[weight.tensor] = dequantized
+            q_name = add_initializer(graph, names, quantized, f"{weight.tensor}_quantized")
+            scale, zero = scale_and_zero(graph, names, scales, weight.tensor)
+            nodes, weight_outputs[weight.tensor] = qdq_nodes(names, q_name, scale, zero, axis=axis, quantize=False)
+            first.extend(nodes)
         rewired[(weight.node, weight.input_index)] = weight_outputs[weight.tensor]
 
     for (node_name, index), tensor in rewired.items():
         nodes_by_name[node_name].input[index] = tensor
 
-    insert_after_producers(graph, after, first=after.pop("", []))
-    graph.initializer.extend(new_inits)
-    _drop_unused_initializers(graph, (w.tensor for w in plan.weights))
+    insert_after_producers(graph, after, first=first)
+    drop_unread_tensors(graph, candidates=(w.tensor for w in plan.weights))
     return result
-
-
-def _drop_unused_initializers(graph: onnx.GraphProto, candidates: Iterable[str]) -> None:
-    used = {t for node in graph.node for t in node.input} | {o.name for o in graph.output}
-    unused = set(candidates) - used
-    if unused:
-        kept = [t for t in graph.initializer if t.name not in unused]
-        del graph.initializer[:]
-        graph.initializer.extend(kept)
-        kept_inputs = [i for i in graph.input if i.name not in unused]
-        del graph.input[:]
-        graph.input.extend(kept_inputs)

@@ -13,9 +13,10 @@ import numpy as np
 import onnx
 
 from qdqtool.calibrate.collect import collect_ranges
+from qdqtool.calibrate.observers import DEFAULT_METHOD
 from qdqtool.calibrate.ranges import amax_map, load_ranges
 from qdqtool.check.predict import CheckReport, check_model
-from qdqtool.errors import ModelError
+from qdqtool.errors import ConfigError, ModelError
 from qdqtool.fileio import (
     check_output_path,
     save_model_atomically,
@@ -26,7 +27,8 @@ from qdqtool.onnxgraph.qdqview import QdqView, read_qdq
 from qdqtool.repair.apply import RepairEdit, apply_repairs
 from qdqtool.repair.plan import SCOPES, FixConfig, FixPlan, plan_repairs, require_ranges
 from qdqtool.runner import check_session_opens, create_session
-from qdqtool.samples.sets import Preprocess, SampleSet, model_input_specs, random_feed
+from qdqtool.samples.images import Preprocess
+from qdqtool.samples.sets import SampleSet, open_samples, random_feed
 from qdqtool.trt.kinds import Cause, EditKind, ProblemKind
 from qdqtool.trt.rules import MIN_QDQ_OPSET, QDQ_OPS
 
@@ -44,7 +46,7 @@ class DataConfig:
     data_dir: Path | None = None
     preprocess: Preprocess = field(default_factory=Preprocess)
     max_samples: int | None = None
-    method: str = "percentile"
+    method: str = DEFAULT_METHOD
     batch_size: int = 8
     compare_samples: int = 3
 
@@ -88,7 +90,7 @@ def compare_outputs(reference: onnx.ModelProto, candidate: onnx.ModelProto,
 def _samples(qdq: QdqView, data: DataConfig) -> SampleSet | None:
     if data.data_dir is None:
         return None
-    return SampleSet(data.data_dir, model_input_specs(qdq.float_model), data.preprocess, data.max_samples)
+    return open_samples(qdq.float_model, data.data_dir, data.preprocess, data.max_samples)
 
 
 def plan_with_ranges(qdq: QdqView, data: DataConfig, planner: Callable[[dict[str, float]], P]
@@ -131,7 +133,7 @@ def fix_model(qdq: QdqView, config: FixConfig, data: DataConfig) -> FixResult:
     """Plan (ranges file, then a quick calibration of what is still unknown), apply, check, compare.
     config.scope "all" re-places every Q/DQ instead (replace_pipeline.py; its result is a ReplaceResult)."""
     if config.scope not in SCOPES:
-        raise ValueError(f"scope must be one of {SCOPES}")
+        raise ConfigError(f"scope {config.scope!r} is not one of {', '.join(SCOPES)}", settings=("scope",))
     if config.scope == "all":
         from qdqtool.repair.replace_pipeline import replace_model  # it builds on this module's helpers
         return replace_model(qdq, config, data)
@@ -151,18 +153,21 @@ def fix_model(qdq: QdqView, config: FixConfig, data: DataConfig) -> FixResult:
     return FixResult(plan, fixed, check_model(read_qdq(fixed), config.placement), sources, diff, compared_on)
 
 
+def read_model_to_fix(model: onnx.ModelProto, source: str = "the model") -> QdqView:
+    """The QdqView of a model that holds Q/DQ; a model without any is refused (there is nothing to repair)."""
+    if not any(node.op_type in QDQ_OPS for node in model.graph.node):
+        raise ModelError(f"{source} has no QuantizeLinear/DequantizeLinear nodes, so there is no placement to "
+                         "repair; quantize the FP32 model with qdqtool's calibrate first")
+    return read_qdq(model)
+
+
 def fix_file(model_path, output_path, config: FixConfig | None = None, data: DataConfig | None = None,
              dry_run: bool = False) -> FixResult:
     """The whole command. dry_run writes nothing; an empty plan writes the input bytes unchanged (idempotence)."""
     config, data = config or FixConfig(), data or DataConfig()
     if output_path is not None:
         check_output_path(model_path, output_path)
-    model = load_model(model_path)
-    if not any(node.op_type in QDQ_OPS for node in model.graph.node):
-        raise ModelError(f"{model_path} has no QuantizeLinear/DequantizeLinear nodes, so there is no placement to "
-                         "repair; quantize an FP32 model with `qdqtool calibrate`")
-    qdq = read_qdq(model)
-    result = fix_model(qdq, config, data)
+    result = fix_model(read_model_to_fix(load_model(model_path), str(model_path)), config, data)
     if dry_run or output_path is None:
         return result
     if result.model is None:

@@ -23,7 +23,8 @@ from qdqtool.repair.apply import RepairEdit
 from qdqtool.repair.infer import infer_skip_scale
 from qdqtool.trt.analysis import ResidualAdd, activation_inputs, is_two_input_add, range_spread
 from qdqtool.trt.kinds import Cause, EditKind, Outcome, ProblemKind, Rule, ScaleSource
-from qdqtool.trt.rules import WEIGHTED_OPS, amax_from_scale, is_commuting, same_scale, scale_from_amax
+from qdqtool.trt.rules import WEIGHTED_OPS, is_commuting
+from qdqtool.trt.scales import amax_from_scale, same_scale, scale_from_amax
 
 log = logging.getLogger("qdqtool")
 

@@ -1,10 +1,10 @@
-"""The `--fail-on` vocabulary shared by `check`, `build` and `report`: a gate fails when its count is above zero."""
+"""The gate vocabulary shared by check, build and report: a gate fails when its count is above zero."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from qdqtool.errors import QdqError
+from qdqtool.errors import ConfigError
 from qdqtool.trt.kinds import Gate
 
 GATES: dict[Gate, str] = {
@@ -19,11 +19,12 @@ NAME_ONLY_GATES = frozenset({Gate.REFORMAT})  # the only gate a names-only layer
 
 
 def parse_gates(text: str) -> tuple[str, ...]:
-    """'float-add,reformat' -> ('float-add', 'reformat'); empty text -> (); an unknown name raises QdqError."""
+    """'float-add,reformat' -> ('float-add', 'reformat'); empty text -> (); an unknown name raises ConfigError."""
     names = [part.strip().lower() for part in (text or "").split(",") if part.strip()]
     unknown = [name for name in names if name not in GATES]
     if unknown:
-        raise QdqError(f"unknown --fail-on gate(s) {', '.join(unknown)}; choose from: {', '.join(GATES)}")
+        raise ConfigError(f"unknown gate(s) {', '.join(unknown)}; choose from: {', '.join(GATES)}",
+                          settings=("fail_on",))
     return tuple(dict.fromkeys(Gate(name) for name in names))
 
 

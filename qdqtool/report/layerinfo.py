@@ -147,7 +147,7 @@ def parse_layer_info(payload: Payload, source: str = "layer information") -> Pre
             return report_from_json(dict(payload))
         except (KeyError, TypeError) as exc:
             raise QdqError(f"{source} is a damaged qdqtool layer report ({exc.__class__.__name__}); "
-                           "write it again with `qdqtool build --report`") from None
+                           "write it again with qdqtool's build", settings=("report",)) from None
     if isinstance(payload, Mapping):
         layers_field = payload.get("Layers")
         schema, io_tensors = _schema_note(payload)

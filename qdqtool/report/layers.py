@@ -246,7 +246,7 @@ def make_report(
 
 
 def report_from_json(payload: dict) -> PrecisionReport:
-    """Read back a report written by to_json() (`qdqtool build --report`); the summary is recomputed."""
+    """Read back a report written by to_json() (qdqtool's build report); the summary is recomputed."""
     names = {f.name for f in fields(LayerPrecision)}
     layers = [LayerPrecision(**{key: tuple(value) if isinstance(value, list) else value
                                 for key, value in entry.items() if key in names}) for entry in payload["layers"]]

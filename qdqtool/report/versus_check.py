@@ -52,13 +52,8 @@ def compare_with_prediction(report: PrecisionReport, predicted_counts: Mapping[s
     return rows
 
 
-def predict_for_model(model_path) -> tuple[dict[str, int], dict[str, list[str]]]:
-    """Run `check`'s prediction on the ONNX model: counts per gate and, per gate, the nodes it names."""
-    from qdqtool.check.predict import check_model
-    from qdqtool.onnxgraph.prepare import load_model
-    from qdqtool.onnxgraph.qdqview import read_qdq
-
-    prediction = check_model(read_qdq(load_model(model_path)))
+def prediction_by_gate(prediction) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """A check report (qdqtool.check.predict.CheckReport) as counts per gate and, per gate, the nodes it names."""
     nodes: dict[str, list[str]] = {}
     for finding in prediction.findings:
         if finding.gate:

@@ -66,7 +66,7 @@ def _preprocess_problem(preprocess: Preprocess) -> str:
          f"channel order must be one of {CHANNEL_ORDERS}, got {preprocess.channel_order!r}"),
         (preprocess.layout in LAYOUTS, f"layout must be one of {LAYOUTS}, got {preprocess.layout!r}"),
         (preprocess.size is None or (len(preprocess.size) == 2 and min(preprocess.size) > 0),
-         f"size must be (height, width) with positive values, got {preprocess.size}; e.g. --size 640x640"),
+         f"size must be (height, width) with positive values, got {preprocess.size}; e.g. (640, 640)"),
         (0.0 <= preprocess.pad_value <= 255.0,
          f"pad value {preprocess.pad_value} is outside 0..255; give a pixel value"),
         (math.isfinite(preprocess.scale) and preprocess.scale > 0,
@@ -86,7 +86,7 @@ PRESETS: dict[str, Preprocess] = {
     "imagenet": Preprocess(mean=IMAGENET_MEAN, std=IMAGENET_STD),
     # PaddleOCR text detection (tools/infer/predict_det.py): cv2.imread gives BGR, NormalizeImage applies
     # scale 1/255 and the ImageNet mean/std *as listed* to that BGR array (0.485 goes to the blue channel),
-    # then HWC -> CHW. PaddleOCR resizes to a multiple of 32 keeping aspect; here --size sets the shape.
+    # then HWC -> CHW. PaddleOCR resizes to a multiple of 32 keeping aspect; here the size setting sets the shape.
     "paddle": Preprocess(mean=IMAGENET_MEAN, std=IMAGENET_STD, channel_order="BGR"),
     # RapidOCR >= 2 feeds the same det models BGR with mean = std = 0.5 (pixels in [-1, 1]).
     "rapidocr": Preprocess(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), channel_order="BGR"),

@@ -15,16 +15,8 @@ import onnx
 from onnx import helper
 
 from qdqtool.errors import DataError, ModelError
-from qdqtool.samples.images import (
-    IMAGE_SUFFIXES,
-    PRESETS,
-    Preprocess,
-    decode_image,
-    image_to_array,
-    write_augmented_crops,
-)
-
-__all__ = ["PRESETS", "InputSpec", "Preprocess", "SampleSet", "model_input_specs", "write_augmented_crops"]
+from qdqtool.onnxgraph.shapes import format_shape
+from qdqtool.samples.images import IMAGE_SUFFIXES, Preprocess, decode_image, image_to_array
 
 logger = logging.getLogger("qdqtool")
 
@@ -77,10 +69,6 @@ def random_feed(model: onnx.ModelProto, rng: np.random.Generator, batch: int = 1
     return feed
 
 
-def format_shape(shape: Sequence[int | None]) -> str:
-    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
-
-
 def _shape_matches(actual: tuple[int, ...], expected: tuple[int | None, ...]) -> bool:
     return len(actual) == len(expected) and all(e is None or a == e for a, e in zip(actual, expected))
 
@@ -93,9 +81,11 @@ def _check_finite(array: np.ndarray, path: Path, name: str) -> None:
 def _usable_files(folder: Path) -> tuple[str, list[Path]]:
     """('images' | 'tensors', files sorted by name) after checking the folder."""
     if not folder.exists():
-        raise DataError(f"data folder {folder} does not exist; pass --data with a folder of images or .npy/.npz files")
+        raise DataError(f"data folder {folder} does not exist; give a folder of images or .npy/.npz files",
+                        settings=("data",))
     if not folder.is_dir():
-        raise DataError(f"data path {folder} is not a folder; pass --data with a folder of images or .npy/.npz files")
+        raise DataError(f"data path {folder} is not a folder; give a folder of images or .npy/.npz files",
+                        settings=("data",))
     files = sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")), key=lambda p: p.name)
     if not files:
         raise DataError(f"data folder {folder} is empty; add images or .npy/.npz files")
@@ -124,18 +114,21 @@ def _image_geometry(spec: InputSpec, preprocess: Preprocess) -> tuple[tuple[int,
     channels = spec.shape[channel_axis] or 3
     if channels not in (1, 3):
         other = "NHWC" if preprocess.layout == "NCHW" else "NCHW"
-        hint = f"pass --layout {other}" if spec.shape[CHANNEL_AXES[other][0]] in (1, 3) else "feed .npy/.npz tensors"
+        fits_other = spec.shape[CHANNEL_AXES[other][0]] in (1, 3)
+        hint = f"use the {other} layout" if fits_other else "feed .npy/.npz tensors"
         raise DataError(f"the model's input '{spec.name}' {format_shape(spec.shape)} has {channels} channels in "
-                        f"{preprocess.layout} layout, images give 1 or 3; {hint}")
+                        f"{preprocess.layout} layout, images give 1 or 3; {hint}",
+                        settings=("layout",) if fits_other else ("data",))
     height, width = spec.shape[height_axis], spec.shape[width_axis]
     if preprocess.size is None:
         if height is None or width is None:
-            raise DataError(f"the model's input '{spec.name}' has dynamic height/width; pass --size HxW")
+            raise DataError(f"the model's input '{spec.name}' has dynamic height/width; give an image size HxW",
+                            settings=("size",))
         return (height, width), channels
     wanted_h, wanted_w = preprocess.size
     if (height is not None and height != wanted_h) or (width is not None and width != wanted_w):
-        raise DataError(f"--size {wanted_h}x{wanted_w} does not match the model's input '{spec.name}' "
-                        f"{format_shape(spec.shape)}; drop --size or match the model")
+        raise DataError(f"image size {wanted_h}x{wanted_w} does not match the model's input '{spec.name}' "
+                        f"{format_shape(spec.shape)}; give no size or one that matches the model", settings=("size",))
     return (wanted_h, wanted_w), channels
 
 
@@ -179,8 +172,8 @@ class SampleSet:
         self.image_size, self._channels = _image_geometry(spec, self.preprocess)
         raw_pixels = self.preprocess.scale == 1 and not any(self.preprocess.mean) and set(self.preprocess.std) == {1.0}
         if spec.dtype.kind not in "f" and not raw_pixels:
-            raise DataError(f"the model's input '{spec.name}' is {spec.dtype}, not float; pass --scale 1 "
-                            "(and no --mean/--std) to feed raw pixels")
+            raise DataError(f"the model's input '{spec.name}' is {spec.dtype}, not float; use pixel scale 1 "
+                            "(and no mean/std) to feed raw pixels", settings=("scale", "mean", "std"))
 
     def __len__(self) -> int:
         return len(self.files)
@@ -245,11 +238,17 @@ class SampleSet:
             array = array[None]
         if not _shape_matches(array.shape, spec.shape):
             raise DataError(f"{path.name}: input '{spec.name}' expects shape {format_shape(spec.shape)}, got "
-                            f"{tuple(array.shape)}; re-save the tensor in the model's shape")
+                            f"{format_shape(array.shape)}; re-save the tensor in the model's shape")
         with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values become Inf: refused just below
             array = np.ascontiguousarray(array, dtype=spec.dtype)
         _check_finite(array, path, spec.name)
         return array
+
+
+def open_samples(model: onnx.ModelProto, folder: str | os.PathLike, preprocess: Preprocess = DEFAULT_PREPROCESS,
+                 max_samples: int | None = None) -> SampleSet:
+    """The samples in folder, shaped for the model's inputs (the one way every stage opens its data)."""
+    return SampleSet(folder, model_input_specs(model), preprocess, max_samples)
 
 
 def _concatenate(pending: list[tuple[Path, Sample]]) -> Sample:

@@ -1,14 +1,11 @@
-"""TensorRT's Q/DQ facts as small tables (see TRT_RULES.md). Placement, checks and reports read these."""
+"""TensorRT's Q/DQ facts as small tables (see docs/TRT_RULES.md). Placement, checks and reports read these."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional
 
 import onnx
-
-from qdqtool.errors import RangeError
 
 QUANTIZE = "QuantizeLinear"
 DEQUANTIZE = "DequantizeLinear"
@@ -17,24 +14,6 @@ QDQ_OPS = frozenset({QUANTIZE, DEQUANTIZE})
 INT8_MIN, INT8_MAX = -128, 127          # activation range
 WEIGHT_MAX = 127                        # weights use the symmetric range [-127, 127]
 MIN_QDQ_OPSET = 13                      # per-channel DequantizeLinear (axis) needs opset 13
-SCALE_FLOOR = 1e-12                     # the amax an all-zero tensor is given: TensorRT needs scale > 0
-SCALE_TOLERANCE = 1e-5                  # relative difference under which two scales are one scale
-
-
-def scale_from_amax(amax: float, qmax: int = INT8_MAX) -> float:
-    """amax / qmax; an amax of 0 (all-zero tensor) gives a tiny positive scale instead of a division by zero."""
-    if not math.isfinite(amax) or amax < 0:
-        raise RangeError(f"amax {amax} is not a finite non-negative number; recalibrate or fix the ranges file")
-    return max(float(amax), SCALE_FLOOR) / qmax
-
-
-def amax_from_scale(scale: float, qmax: int = INT8_MAX) -> float:
-    """The range a symmetric int8 scale covers: scale * qmax."""
-    return scale * qmax
-
-
-def same_scale(a: float, b: float) -> bool:
-    return math.isclose(a, b, rel_tol=SCALE_TOLERANCE, abs_tol=0.0)
 
 
 @dataclass(frozen=True)

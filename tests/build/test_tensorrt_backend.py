@@ -15,7 +15,7 @@ from qdqtool.build.shapes import parse_shapes
 from qdqtool.build.tensorrt_backend import tensorrt_status
 from qdqtool.build.tensorrt_status import INSTALL_HINT, TensorRTUnavailable, TrtProblem
 from qdqtool.build.trt_plan import parser_error_line, plan_network, profiles_for_inputs, version_major
-from qdqtool.errors import BackendUnavailable
+from qdqtool.errors import BackendUnavailable, ConfigError
 
 HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 
@@ -76,6 +76,7 @@ def test_backend_build_config_validation(tmp_path):
         with pytest.raises(BuildSettingError) as info:
             BuildConfig(model=tmp_path / "m.onnx", engine=tmp_path / "e", **{setting: value})
         assert info.value.setting == setting and "--" not in str(info.value)
+        assert isinstance(info.value, ConfigError) and info.value.settings == (setting,)
 
 
 @pytest.mark.skipif(HAVE_TENSORRT, reason="tensorrt is installed here")

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from qdqtool.calibrate.entropy import QUANTIZED_LEVELS, kl_divergences
-from qdqtool.calibrate.observers import METHODS, make_observer, scale_from_amax
+from qdqtool.calibrate.observers import METHODS, make_observer
 from qdqtool.errors import QdqError, RangeError
+from qdqtool.trt.scales import scale_from_amax
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ def test_bad_files_say_what_is_wrong_and_how_to_get_a_good_one(tmp_path, content
     path.write_text(content)
     with pytest.raises(QdqError, match=phrase) as error:
         load_ranges(path)
-    assert "qdqtool calibrate" in str(error.value)
+    assert "qdqtool's calibrate writes" in str(error.value) and error.value.settings == ("ranges",)
 
 
 def test_missing_file(tmp_path):

@@ -85,4 +85,4 @@ def test_cli_json_and_fail_on_exit_status(tmp_path):
     passed = runner.invoke(cli, ["check", str(path), "--fail-on", "float-conv"])
     assert passed.exit_code == 0
     unknown = runner.invoke(cli, ["check", str(path), "--fail-on", "nonsense"])
-    assert unknown.exit_code == 1 and "unknown --fail-on" in unknown.output
+    assert unknown.exit_code == 2 and "unknown gate(s) nonsense" in unknown.output   # a bad option value

@@ -19,18 +19,6 @@ def invoke(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
-@pytest.fixture
-def resnet(tmp_path):
-    path = tmp_path / "resnet.onnx"
-    onnx.save(tiny.resnet_block(), path)
-    data = tmp_path / "data"
-    data.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(6):
-        np.save(data / f"s{i}.npy", rng.standard_normal((1, 4, 8, 8)).astype(np.float32))
-    return path, data
-
-
 def digest(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

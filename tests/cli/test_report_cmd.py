@@ -43,4 +43,4 @@ def test_names_only_refuses_precision_gates(trt_fixtures):
 def test_unknown_gate_and_missing_file_are_user_errors(tmp_path):
     assert run(tmp_path / "none.json").exit_code == 1
     result = run(tmp_path / "none.json", "--fail-on", "nope")
-    assert result.exit_code == 1 and "float-add" in result.stderr
+    assert result.exit_code == 2 and "float-add" in result.stderr   # a bad option value: usage error

@@ -8,9 +8,10 @@ from qdqtool.calibrate.collect import collect_ranges
 from qdqtool.calibrate.ranges import amax_map
 from qdqtool.errors import RangeError
 from qdqtool.onnxgraph.graph import GraphView
-from qdqtool.placement.apply import apply_plan, quantize_weight, scale_from_amax
+from qdqtool.placement.apply import apply_plan
 from qdqtool.placement.plan import group_amax, plan_placement
 from qdqtool.runner import create_session, run
+from qdqtool.trt.scales import quantize_weight, scale_from_amax
 
 
 def calibrated(model, samples=8, method="max"):

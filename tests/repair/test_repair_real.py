@@ -12,7 +12,8 @@ from qdqtool.onnxgraph.qdqview import read_qdq
 from qdqtool.repair.pipeline import DataConfig, fix_model
 from qdqtool.repair.plan import FixConfig
 from qdqtool.runner import create_session
-from qdqtool.samples.sets import PRESETS, SampleSet, model_input_specs
+from qdqtool.samples.images import PRESETS
+from qdqtool.samples.sets import SampleSet, model_input_specs
 from qdqtool.trt.kinds import Cause, EditKind
 
 pytestmark = pytest.mark.assets

@@ -16,18 +16,11 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper
 from PIL import Image
-from qdqtool.cli.data_options import data_options, pop_data_options
+from qdqtool.cli.data_options import data_options
 
 from qdqtool.errors import DataError, OutputError
-from qdqtool.samples.images import letterbox_placement
-from qdqtool.samples.sets import (
-    PRESETS,
-    InputSpec,
-    Preprocess,
-    SampleSet,
-    model_input_specs,
-    write_augmented_crops,
-)
+from qdqtool.samples.images import PRESETS, Preprocess, letterbox_placement, write_augmented_crops
+from qdqtool.samples.sets import InputSpec, SampleSet, model_input_specs
 
 F32 = np.dtype(np.float32)
 RAW = Preprocess()
@@ -136,15 +129,18 @@ def test_output_dtype_follows_the_model(tmp_path):
     assert only(next(iter(SampleSet(tmp_path, [image_spec(dtype=np.float16)], RAW)))).dtype == np.float16
     raw_bytes = only(next(iter(SampleSet(tmp_path, [image_spec(dtype=np.uint8)], Preprocess(scale=1.0)))))
     assert raw_bytes.dtype == np.uint8 and raw_bytes[0, :, 0, 0].tolist() == [255, 128, 0]
-    with pytest.raises(DataError, match="--scale 1"):
+    with pytest.raises(DataError, match="pixel scale 1") as raised:
         SampleSet(tmp_path, [image_spec(dtype=np.uint8)], RAW)
+    assert raised.value.settings == ("scale", "mean", "std")
 
 
 def test_dynamic_height_width_needs_size(tmp_path):
     solid(tmp_path / "a.png", (1, 2, 3))
     spec = InputSpec("images", (None, 3, None, None), F32)
-    with pytest.raises(DataError, match="the model's input 'images' has dynamic height/width; pass --size HxW"):
+    with pytest.raises(DataError, match="the model's input 'images' has dynamic height/width; give an image size HxW"
+                       ) as raised:
         SampleSet(tmp_path, [spec], RAW)
+    assert raised.value.settings == ("size",)
     assert only(next(iter(SampleSet(tmp_path, [spec], Preprocess(size=(16, 24)))))).shape == (1, 3, 16, 24)
     with pytest.raises(DataError, match="does not match"):
         SampleSet(tmp_path, [image_spec(8, 8)], Preprocess(size=(16, 16)))
@@ -152,8 +148,9 @@ def test_dynamic_height_width_needs_size(tmp_path):
 
 def test_image_model_shape_refusals(tmp_path):
     solid(tmp_path / "a.png", (1, 2, 3))
-    with pytest.raises(DataError, match="--layout NHWC"):
+    with pytest.raises(DataError, match="use the NHWC layout") as raised:
         SampleSet(tmp_path, [image_spec(8, 8, layout="NHWC")], RAW)
+    assert raised.value.settings == ("layout",)
     with pytest.raises(DataError, match="not a 4-D image"):
         SampleSet(tmp_path, [InputSpec("x", (1, 3, 8), F32)], RAW)
     with pytest.raises(DataError, match="single-input"):
@@ -180,7 +177,7 @@ def test_npy_adds_batch_dim_and_casts(tmp_path):
     array = only(next(iter(SampleSet(tmp_path, [InputSpec("x", (1, 3, 4, 4), F32)]))))
     assert array.shape == (1, 3, 4, 4) and array.dtype == np.float32
     np.testing.assert_allclose(array[0], tensor, rtol=1e-6)
-    with pytest.raises(DataError, match=r"expects shape \(\?, 3, 5, 4\), got \(1, 3, 4, 4\)"):
+    with pytest.raises(DataError, match=r"expects shape \?x3x5x4, got 1x3x4x4"):
         SampleSet(tmp_path, [InputSpec("x", (None, 3, 5, 4), F32)])
     with pytest.raises(DataError, match=r"\.npz"):
         SampleSet(tmp_path, [InputSpec("x", (1, 3, 4, 4), F32), InputSpec("y", (1,), F32)])
@@ -352,8 +349,8 @@ def run_options(*args: str):
 
     @click.command()
     @data_options
-    def command(**kwargs):
-        seen["options"] = pop_data_options(kwargs)
+    def command(data, **kwargs):
+        seen["options"] = data
         seen["rest"] = kwargs
 
     result = CliRunner().invoke(command, list(args))
