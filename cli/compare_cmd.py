@@ -12,6 +12,7 @@ from qdqtool.accuracy.measure import MeasureConfig
 from qdqtool.accuracy.report import failed_gates, result_lines
 from qdqtool.accuracy.tasks import TASKS
 from qdqtool.errors import DataError
+from qdqtool.fileio import check_output_path
 
 from .common import emit_json, progress_bar, quiet_from
 from .data_options import data_options, pop_data_options
@@ -83,6 +84,8 @@ def compare_command(ctx: click.Context, fp32_model: Path, quantized_model: Path,
     if plot is not None:
         from qdqtool.accuracy.plot import require_matplotlib
 
+        for model in (fp32_model, quantized_model):
+            check_output_path(model, plot)
         require_matplotlib()
     with progress_bar("comparing", quiet_from(ctx) or as_json) as (set_total, advance):
         result: CompareResult = compare_files(fp32_model, quantized_model, data.folder, config, progress=advance,

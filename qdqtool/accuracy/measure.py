@@ -17,8 +17,9 @@ scores (0..1) may collapse while cosine stays at 0.99. So each output is measure
   Per-sample top values, or 1% of them, are mostly an absent class's noise: on YOLOv8n (4 methods, 90 photos)
   they hid the method whose class scores moved most (0.15 mean gap on confident anchors, lowest detection F1).
 - A channel's error is the larger of its RMS error over all values and its top error; an output's error is its worst
-  channel's, raised to the "crossed threshold" rate when the user names a score threshold (the share of values above
-  the threshold in FP32 or INT8 but not both, 1 - IoU of the two above-threshold sets). The headline is the worst
+  channel's, raised to the "crossed threshold" rate when the user names a score threshold (in the worst channel,
+  the share of values above the threshold in FP32 or INT8 but not both: 1 - IoU of the two above-threshold sets;
+  per channel, so box coordinates, always above a score threshold, do not dilute it). The headline is the worst
   output. 0 = identical, lower is better; roughly "the worst channel is off by this fraction of its range".
 
 Why worst and not mean: a detector with one broken class channel misses that class in every image; a mean over 84
@@ -64,7 +65,7 @@ class OutputError:
     worst_channel_error: float        # max over channels of max(rms error, top error), each against its FP32 scale
     mean_channel_error: float
     top_error: float                  # worst channel's RMS error on its top FP32 values, against its FP32 scale
-    crossed_rate: Optional[float]     # None without a threshold
+    crossed_rate: Optional[float]     # worst channel's 1 - IoU of the above-threshold sets; None without a threshold
     cosine: float                     # whole-tensor cosine similarity (for reference: blind to small channels)
     sqnr_db: float                    # whole-tensor signal to quantization-noise ratio
     max_abs: float                    # largest absolute difference
@@ -129,7 +130,7 @@ class _OutputStats:
         self.top_ref = np.empty((0, channels))
         self.top_err = np.empty((0, channels))
         self.dot = self.ref_sq = self.cand_sq = self.err_sq = self.max_abs = 0.0
-        self.crossed = self.above = 0
+        self.crossed, self.above = zeros.copy(), zeros.copy()
 
     def add(self, reference: np.ndarray, candidate: np.ndarray, config: MeasureConfig) -> None:
         ref, got = _channels_last(reference, self.axis), _channels_last(candidate, self.axis)
@@ -148,8 +149,8 @@ class _OutputStats:
         self.max_abs = max(self.max_abs, float(np.abs(err).max(initial=0.0)))
         if config.threshold is not None:
             ref_on, got_on = ref >= config.threshold, got >= config.threshold
-            self.crossed += int(np.count_nonzero(ref_on != got_on))
-            self.above += int(np.count_nonzero(ref_on | got_on))
+            self.crossed += np.count_nonzero(ref_on != got_on, axis=(0, 1))
+            self.above += np.count_nonzero(ref_on | got_on, axis=(0, 1))
 
     def _keep_top(self, ref: np.ndarray, err: np.ndarray) -> None:
         """Keep the `capacity` largest FP32 values seen so far per channel, with their errors."""
@@ -178,7 +179,7 @@ class _OutputStats:
         worst = int(per_channel.argmax())
         crossed = None
         if config.threshold is not None:
-            crossed = self.crossed / self.above if self.above else 0.0
+            crossed = float((self.crossed / np.maximum(self.above, 1)).max())
         norm = np.sqrt(self.ref_sq * self.cand_sq)
         cosine = self.dot / norm if norm > 0 else float(self.ref_sq == self.cand_sq)
         sqnr = float("inf") if self.err_sq == 0 else 10 * np.log10(max(self.ref_sq, _TINY) / self.err_sq)

@@ -120,3 +120,15 @@ def test_mismatched_outputs_are_a_user_error():
         meter.add({"o": np.zeros((1, 4))}, {"p": np.zeros((1, 4))})
     with pytest.raises(DataError, match="no channel axis"):
         OutputErrorMeter(MeasureConfig(channel_axes={"o": 3})).add({"o": np.zeros((1, 4))}, {"o": np.zeros((1, 4))})
+
+
+def test_crossed_rate_is_per_channel_so_coordinates_do_not_dilute_it():
+    rng = np.random.default_rng(8)
+    reference = detector_output(rng)
+    candidate = reference.copy()
+    scores = candidate[0, 5]
+    above = np.flatnonzero(scores >= 0.25)
+    scores[above[: len(above) // 2]] = 0.0     # half of one class's confident scores fall below the threshold
+    meter = OutputErrorMeter(MeasureConfig(threshold=0.25))
+    meter.add({"out": reference}, {"out": candidate})
+    assert meter.result().outputs["out"].crossed_rate == pytest.approx(0.5, abs=0.01)

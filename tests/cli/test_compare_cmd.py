@@ -1,6 +1,7 @@
 """`qdqtool compare` on tiny models where the worst channel and the worst quantizer are known by construction."""
 
 import json
+import sys
 
 import numpy as np
 import onnx
@@ -112,3 +113,12 @@ def test_per_tensor_marks_the_residual_skip_of_a_calibrated_model(resnet_pair, t
     assert result.exit_code == 0, result.output
     feeds = [t["feeds"] for t in json.loads(result.stdout)["tensors"]]
     assert any("Add skip" in f for f in feeds), feeds
+
+
+def test_plot_without_matplotlib_is_one_line_before_any_work(resnet_pair, tmp_path, monkeypatch):
+    fp32, qdq, data, _ = resnet_pair
+    monkeypatch.setitem(sys.modules, "matplotlib", None)     # what `import matplotlib` meets when it is absent
+    picture = tmp_path / "errors.png"
+    result = invoke("compare", fp32, qdq, "--data", data, "--plot", picture)
+    assert result.exit_code == 1 and not picture.exists()
+    assert result.stderr.strip() == "qdqtool: error: drawing a plot needs matplotlib: pip install 'qdqtool[plot]'"
