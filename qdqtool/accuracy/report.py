@@ -35,8 +35,10 @@ def result_lines(result: CompareResult, shown: int = 10) -> List[str]:
     if result.task is not None:
         task = result.task
         threshold = "" if task.threshold is None else f" at threshold {task.threshold:g}"
+        counted = {"detect": " detections; one within 0.05 of the threshold in the other model is found",
+                   "segment": " pixels above the threshold", "classify": " samples"}[task.task]
         lines.append(f"{task.metric} vs FP32{threshold} on {task.output}: {task.value:.4f} "
-                     f"(FP32 {task.reference_count}, quantized {task.candidate_count})")
+                     f"(FP32 {task.reference_count}, quantized {task.candidate_count}{counted})")
     if result.tensors:
         lines.append(f"quantized activations, worst {min(shown, len(result.tensors))} of {len(result.tensors)} "
                      "(FP32 tensor vs its dequantized value; marginal: output error with only this quantizer):")
