@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from PIL import Image
+from photos import turned_copies
 from qdqtool.cli.main import cli
 
 from qdqtool.accuracy.compare import CompareConfig, compare_files
@@ -57,12 +57,7 @@ def test_orientation_classifier_top1_and_the_measure(models_dir, images_dir, tmp
     qdq = tmp_path / "cls.qdq.onnx"
     assert invoke("calibrate", models_dir / "orientation_cls.onnx", "--data", calib, "--preset", "imagenet",
                   "--method", "mse", "-o", qdq).exit_code == 0
-    turned = tmp_path / "turned"
-    turned.mkdir()
-    for name in ("page.png", "camera.png"):
-        image = Image.open(images_dir / name).convert("RGB")
-        for quarter in range(4):
-            image.rotate(90 * quarter, expand=True).save(turned / f"{Path(name).stem}_{90 * quarter}.png")
+    turned = turned_copies(images_dir, tmp_path / "turned")
     result = invoke("compare", models_dir / "orientation_cls.onnx", qdq, "--data", turned, "--preset", "imagenet",
                     "--task", "classify", "--json")
     assert result.exit_code == 0, result.output

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
-from PIL import Image
+from photos import turned_copies
 
 from qdqtool.accuracy.tasks import detection_agreement, mask_iou
 from qdqtool.calibrate.pipeline import CalibrationConfig, CalibrationOutputs, calibrate_file
@@ -135,12 +135,7 @@ def test_orientation_classifier_top1_agrees(models_dir, images_dir, photos, tmp_
     result, qdq = calibrated(models_dir, tmp_path, "orientation_cls", photos["calib"], preprocess,
                              method="mse", keep_float=4)
     check_placement_rules(result, qdq)
-    turned = tmp_path / "turned"
-    turned.mkdir()
-    for name in ("page.png", "camera.png"):
-        image = Image.open(images_dir / name).convert("RGB")
-        for quarter in range(4):
-            image.rotate(90 * quarter, expand=True).save(turned / f"{Path(name).stem}_{90 * quarter}.png")
+    turned = turned_copies(images_dir, tmp_path / "turned")
     for folder in (photos["eval"], turned):
         reference, files = outputs(models_dir / "orientation_cls.onnx", folder, preprocess)
         quantized, _ = outputs(qdq, folder, preprocess)
