@@ -137,6 +137,8 @@ class _OutputStats:
         if ref.shape[-1] != self.channels:
             raise DataError(f"output {self.name!r} has {ref.shape[-1]} channels in one batch and {self.channels} "
                             "in another; give batches of one shape")
+        if ref.size == 0:      # e.g. a detector's NMS output with nothing found in this batch
+            return
         err = got - ref
         self.ref_absmax = np.maximum(self.ref_absmax, np.abs(ref).max(axis=(0, 1)))
         self.sq_err += (err * err).sum(axis=(0, 1))

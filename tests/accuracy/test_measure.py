@@ -132,3 +132,10 @@ def test_crossed_rate_is_per_channel_so_coordinates_do_not_dilute_it():
     meter = OutputErrorMeter(MeasureConfig(threshold=0.25))
     meter.add({"out": reference}, {"out": candidate})
     assert meter.result().outputs["out"].crossed_rate == pytest.approx(0.5, abs=0.01)
+
+
+def test_empty_batches_are_measured_as_nothing():
+    meter = OutputErrorMeter()
+    meter.add({"boxes": np.zeros((1, 0, 6))}, {"boxes": np.zeros((1, 0, 6))})
+    meter.add({"boxes": np.ones((1, 3, 6))}, {"boxes": np.ones((1, 3, 6))})
+    assert meter.result().headline == 0.0
