@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import sys
 
-from . import bench_apply, bench_calibrate, bench_fix, bench_qat, bench_scope_all
+from . import bench_apply, bench_calibrate, bench_fix, bench_measure, bench_qat, bench_scope_all
 
 
 def main(argv) -> int:
     logging.disable(logging.WARNING)   # ONNX Runtime's quantizer logs advice on the root logger
-    chosen = set(argv) or {"apply", "calibrate", "fix", "qat", "scope-all"}
+    chosen = set(argv) or {"apply", "calibrate", "fix", "measure", "qat", "scope-all"}
     if "apply" in chosen:
         print("\n".join(bench_apply.main()), flush=True)
     if "fix" in chosen:
@@ -21,6 +21,8 @@ def main(argv) -> int:
         print("\n".join(bench_scope_all.main()), flush=True)
     if "calibrate" in chosen:
         print("\n".join(bench_calibrate.main()), flush=True)
+    if "measure" in chosen:
+        print("\n".join(bench_measure.main()), flush=True)
     return 0
 
 

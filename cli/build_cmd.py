@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 import qdqtool
+from qdqtool.accuracy.report import error_lines
 from qdqtool.build.config import BACKENDS, TRT_MAJORS
 from qdqtool.build.shapes import ShapeProfile, parse_shape_profile, parse_shapes
 from qdqtool.build.trtexec import shell_line
@@ -93,7 +94,8 @@ def build_command(model: Path, engine: Path, backend: str, shapes: dict[str, Sha
     result = qdqtool.build_engine(config)
     payload = {**result.report.to_json(), "engine": str(result.engine),
                "trtexec": [{"tensorrt": c.tensorrt_major, "command": shell_line(c), "note": c.note}
-                           for c in result.trtexec]}
+                           for c in result.trtexec],
+               "output_error": result.output_error.as_dict() if result.output_error is not None else None}
     if report_path is not None:
         write_json_atomically(report_path, payload)
     if as_json:
@@ -101,6 +103,8 @@ def build_command(model: Path, engine: Path, backend: str, shapes: dict[str, Sha
     else:
         click.echo(report_text(result.report, show))
         click.echo(f"engine: {result.engine} (built with {result.report.backend})")
+        if result.output_error is not None:
+            click.echo("\n".join(error_lines(result.output_error, "outputs vs FP32 (ONNX Runtime, --data samples)")))
         for line in _trtexec_lines(result):
             click.echo(line)
     enforce_gates(result.report, fail_on)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 import qdqtool
+from qdqtool.accuracy.report import error_lines
 from qdqtool.calibrate.observers import DEFAULT_PERCENTILE, METHODS
 from qdqtool.calibrate.summary import summary_lines
 from qdqtool.calibrate.trtcache import DEFAULT_VERSION_TAG
@@ -72,7 +73,8 @@ def calibrate_command(ctx: click.Context, model: Path, output: Path, method: str
         click.echo(f"note: {note}")
     for line in summary_lines(summary):
         click.echo(line)
-    change = summary["output_change"]
-    if change["samples"]:
-        click.echo(f"outputs vs FP32 on {change['samples']} calibration samples: {100 * change['relative_l2']:.1f}% "
-                   "relative L2 change (--keep-float N keeps the N most harmful quantizers' consumers float)")
+    if result.output_error is not None:
+        for line in error_lines(result.output_error, "outputs vs FP32 (calibration samples)"):
+            click.echo(line)
+        click.echo("(`qdqtool compare` measures it on held-out data; --keep-float N keeps the N most harmful "
+                   "quantizers' consumers float)")

@@ -48,6 +48,11 @@ def outcome_lines(result: FixResult | ReplaceResult, output: Path | None, dry_ru
     if result.max_abs_diff:
         lines.append(f"largest output difference, input vs {fixed}: {max(result.max_abs_diff.values()):.6g} "
                      f"({result.compared_on})")
+    if result.output_error:
+        before_error, after_error = result.output_error["input"], result.output_error["fixed"]
+        lines.append(f"output error vs the float model behind the Q/DQ ({result.compared_on}): headline "
+                     f"{before_error.headline:.4f} input -> {after_error.headline:.4f} {fixed} (worst channel "
+                     "against its FP32 scale; 0 = identical)")
     if not dry_run and output is not None:
         lines.append(f"wrote {output}" + ("" if result.model is not None else f" (unchanged copy: {unchanged})"))
     return lines

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qdqtool.accuracy.measure import ErrorSummary
 from qdqtool.build.shapes import ShapeProfile
 from qdqtool.errors import ConfigError
 from qdqtool.report.layers import PrecisionReport
@@ -73,3 +74,4 @@ class BuildResult:
     backend: str          # "trt" or "ort"
     report: PrecisionReport
     trtexec: tuple[TrtexecCommand, ...] = ()
+    output_error: ErrorSummary | None = None   # the Q/DQ model in ONNX Runtime vs the reference, on the samples

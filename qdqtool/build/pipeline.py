@@ -8,11 +8,26 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+from qdqtool.accuracy.compare import measure_models
+from qdqtool.accuracy.measure import ErrorSummary
 from qdqtool.build import ort_backend, tensorrt_backend
 from qdqtool.build.config import BuildConfig, BuildResult
 from qdqtool.build.trtexec import shell_line, trtexec_commands
+from qdqtool.onnxgraph.prepare import load_model
+from qdqtool.onnxgraph.qdqview import strip_qdq
+from qdqtool.samples.sets import open_samples
 
 log = logging.getLogger("qdqtool")
+
+
+def measure_output_error(config: BuildConfig) -> ErrorSummary | None:
+    """With samples: the output error measure of the Q/DQ model (run by ONNX Runtime) against the FP32 reference."""
+    if config.data_folder is None:
+        return None
+    model = load_model(config.model)
+    reference = load_model(config.reference) if config.reference is not None else strip_qdq(model)
+    count = config.max_samples or config.calibration_samples
+    return measure_models(reference, model, list(open_samples(model, config.data_folder, config.preprocess, count)))
 
 
 def choose_backend(requested: str) -> tuple[str, tensorrt_backend.TensorRTStatus | None, str]:
@@ -39,4 +54,5 @@ def build_engine(config: BuildConfig) -> BuildResult:
     for command in commands:
         log.debug("trtexec (TensorRT %d): %s", command.tensorrt_major, shell_line(command))
     report = result.report.with_notes(f"backend {backend}: {why}")
-    return dataclasses.replace(result, backend=backend, report=report, trtexec=commands)
+    return dataclasses.replace(result, backend=backend, report=report, trtexec=commands,
+                               output_error=measure_output_error(config))

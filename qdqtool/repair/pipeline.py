@@ -12,6 +12,8 @@ from typing import TypeVar
 import numpy as np
 import onnx
 
+from qdqtool.accuracy.compare import measure_models
+from qdqtool.accuracy.measure import ErrorSummary
 from qdqtool.calibrate.collect import collect_ranges
 from qdqtool.calibrate.observers import DEFAULT_METHOD
 from qdqtool.calibrate.ranges import amax_map, load_ranges
@@ -59,13 +61,15 @@ class FixResult:
     range_sources: dict[str, int]            # ranges-file / data -> tensors measured
     max_abs_diff: dict[str, float]           # per graph output, input model vs fixed model
     compared_on: str
+    output_error: dict[str, ErrorSummary] = field(default_factory=dict)   # "input"/"fixed" vs the float model
 
     def to_json(self) -> dict[str, object]:
         payload = self.plan.to_json()
         payload.update({"changed": self.model is not None, "after": self.after.to_json(),
                         "range_sources": self.range_sources, "compared_on": self.compared_on,
                         "max_abs_diff": self.max_abs_diff,
-                        "largest_difference": max(self.max_abs_diff.values(), default=0.0)})
+                        "largest_difference": max(self.max_abs_diff.values(), default=0.0),
+                        "output_error": {k: v.as_dict() for k, v in self.output_error.items()}})
         return payload
 
 
@@ -115,8 +119,9 @@ def plan_with_ranges(qdq: QdqView, data: DataConfig, planner: Callable[[dict[str
 
 
 def compare_with_input(qdq: QdqView, fixed: onnx.ModelProto, samples: SampleSet | None,
-                       data: DataConfig) -> tuple[dict[str, float], str]:
-    """Largest output difference per graph output, input vs fixed model, on data samples (else random inputs)."""
+                       data: DataConfig) -> tuple[dict[str, float], str, dict[str, ErrorSummary]]:
+    """Largest output difference per graph output, input vs fixed model, on data samples (else random inputs); with
+    data samples also the output error measure of both models against the float model behind the Q/DQ."""
     if samples is not None:
         feeds = [s for _, s in zip(range(data.compare_samples), samples)]
         compared_on = f"{len(feeds)} samples from {data.data_dir}"
@@ -124,9 +129,13 @@ def compare_with_input(qdq: QdqView, fixed: onnx.ModelProto, samples: SampleSet 
         feeds = random_feeds(qdq.float_model, data.compare_samples)
         compared_on = f"{len(feeds)} random inputs"
     diff = compare_outputs(qdq.model, fixed, feeds)
+    errors = {}
+    if samples is not None:   # real data: the measure of both models against the float model behind the Q/DQ
+        errors = {"input": measure_models(qdq.float_model, qdq.model, feeds),
+                  "fixed": measure_models(qdq.float_model, fixed, feeds)}
     log.info("largest output difference, input vs fixed model: %.6g (%s)", max(diff.values(), default=0.0),
              compared_on)
-    return diff, compared_on
+    return diff, compared_on, errors
 
 
 def fix_model(qdq: QdqView, config: FixConfig, data: DataConfig) -> FixResult:
@@ -149,8 +158,8 @@ def fix_model(qdq: QdqView, config: FixConfig, data: DataConfig) -> FixResult:
     if not plan.edits:
         return FixResult(plan, None, plan.before, sources, {}, "nothing changed")
     fixed = apply_repairs(qdq, plan.edits)
-    diff, compared_on = compare_with_input(qdq, fixed, samples, data)
-    return FixResult(plan, fixed, check_model(read_qdq(fixed), config.placement), sources, diff, compared_on)
+    diff, compared_on, errors = compare_with_input(qdq, fixed, samples, data)
+    return FixResult(plan, fixed, check_model(read_qdq(fixed), config.placement), sources, diff, compared_on, errors)
 
 
 def read_model_to_fix(model: onnx.ModelProto, source: str = "the model") -> QdqView:

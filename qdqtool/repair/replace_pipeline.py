@@ -4,10 +4,11 @@ apply with calibrate's applier, compare outputs and `check`'s counts with the in
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import onnx
 
+from qdqtool.accuracy.measure import ErrorSummary
 from qdqtool.check.predict import CheckReport, check_model
 from qdqtool.errors import RangeError
 from qdqtool.onnxgraph.prepare import default_opset, upgrade_opset
@@ -31,13 +32,15 @@ class ReplaceResult:
     max_abs_diff: dict[str, float]           # per graph output, input model vs re-placed model
     compared_on: str
     converted_opset: bool = False
+    output_error: dict[str, ErrorSummary] = field(default_factory=dict)   # "input"/"fixed" vs the float model
 
     def to_json(self) -> dict[str, object]:
         payload = self.plan.to_json()
         payload.update({"changed": self.model is not None, "after": self.after.to_json(),
                         "converted_opset": self.converted_opset, "measured": self.range_sources,
                         "compared_on": self.compared_on, "max_abs_diff": self.max_abs_diff,
-                        "largest_difference": max(self.max_abs_diff.values(), default=0.0)})
+                        "largest_difference": max(self.max_abs_diff.values(), default=0.0),
+                        "output_error": {k: v.as_dict() for k, v in self.output_error.items()}})
         return payload
 
 
@@ -67,6 +70,6 @@ def replace_model(qdq: QdqView, config: FixConfig, data: DataConfig) -> ReplaceR
     if not plan.changed and not converted:
         return ReplaceResult(plan, None, plan.before, sources, {}, "nothing changed")
     replaced = replaced_model(qdq, plan)
-    diff, compared_on = compare_with_input(qdq, replaced, samples, data)
+    diff, compared_on, errors = compare_with_input(qdq, replaced, samples, data)
     after = check_model(read_qdq(replaced), config.placement)
-    return ReplaceResult(plan, replaced, after, sources, diff, compared_on, converted)
+    return ReplaceResult(plan, replaced, after, sources, diff, compared_on, converted, errors)

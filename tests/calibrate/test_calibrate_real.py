@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from accuracy import detection_agreement, mask_iou
 from onnx import numpy_helper
-from PIL import Image
+from photos import turned_copies
 
+from qdqtool.accuracy.tasks import detection_agreement, mask_iou
 from qdqtool.calibrate.pipeline import CalibrationConfig, CalibrationOutputs, calibrate_file
 from qdqtool.errors import ModelError
 from qdqtool.onnxgraph.graph import GraphView
@@ -118,7 +118,7 @@ def test_yolov8n_placement_and_detections_match_fp32(models_dir, photos, tmp_pat
     quantized, _ = outputs(qdq, photos["eval"], preprocess)
     pairs, counts, found = [], [0, 0], 0.0
     for ref, got in zip(reference, quantized):
-        f1, matched, n_ref, n_cand = detection_agreement(ref, got)
+        f1, matched, n_ref, n_cand = detection_agreement(ref[0], got[0])
         pairs += matched
         counts[0] += n_ref
         counts[1] += n_cand
@@ -138,12 +138,7 @@ def test_orientation_classifier_top1_agrees(models_dir, images_dir, photos, tmp_
     result, qdq = calibrated(models_dir, tmp_path, "orientation_cls", photos["calib"], preprocess,
                              method="mse", keep_float=4)
     check_placement_rules(result, qdq)
-    turned = tmp_path / "turned"
-    turned.mkdir()
-    for name in ("page.png", "camera.png"):
-        image = Image.open(images_dir / name).convert("RGB")
-        for quarter in range(4):
-            image.rotate(90 * quarter, expand=True).save(turned / f"{Path(name).stem}_{90 * quarter}.png")
+    turned = turned_copies(images_dir, tmp_path / "turned")
     for folder in (photos["eval"], turned):
         reference, files = outputs(models_dir / "orientation_cls.onnx", folder, preprocess)
         quantized, _ = outputs(qdq, folder, preprocess)

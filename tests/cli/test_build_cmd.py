@@ -59,6 +59,7 @@ def test_ort_build_writes_engine_and_int8_report(yolo_qdq, images_dir):
     beside = yolo_qdq.with_name("yolov8n.qdq.ranges.json")  # written by calibrate, found by build on its own
     assert any(note.startswith(f"{len(qlinear)} of ") and f"from {beside} (found beside the model" in note
                for note in report["notes"])
+    assert "outputs vs FP32 (ONNX Runtime, --data samples) on 4 samples: headline error" in output
 
 
 @pytest.mark.assets
