@@ -31,14 +31,8 @@ from qdqtool.repair.plan import FixConfig, refuse_unfixable
 from qdqtool.trt.analysis import residual_add
 from qdqtool.trt.fusion import gated_activation_input
 from qdqtool.trt.kinds import EdgeRule, Kind, Outcome, Rule, ScaleSource, StrEnum
-from qdqtool.trt.rules import (
-    FUSIBLE_EPILOGUES,
-    WEIGHTED_OPS,
-    amax_from_scale,
-    is_commuting,
-    same_scale,
-    scale_from_amax,
-)
+from qdqtool.trt.rules import FUSIBLE_EPILOGUES, WEIGHTED_OPS, is_commuting
+from qdqtool.trt.scales import amax_from_scale, same_scale, scale_from_amax
 
 
 class ChangeKind(StrEnum):
