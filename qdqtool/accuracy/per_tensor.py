@@ -13,13 +13,12 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
 
 from qdqtool.accuracy.measure import DEFAULT_MEASURE, MeasureConfig, headline_error
+from qdqtool.onnxgraph.edit import Names, add_initializer, copy_model, insert_after_producers, qdq_nodes
 from qdqtool.onnxgraph.qdqview import GRAPH_OUTPUT, QdqView, Quantizer
-from qdqtool.placement.apply import fresh_name, insert_after_producers
 from qdqtool.runner import create_session
-from qdqtool.trt.rules import DEQUANTIZE, QUANTIZE
+from qdqtool.trt.rules import DEQUANTIZE
 
 _TINY = 1e-30
 
@@ -117,21 +116,14 @@ class TensorErrorMeter:
 
 def with_one_quantizer(float_model: onnx.ModelProto, tensor: QuantizedTensor, qdq: QdqView) -> onnx.ModelProto:
     """The float model (no Q/DQ, weights float) with only this tensor's quantizer put back on its consumer edges."""
-    model = onnx.ModelProto()
-    model.CopyFrom(float_model)
+    model = copy_model(float_model)
     graph = model.graph
-    used = {t.name for t in graph.initializer} | {i.name for i in graph.input}
-    for node in graph.node:
-        used.update([*node.input, *node.output, node.name])
+    names = Names(model)
     quantizer = tensor.quantizer
-    scale, zero = fresh_name(used, f"{quantizer.tensor}_single_scale"), fresh_name(used, f"{quantizer.tensor}_zp")
     zero_type = np.uint8 if quantizer.zero_point > 127 else np.int8
-    graph.initializer.extend([numpy_helper.from_array(np.array(quantizer.scale, np.float32), scale),
-                              numpy_helper.from_array(np.array(quantizer.zero_point, zero_type), zero)])
-    quantized = fresh_name(used, f"{quantizer.tensor}_single_q")
-    dequantized = fresh_name(used, f"{quantizer.tensor}_single_dq")
-    pair = [helper.make_node(QUANTIZE, [quantizer.tensor, scale, zero], [quantized], name=fresh_name(used, "single_Q")),
-            helper.make_node(DEQUANTIZE, [quantized, scale, zero], [dequantized], name=fresh_name(used, "single_DQ"))]
+    scale = add_initializer(graph, names, np.array(quantizer.scale, np.float32), f"{quantizer.tensor}_single_scale")
+    zero = add_initializer(graph, names, np.array(quantizer.zero_point, zero_type), f"{quantizer.tensor}_zp")
+    pair, dequantized = qdq_nodes(names, quantizer.tensor, scale, zero, base=f"{quantizer.tensor}_single")
     nodes = {node.name: node for node in graph.node}
     for (consumer, index), other in qdq.edges.items():
         if other.q_node == tensor.q_node and consumer != GRAPH_OUTPUT and consumer in nodes:
