@@ -24,7 +24,8 @@ from qdqtool.onnxgraph.qdqview import read_qdq, strip_qdq
 from qdqtool.repair.pipeline import DataConfig, fix_file, fix_model
 from qdqtool.repair.plan import FixConfig, plan_repairs
 from qdqtool.runner import create_session
-from qdqtool.samples.sets import Preprocess, SampleSet, model_input_specs
+from qdqtool.samples.images import Preprocess
+from qdqtool.samples.sets import SampleSet, model_input_specs
 from qdqtool.trt.kinds import EditKind, Gate, Kind
 
 ROOT = Path(__file__).resolve().parents[1]

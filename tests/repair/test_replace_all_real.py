@@ -16,7 +16,8 @@ from qdqtool.repair.pipeline import DataConfig, fix_file, fix_model
 from qdqtool.repair.plan import FixConfig
 from qdqtool.repair.replace_all import ChangeCause, ChangeKind
 from qdqtool.runner import create_session
-from qdqtool.samples.sets import PRESETS, SampleSet, model_input_specs
+from qdqtool.samples.images import PRESETS
+from qdqtool.samples.sets import SampleSet, model_input_specs
 
 QAT = Path(__file__).resolve().parents[1] / "data" / "qat"
 CASES = {"yolov8n_320.onnx": "yolo", "ppocrv4_det.onnx": "paddle"}
