@@ -16,11 +16,12 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "qdqtool"
 CLI = ROOT / "cli"
 
-# module-name prefix -> layer; the longest matching prefix wins. trt.rules holds only tables (it imports nothing
-# from qdqtool but errors), so the ONNX-level modules may read its op names; the rest of trt builds on onnxgraph.
+# module-name prefix -> layer; the longest matching prefix wins. trt.rules and trt.kinds hold only tables and enums
+# (they import nothing from qdqtool but errors), so the ONNX-level modules may read their op names and kinds; the
+# rest of trt builds on onnxgraph.
 LAYERS = {
     "qdqtool.errors": 0, "qdqtool.fileio": 0,
-    "qdqtool.trt.rules": 1,
+    "qdqtool.trt.rules": 1, "qdqtool.trt.kinds": 1,
     "qdqtool.onnxgraph": 2, "qdqtool.samples": 2, "qdqtool.runner": 2,
     "qdqtool.trt": 3,
     "qdqtool.placement": 4, "qdqtool.check": 4,

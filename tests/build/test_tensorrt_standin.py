@@ -126,7 +126,7 @@ def test_data_dependent_output_skips_latency_and_keeps_engine_and_report(monkeyp
     result = _cli("build", model, "-o", model.with_name("tiny.plan"), "--backend", "trt", "--report", report)
     assert result.exit_code == 0, result.output
     notes = json.loads(report.read_text())["notes"]
-    assert any(n.startswith("latency skipped: output 'boxes' has a data-dependent shape (-1x4") for n in notes)
+    assert any(n.startswith("latency skipped: output 'boxes' has a data-dependent shape (?x4") for n in notes)
     assert model.with_name("tiny.plan").read_bytes() == b"standin-engine"
     assert not any(call[0] == "execute_async_v3" for call in script.calls)
 
@@ -219,7 +219,8 @@ def test_unknown_precision_names_are_listed(monkeypatch, model):
 def test_tensorrt_11_refuses_fp16_as_a_usage_error_naming_the_option(monkeypatch, model):
     install(monkeypatch, Script(version="11.4.0.106"))
     result = _cli("build", model, "-o", model.with_name("tiny.plan"), "--backend", "trt", "--fp16")
-    assert result.exit_code == 2 and "Invalid value for --fp16: TensorRT 11 builds strongly typed" in result.stderr
+    assert result.exit_code == 2 and "TensorRT 11 builds strongly typed" in result.stderr
+    assert "(see --fp16)" in result.stderr
     assert not model.with_name("tiny.plan").exists()
 
 

@@ -93,5 +93,5 @@ def test_bad_shape_profiles_are_usage_errors(tmp_path, args, option):
     tiny_qdq_conv(tmp_path / "tiny.onnx")
     result = CliRunner().invoke(cli, ["build", str(tmp_path / "tiny.onnx"), "-o", str(tmp_path / "e.onnx"),
                                       "--backend", "ort", *args])
-    assert result.exit_code == 2 and "Invalid value for" in result.stderr and option in result.stderr, result.output
+    assert result.exit_code == 2 and "shape profile" in result.stderr and option in result.stderr, result.output
     assert not (tmp_path / "e.onnx").exists()

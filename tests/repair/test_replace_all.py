@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from qdqtool.cli.main import cli
 
 from qdqtool.check.predict import check_model
-from qdqtool.errors import RangeError
+from qdqtool.errors import ConfigError, RangeError
 from qdqtool.onnxgraph.graph import GraphView
 from qdqtool.onnxgraph.qdqview import read_qdq
 from qdqtool.placement.apply import apply_plan
@@ -181,6 +181,7 @@ def test_cli_lists_changes_by_kind_and_residuals_suggests_scope_all(tmp_path):
     assert text.exit_code == 0 and "reformat" in text.output and "remove (" in text.output
 
 
-def test_an_unknown_scope_is_a_bug_not_a_silent_default():
-    with pytest.raises(ValueError, match="scope"):
+def test_an_unknown_scope_is_a_config_error_not_a_silent_default():
+    with pytest.raises(ConfigError, match="scope 'everything'") as raised:
         fix_model(read_qdq(tiny_qdq.qat(tiny.resnet_block())), FixConfig(scope="everything"), DataConfig())
+    assert raised.value.settings == ("scope",)
