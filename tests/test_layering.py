@@ -24,7 +24,7 @@ LAYERS = {
     "qdqtool.trt.rules": 1, "qdqtool.trt.kinds": 1,
     "qdqtool.onnxgraph": 2, "qdqtool.samples": 2, "qdqtool.runner": 2,
     "qdqtool.trt": 3,
-    "qdqtool.placement": 4, "qdqtool.check": 4,
+    "qdqtool.placement": 4, "qdqtool.check": 4, "qdqtool.accuracy": 4,
     "qdqtool.calibrate": 5, "qdqtool.repair": 5, "qdqtool.build": 5, "qdqtool.report": 5,
     "qdqtool.api": 6, "qdqtool": 6,   # the package itself: the public API's lazy facade
     "qdqtool.cli": 7,

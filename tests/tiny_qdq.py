@@ -21,7 +21,7 @@ from qdqtool.trt.rules import WEIGHTED_OPS, weight_channel_axis
 
 def float_ranges(model: onnx.ModelProto, seed: int = 0, runs: int = 3) -> dict[str, float]:
     """max |x| of every float tensor on a few random inputs (plain ONNX Runtime, all outputs exposed)."""
-    from qdqtool.calibrate.collect import expose_tensors
+    from qdqtool.onnxgraph.edit import expose_tensors
     from qdqtool.runner import create_session
 
     view = GraphView(model)

@@ -12,8 +12,8 @@ import onnx
 from qdqtool.accuracy.measure import DEFAULT_MEASURE, ErrorSummary, MeasureConfig, OutputErrorMeter
 from qdqtool.accuracy.per_tensor import TensorError, TensorErrorMeter, marginal_errors, quantized_tensors
 from qdqtool.accuracy.tasks import TaskMeter, TaskResult, top1_meters
-from qdqtool.calibrate.collect import expose_tensors
 from qdqtool.errors import DataError, ModelError
+from qdqtool.onnxgraph.edit import expose_tensors
 from qdqtool.onnxgraph.prepare import load_model
 from qdqtool.onnxgraph.qdqview import read_qdq
 from qdqtool.runner import create_session

@@ -7,31 +7,16 @@ from typing import Callable, Dict, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 import onnx
-from onnx import helper
 
 from qdqtool.calibrate.observers import DEFAULT_METHOD, DEFAULT_PERCENTILE, make_observer
 from qdqtool.calibrate.ranges import TensorRange
 from qdqtool.errors import DataError
-from qdqtool.onnxgraph.graph import GraphView
+from qdqtool.onnxgraph.edit import expose_tensors
 from qdqtool.runner import create_session
 
 log = logging.getLogger("qdqtool")
 
 Progress = Callable[[int], None]   # called with the number of samples just processed
-
-
-def expose_tensors(model: onnx.ModelProto, tensors: Sequence[str]) -> onnx.ModelProto:
-    """A copy of the model whose graph outputs also include the given intermediate tensors."""
-    view = GraphView(model)
-    exposed = onnx.ModelProto()
-    exposed.CopyFrom(model)
-    present = {o.name for o in exposed.graph.output}
-    for name in tensors:
-        if name not in present:
-            view.is_float(name)   # a tensor nothing types is refused (ModelError), never exposed as a guess
-            exposed.graph.output.append(helper.make_tensor_value_info(name, view.elem_type(name), None))
-            present.add(name)
-    return exposed
 
 
 def collect_ranges(

@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from qdqtool.onnxgraph.graph import GraphView
 from qdqtool.trt.rules import DEQUANTIZE, QUANTIZE
 
 
@@ -146,3 +147,17 @@ def drop_unread_tensors(graph: onnx.GraphProto, candidates: Optional[Iterable[st
     if len(kept_info) != len(graph.value_info):
         del graph.value_info[:]
         graph.value_info.extend(kept_info)
+
+
+def expose_tensors(model: onnx.ModelProto, tensors: Sequence[str]) -> onnx.ModelProto:
+    """A copy of the model whose graph outputs also include the given intermediate tensors."""
+    view = GraphView(model)
+    exposed = onnx.ModelProto()
+    exposed.CopyFrom(model)
+    present = {o.name for o in exposed.graph.output}
+    for name in tensors:
+        if name not in present:
+            view.is_float(name)   # a tensor nothing types is refused (ModelError), never exposed as a guess
+            exposed.graph.output.append(helper.make_tensor_value_info(name, view.elem_type(name), None))
+            present.add(name)
+    return exposed
