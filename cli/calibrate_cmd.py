@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from qdqtool.accuracy.report import error_lines
 from qdqtool.calibrate.observers import CALIBRATION_METHODS
 from qdqtool.calibrate.pipeline import CalibrationConfig, CalibrationOutputs, calibrate_file
 from qdqtool.calibrate.summary import summary_lines
@@ -78,7 +79,8 @@ def calibrate_command(ctx: click.Context, model: Path, output: Path, method: str
         click.echo(f"auto: scales by candidate: {taken} ({auto['trials']} trials from uniform {auto['start']}; "
                    f"output error {auto['holdout_error'][0]:.4f} -> {auto['holdout_error'][1]:.4f} on held-out "
                    "calibration samples)")
-    change = summary["output_change"]
-    if change["samples"]:
-        click.echo(f"outputs vs FP32 on {change['samples']} calibration samples: {100 * change['relative_l2']:.1f}% "
-                   "relative L2 change (--keep-float N keeps the N most harmful quantizers' consumers float)")
+    if result.output_error is not None:
+        for line in error_lines(result.output_error, "outputs vs FP32 (calibration samples)"):
+            click.echo(line)
+        click.echo("(`qdqtool compare` measures it on held-out data; --keep-float N keeps the N most harmful "
+                   "quantizers' consumers float)")

@@ -10,12 +10,14 @@ from typing import Callable, Dict, List, Optional
 
 import onnx
 
+from qdqtool.accuracy.compare import measure_outputs
+from qdqtool.accuracy.measure import ErrorSummary
 from qdqtool.calibrate.auto import AutoChoice, choose_ranges
 from qdqtool.calibrate.collect import collect_ranges
 from qdqtool.calibrate.observers import AUTO, CALIBRATION_METHODS
 from qdqtool.calibrate.ranges import TensorRange, amax_map, save_ranges
 from qdqtool.calibrate.search import SearchConfig
-from qdqtool.calibrate.sensitivity import keep_float_nodes, mean_output_change, measure_sensitivity, model_outputs
+from qdqtool.calibrate.sensitivity import keep_float_nodes, measure_sensitivity, model_outputs
 from qdqtool.calibrate.summary import plan_summary
 from qdqtool.calibrate.trtcache import DEFAULT_VERSION_TAG, write_calibration_cache
 from qdqtool.fileio import check_output_path, save_model_atomically
@@ -58,15 +60,14 @@ class CalibrationResult:
     tensor_amax: Dict[str, float]
     samples: int
     notes: List[str]
-    output_change: float = 0.0      # relative L2 change of the outputs vs FP32 on a few calibration samples
-    output_change_samples: int = 0
+    output_error: Optional[ErrorSummary] = None   # the output error measure vs FP32 on a few calibration samples
     auto: Optional[AutoChoice] = None
 
     def summary(self) -> Dict[str, object]:
         summary = plan_summary(self.plan)
         summary["samples"] = self.samples
         summary["notes"] = list(self.notes)
-        summary["output_change"] = {"relative_l2": round(self.output_change, 6), "samples": self.output_change_samples}
+        summary["output_error"] = self.output_error.as_dict() if self.output_error is not None else None
         if self.auto is not None:
             summary["auto"] = self.auto.summary()
         return summary
@@ -109,8 +110,9 @@ def calibrate_model(model: onnx.ModelProto, samples: SampleSet, config: Calibrat
         plan = plan_placement(view, placement, amax)
         tensor_amax = group_amax(plan, amax_map(ranges))
     quantized = apply_plan(model, plan, tensor_amax)
-    change = mean_output_change(quantized, feeds, references)
-    return CalibrationResult(quantized, plan, ranges, tensor_amax, len(samples), notes, change, len(feeds), auto)
+    names = [o.name for o in model.graph.output]
+    error = measure_outputs(names, references, model_outputs(quantized, feeds)) if feeds else None
+    return CalibrationResult(quantized, plan, ranges, tensor_amax, len(samples), notes, error, auto)
 
 
 def unclipped_model_inputs(ranges: Dict[str, TensorRange], input_names) -> Dict[str, TensorRange]:

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from accuracy import detection_agreement, mask_iou
 from onnx import numpy_helper
 from PIL import Image
 
+from qdqtool.accuracy.tasks import detection_agreement, mask_iou
 from qdqtool.calibrate.pipeline import CalibrationConfig, CalibrationOutputs, calibrate_file
 from qdqtool.errors import ModelError
 from qdqtool.onnxgraph.graph import GraphView
@@ -115,7 +115,7 @@ def test_yolov8n_placement_and_detections_match_fp32(models_dir, photos, tmp_pat
     quantized, _ = outputs(qdq, photos["eval"], preprocess)
     pairs, counts, found = [], [0, 0], 0.0
     for ref, got in zip(reference, quantized):
-        f1, matched, n_ref, n_cand = detection_agreement(ref, got)
+        f1, matched, n_ref, n_cand = detection_agreement(ref[0], got[0])
         pairs += matched
         counts[0] += n_ref
         counts[1] += n_cand
