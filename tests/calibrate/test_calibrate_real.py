@@ -147,7 +147,11 @@ def test_orientation_classifier_top1_agrees(models_dir, images_dir, photos, tmp_
         gaps = [float(np.abs(r - q).max()) for r, q in zip(reference, quantized)]
         print(f"orientation: top-1 agrees on {sum(agree)}/{len(agree)} images in {folder.name}, "
               f"max probability gap {max(gaps):.3f}")
-        assert all(agree), [f.name for f, ok in zip(files, agree) if not ok]
+        # natural photos have no orientation: FP32's top-1 margin there is as small as 0.002, so only photos
+        # FP32 decides (margin >= 0.1) must agree; every turned document must
+        decided = [np.diff(np.sort(r.reshape(-1))[-2:])[0] >= 0.1 for r in reference]
+        must = decided if folder == photos["eval"] else [True] * len(agree)
+        assert all(ok for ok, needed in zip(agree, must) if needed), [f.name for f, ok in zip(files, agree) if not ok]
     turned_classes = [int(r.argmax()) for r in outputs(models_dir / "orientation_cls.onnx", turned, preprocess)[0]]
     assert len(set(turned_classes)) == 4  # the documents' four turns really are four different answers
 
