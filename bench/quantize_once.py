@@ -43,7 +43,8 @@ def static_copy(model_path: Path, shape, out: Path) -> Path:
 
 def run_qdqtool(method: str, model: Path, calib: Path, out: Path) -> None:
     from qdqtool.calibrate.pipeline import CalibrationConfig, CalibrationOutputs, calibrate_file
-    calibrate_file(model, calib, CalibrationOutputs(model=out), CalibrationConfig(method=method))
+    calibrate_file(model, calib, CalibrationOutputs(model=out, ranges=out.with_suffix(".ranges.json")),
+                   CalibrationConfig(method=method))
 
 
 def run_ort(method: str, model: Path, calib: Path, out: Path) -> None:

@@ -57,6 +57,7 @@ def calibrated(models_dir, tmp_path, name, data, preprocess, **config):
     out = tmp_path / f"{name}.qdq.onnx"
     result = calibrate_file(models_dir / f"{name}.onnx", data, CalibrationOutputs(model=out),
                             CalibrationConfig(preprocess=preprocess, **config))
+    print(f"{name}: auto {result.summary().get('auto')}")
     return result, out
 
 
