@@ -26,6 +26,7 @@ from bench.accuracy_models import MODELS, BenchModel, photo_split, write_samples
 from bench.quantize_once import peer_python
 from qdqtool.accuracy.compare import measure_outputs
 from qdqtool.check.predict import check_model
+from qdqtool.errors import QdqError
 from qdqtool.onnxgraph.prepare import load_model, prepare_float_model
 from qdqtool.onnxgraph.qdqview import read_qdq
 from qdqtool.runner import create_session, onnxruntime_version
@@ -65,8 +66,16 @@ def coverage(qdq_model: onnx.ModelProto) -> Dict[str, object]:
 
 
 def evaluate(model: BenchModel, row: Dict[str, object], feeds, reference) -> Dict[str, object]:
+    """The row's check counts, output error and task metric; a model that does not load is a failed row."""
     if "path" not in row:
         return row
+    try:
+        return _evaluate(model, row, feeds, reference)
+    except QdqError as exc:
+        return {**row, "failed": str(exc)[:200]}
+
+
+def _evaluate(model: BenchModel, row: Dict[str, object], feeds, reference) -> Dict[str, object]:
     names = [o.name for o in onnx.load(str(model.path), load_external_data=False).graph.output]
     got = outputs(row["path"], feeds)
     error = measure_outputs(names, reference, got)

@@ -30,8 +30,10 @@ def samples(calib: Path) -> list[dict[str, np.ndarray]]:
 
 
 def static_copy(model_path: Path, shape, out: Path) -> Path:
-    """The model with its first input pinned to the samples' shape (ORT's and ModelOpt's calibrators want it)."""
-    model = onnx.load(str(model_path))
+    """The model as qdqtool prepares it (opset >= 13, Constant weights as initializers: every tool gets the same
+    graph) with its first input pinned to the samples' shape (ORT's and ModelOpt's calibrators want it)."""
+    from qdqtool.onnxgraph.prepare import load_model, prepare_float_model
+    model, _ = prepare_float_model(load_model(model_path), str(model_path))
     dims = model.graph.input[0].type.tensor_type.shape.dim
     for dim, size in zip(dims, shape):
         dim.ClearField("dim_param")
