@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 ASSETS := calib_data/models/yolov8n_320.onnx
 OUT    := out
 
-.PHONY: install assets test lint demo bench clean
+.PHONY: install assets test lint demo bench bench-peers clean
 
 install: $(STAMP)
 
@@ -41,6 +41,11 @@ demo: $(STAMP) $(ASSETS)
 
 bench: $(STAMP) $(ASSETS)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# NVIDIA ModelOpt ONNX PTQ for the accuracy bench's peer rows, in its own venv (needs torch; CPU build here)
+bench-peers:
+	$(PYTHON) -m venv .venv-peers
+	.venv-peers/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0 nvidia-modelopt onnxruntime
 
 clean:
 	rm -rf $(VENV) $(OUT) bench_out

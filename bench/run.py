@@ -5,12 +5,21 @@ from __future__ import annotations
 import logging
 import sys
 
-from . import bench_apply, bench_calibrate, bench_fix, bench_measure, bench_qat, bench_scope_all
+from . import (
+    bench_accuracy,
+    bench_apply,
+    bench_calibrate,
+    bench_fix,
+    bench_measure,
+    bench_qat,
+    bench_scope_all,
+    extra_models,
+)
 
 
 def main(argv) -> int:
     logging.disable(logging.WARNING)   # ONNX Runtime's quantizer logs advice on the root logger
-    chosen = set(argv) or {"apply", "calibrate", "fix", "measure", "qat", "scope-all"}
+    chosen = set(argv) or {"apply", "calibrate", "fix", "measure", "qat", "scope-all", "accuracy"}
     if "apply" in chosen:
         print("\n".join(bench_apply.main()), flush=True)
     if "fix" in chosen:
@@ -23,6 +32,9 @@ def main(argv) -> int:
         print("\n".join(bench_calibrate.main()), flush=True)
     if "measure" in chosen:
         print("\n".join(bench_measure.main()), flush=True)
+    if "accuracy" in chosen:
+        extra_models.fetch(extra_models.ROOT / "bench_out" / "extra_models")
+        print("\n".join(bench_accuracy.main([])), flush=True)
     return 0
 
 

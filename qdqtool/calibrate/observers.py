@@ -21,9 +21,13 @@ from qdqtool.trt.scales import ACTIVATION_QMAX, ACTIVATION_QMIN
 
 log = logging.getLogger("qdqtool")
 
-METHODS = ("max", "entropy", "percentile", "mse")
-DEFAULT_METHOD = "percentile"      # the product default of calibrate, fix-residuals and collect_ranges
+METHODS = ("max", "entropy", "percentile", "mse")   # one observer, one amax per tensor
+DEFAULT_METHOD = "percentile"      # single-observer default (fix-residuals' quick calibration, collect_ranges)
 DEFAULT_PERCENTILE = 99.99
+AUTO = "auto"   # every candidate below per tensor; the one that changes the model's outputs least is chosen later
+CALIBRATION_METHODS = (AUTO, *METHODS)
+CANDIDATE_PERCENTILES = (99.9, 99.99, 99.999)
+AUTO_START = "p99.99"   # the candidate a tensor keeps when no search chooses (e.g. ranges collected for a report)
 
 MSE_FIRST_CANDIDATE_BIN = 128  # candidates below 128 bins would quantize finer than the histogram
 _INITIAL_RANGE_MARGIN = 2.0**-20  # keeps the first batch's max strictly inside the last bin
@@ -205,9 +209,13 @@ class HistogramObserver(_RunningMax):
             self.histogram.add(finite)
 
     def amax(self) -> float:
+        return self.amax_by(self._rule)
+
+    def amax_by(self, rule: Callable[[Histogram], float]) -> float:
+        """rule(histogram) clamped to [0, observed max] (the max when the rule gives no finite number)."""
         if self._max == 0.0:
             return 0.0
-        amax = float(self._rule(self.histogram))
+        amax = float(rule(self.histogram))
         return min(max(amax, 0.0), self._max) if math.isfinite(amax) else self._max
 
 
@@ -215,10 +223,37 @@ def _entropy_rule(histogram: Histogram) -> float:
     return entropy_amax(histogram.counts, histogram.bin_width, histogram.range_max)
 
 
+def candidate_rules() -> dict[str, Callable[[Histogram], float]]:
+    """Name -> rule of every candidate amax `auto` chooses from (max is the observer's running max)."""
+    rules: dict[str, Callable[[Histogram], float]] = {
+        f"p{p:g}": (lambda histogram, p=p: percentile_amax(histogram, p)) for p in CANDIDATE_PERCENTILES}
+    rules["entropy"] = _entropy_rule
+    rules["mse"] = mse_amax
+    return rules
+
+
+CANDIDATES = ("max", *candidate_rules())
+
+
+class CandidateObserver(HistogramObserver):
+    """One streamed histogram, every candidate amax of CANDIDATES from it; amax() is the AUTO_START candidate."""
+
+    def __init__(self, num_bins: int = 2048) -> None:
+        rules = candidate_rules()
+        super().__init__(AUTO, rules[AUTO_START], num_bins)
+        self._rules = rules
+
+    def candidates(self) -> dict[str, float]:
+        """Candidate name -> amax, each clamped to [0, observed max] like amax()."""
+        return {"max": self._max, **{name: self.amax_by(rule) for name, rule in self._rules.items()}}
+
+
 def make_observer(method: str, *, percentile: float = DEFAULT_PERCENTILE, num_bins: int = 2048) -> Observer:
     """A fresh observer for one tensor; raises ConfigError for an unknown method or bad settings."""
+    if method == AUTO:
+        return CandidateObserver(num_bins)
     if method not in METHODS:
-        raise ConfigError(f"unknown calibration method {method!r}; use one of: {', '.join(METHODS)}",
+        raise ConfigError(f"unknown calibration method {method!r}; use one of: {', '.join(CALIBRATION_METHODS)}",
                           settings=("method",))
     if method == "max":
         return MaxObserver()

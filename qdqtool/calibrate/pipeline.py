@@ -12,11 +12,14 @@ import onnx
 
 from qdqtool.accuracy.compare import measure_outputs
 from qdqtool.accuracy.measure import ErrorSummary
+from qdqtool.calibrate.auto import AutoChoice, choose_ranges
 from qdqtool.calibrate.collect import collect_ranges
-from qdqtool.calibrate.observers import DEFAULT_METHOD, DEFAULT_PERCENTILE, METHODS
+from qdqtool.calibrate.observers import AUTO, CALIBRATION_METHODS, DEFAULT_PERCENTILE
 from qdqtool.calibrate.ranges import TensorRange, amax_map, save_ranges
+from qdqtool.calibrate.search import SearchConfig, holdout_indices
 from qdqtool.calibrate.sensitivity import keep_float_nodes, measure_sensitivity, model_outputs
 from qdqtool.calibrate.summary import plan_summary
+from qdqtool.calibrate.target import TargetResult, meet_error_target
 from qdqtool.calibrate.trtcache import DEFAULT_VERSION_TAG, write_calibration_cache
 from qdqtool.errors import ConfigError
 from qdqtool.fileio import check_output_path, save_model_atomically
@@ -35,7 +38,7 @@ log = logging.getLogger("qdqtool")
 
 @dataclass(frozen=True)
 class CalibrationConfig:
-    method: str = DEFAULT_METHOD
+    method: str = AUTO
     percentile: float = DEFAULT_PERCENTILE
     batch_size: int = 8
     max_samples: Optional[int] = None
@@ -43,6 +46,8 @@ class CalibrationConfig:
     placement: PlacementConfig = field(default_factory=PlacementConfig)
     keep_float: int = 0                  # keep the consumers of the N most harmful quantizers float
     sensitivity_samples: int = 4         # calibration samples used to rank quantizers for keep_float
+    search: SearchConfig = field(default_factory=SearchConfig)   # method auto
+    max_error: Optional[float] = None    # keep the fewest most harmful quantizers' consumers float to meet it
 
 
 @dataclass(frozen=True)
@@ -62,12 +67,18 @@ class CalibrationResult:
     samples: int
     notes: List[str]
     output_error: Optional[ErrorSummary] = None   # the output error measure vs FP32 on a few calibration samples
+    auto: Optional[AutoChoice] = None
+    target: Optional[TargetResult] = None
 
     def summary(self) -> Dict[str, object]:
         summary = plan_summary(self.plan)
         summary["samples"] = self.samples
         summary["notes"] = list(self.notes)
         summary["output_error"] = self.output_error.as_dict() if self.output_error is not None else None
+        if self.auto is not None:
+            summary["auto"] = self.auto.summary()
+        if self.target is not None:
+            summary["max_error"] = self.target.as_dict()
         return summary
 
 
@@ -80,8 +91,8 @@ def calibrate_model(model: onnx.ModelProto, samples: SampleSet, config: Calibrat
                     progress: Optional[Callable[[int], None]] = None, notes: Optional[List[str]] = None
                     ) -> CalibrationResult:
     """Plan, collect ranges on the samples, plan again with the ranges, apply. The input model is not modified."""
-    if config.method not in METHODS:
-        raise ConfigError(f"method must be one of {METHODS}", settings=("method",))
+    if config.method not in CALIBRATION_METHODS:
+        raise ConfigError(f"method must be one of {CALIBRATION_METHODS}", settings=("method",))
     view = GraphView(model)
     first = plan_placement(view, config.placement)
     log.info("observing %d tensors for %d quantizers", len(first.observe), len(first.quantized_tensors()))
@@ -89,9 +100,13 @@ def calibrate_model(model: onnx.ModelProto, samples: SampleSet, config: Calibrat
                             percentile=config.percentile, progress=progress,
                             max_only=weighted_outputs(view, first))
     ranges = unclipped_model_inputs(ranges, view.input_names)
-    amax = amax_map(ranges)
+    amax = amax_map(ranges)   # decides the placement (Concat range spreads) before and after any search
     plan = plan_placement(view, config.placement, amax)
-    tensor_amax = group_amax(plan, amax)
+    auto = None
+    if config.method == AUTO:
+        auto = choose_ranges(model, plan, ranges, samples, view.input_names, config.search)
+        ranges = auto.ranges
+    tensor_amax = group_amax(plan, amax_map(ranges))
     notes = list(notes or [])
     feeds = list(islice(iter(samples), config.sensitivity_samples))
     references = model_outputs(model, feeds)
@@ -102,11 +117,19 @@ def calibrate_model(model: onnx.ModelProto, samples: SampleSet, config: Calibrat
                   "change)" for s in ranked[:config.keep_float]]
         placement = replace(config.placement, keep_float=config.placement.keep_float + kept)
         plan = plan_placement(view, placement, amax)
-        tensor_amax = group_amax(plan, amax)
+        tensor_amax = group_amax(plan, amax_map(ranges))
+    target = None
+    if config.max_error is not None:
+        plan, target = meet_error_target(
+            model, view, config.placement, amax, amax_map(ranges), plan,
+            lambda: measure_sensitivity(model, plan, tensor_amax, feeds, references),
+            samples.samples_at(holdout_indices(len(samples), config.search)), config.max_error)
+        notes += [f"kept float for --max-error: consumers of {', '.join(target.kept)}"] if target.kept else []
+        tensor_amax = group_amax(plan, amax_map(ranges))
     quantized = apply_plan(model, plan, tensor_amax)
     names = [o.name for o in model.graph.output]
     error = measure_outputs(names, references, model_outputs(quantized, feeds)) if feeds else None
-    return CalibrationResult(quantized, plan, ranges, tensor_amax, len(samples), notes, error)
+    return CalibrationResult(quantized, plan, ranges, tensor_amax, len(samples), notes, error, auto, target)
 
 
 def unclipped_model_inputs(ranges: Dict[str, TensorRange], input_names) -> Dict[str, TensorRange]:
