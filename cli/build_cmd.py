@@ -8,7 +8,7 @@ import click
 
 from qdqtool.build.pipeline import BACKENDS, BuildConfig, build_engine
 from qdqtool.build.shapes import parse_shapes
-from qdqtool.fileio import write_json_atomically
+from qdqtool.fileio import check_distinct_outputs, check_output_path, write_json_atomically
 from qdqtool.report.gates import parse_gates
 
 from .common import emit_json
@@ -52,6 +52,9 @@ def build_command(model: Path, engine: Path, backend: str, shapes: tuple, worksp
         reference=reference, ranges=ranges, data_folder=samples.folder, max_samples=samples.max_samples,
         preprocess=samples.preprocess,
     )
+    if report_path is not None:  # before the build: a bad report path must not cost a build
+        check_distinct_outputs(engine, report_path)
+        check_output_path(model, report_path)
     result = build_engine(config)
     payload = {**result.report.to_json(), "engine": str(result.engine)}
     if report_path is not None:

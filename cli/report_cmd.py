@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from qdqtool.fileio import write_json_atomically
+from qdqtool.fileio import check_output_path, write_json_atomically
 from qdqtool.report.gates import parse_gates
 from qdqtool.report.layerinfo import read_layer_info
 from qdqtool.report.versus_check import GateComparison, compare_with_prediction, predict_for_model
@@ -38,6 +38,8 @@ def report_command(layer_info: Path, output: Path | None, fail_on: str, as_json:
     """Show which layers of a TensorRT engine run in INT8, from `trtexec --profilingVerbosity=detailed
     --exportLayerInfo=LAYERS.json` or the engine inspector's JSON (TensorRT 8.x to 11)."""
     config = ReportConfig(layer_info, output, parse_gates(fail_on), as_json, not summary_only, compare_model)
+    if config.output is not None:
+        check_output_path(config.layer_info, config.output)
     report = read_layer_info(config.layer_info)
     payload = report.to_json()
     rows = []

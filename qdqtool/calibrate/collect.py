@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Callable, Dict, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
@@ -20,18 +22,20 @@ log = logging.getLogger("qdqtool")
 Progress = Callable[[int], None]   # called with the number of samples just processed
 
 
-def expose_tensors(model: onnx.ModelProto, tensors: Sequence[str]) -> onnx.ModelProto:
-    """A copy of the model whose graph outputs also include the given intermediate tensors."""
+@contextmanager
+def tensors_exposed(model: onnx.ModelProto, tensors: Sequence[str]) -> Iterator[onnx.ModelProto]:
+    """The model itself with the given tensors added as graph outputs for the block (no copy: models near 2 GB)."""
     view = GraphView(model)
-    exposed = onnx.ModelProto()
-    exposed.CopyFrom(model)
-    present = {o.name for o in exposed.graph.output}
-    for name in tensors:
-        if name not in present:
-            elem = view.elem_type(name) or onnx.TensorProto.FLOAT
-            exposed.graph.output.append(helper.make_tensor_value_info(name, elem, None))
-            present.add(name)
-    return exposed
+    kept = len(model.graph.output)
+    present = {o.name for o in model.graph.output}
+    try:
+        for name in dict.fromkeys(tensors):
+            if name not in present:
+                model.graph.output.append(helper.make_tensor_value_info(name, view.elem_type(name)
+                                                                        or onnx.TensorProto.FLOAT, None))
+        yield model
+    finally:
+        del model.graph.output[kept:]
 
 
 def collect_ranges(
@@ -53,7 +57,8 @@ def collect_ranges(
     names = sorted(methods)
     if not names:
         return {}
-    session = create_session(expose_tensors(model, names), optimize=False, providers=providers)
+    with tensors_exposed(model, names) as exposed:
+        session = create_session(exposed, optimize=False, providers=providers)
     observers = {name: make_observer(methods[name], percentile=percentile) for name in names}
     batches = 0
     for feeds in samples:

@@ -16,9 +16,14 @@ from qdqtool.calibrate.ranges import TensorRange, amax_map, save_ranges
 from qdqtool.calibrate.sensitivity import keep_float_nodes, mean_output_change, measure_sensitivity, model_outputs
 from qdqtool.calibrate.summary import plan_summary
 from qdqtool.calibrate.trtcache import DEFAULT_VERSION_TAG, write_calibration_cache
-from qdqtool.fileio import check_output_path, save_model_atomically
+from qdqtool.fileio import check_distinct_outputs, check_not_data_file, check_output_path, save_model_atomically
 from qdqtool.onnxgraph.graph import GraphView
-from qdqtool.onnxgraph.prepare import load_model, prepare_float_model, refuse_existing_qdq
+from qdqtool.onnxgraph.prepare import (
+    load_model_with_data_files,
+    prepare_float_model,
+    refuse_existing_qdq,
+    refuse_integer_kernels,
+)
 from qdqtool.placement.apply import apply_plan, scale_from_amax
 from qdqtool.placement.plan import PlacementConfig, PlacementPlan, group_amax, plan_placement
 from qdqtool.runner import check_session_opens
@@ -120,17 +125,21 @@ def calibrate_file(model_path, data_dir, outputs: CalibrationOutputs, config: Ca
                    progress: Optional[Callable[[int], None]] = None,
                    on_samples: Optional[Callable[[int], None]] = None) -> CalibrationResult:
     """The whole command: validate everything first, calibrate, then write every output atomically."""
+    check_distinct_outputs(outputs.model, outputs.ranges, outputs.cache)
     for path in (outputs.model, outputs.ranges, outputs.cache):
         if path is not None:
             check_output_path(model_path, path)
-    original = load_model(model_path)
+    original, data_files = load_model_with_data_files(model_path)
+    check_not_data_file(outputs.model, data_files)
+    refuse_integer_kernels(original, str(model_path))
     refuse_existing_qdq(original, str(model_path))
-    prepared, notes = prepare_float_model(original, str(model_path))
+    prepared, notes = prepare_float_model(original, str(model_path), consume=True)
+    del original
     samples = open_samples(prepared, data_dir, config)
     if on_samples is not None:
         on_samples(len(samples))
     result = calibrate_model(prepared, samples, config, progress, notes)
-    save_model_atomically(result.model, outputs.model, validate=check_session_opens)
+    save_model_atomically(result.model, outputs.model, validate=check_session_opens, external_data=bool(data_files))
     if outputs.ranges is not None:
         save_ranges(outputs.ranges, result.ranges.values(), Path(model_path).name)
     if outputs.cache is not None:
