@@ -59,7 +59,7 @@ def attach_weights(model: onnx.ModelProto, store: WeightStore) -> None:
             location = next((e.value for e in tensor.external_data if e.key == "location"), "")
             if location == DETACHED:
                 del tensor.external_data[:]
-                tensor.data_location = onnx.TensorProto.DEFAULT
+                tensor.ClearField("data_location")
                 tensor.raw_data = store[tensor.name]
 
 
