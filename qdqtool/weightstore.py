@@ -1,16 +1,16 @@
-"""Large models: weights held aside from the protobuf, and models written with their weights in a data file.
+"""Large models: copies without the weights' bytes, and models written with their weights in a data file.
 
 A protobuf message cannot be serialized past 2 GB, so a model whose weights are larger cannot be copied through
-bytes, converted, shape-inferred or handed to ONNX Runtime as bytes. `detach_weights` moves the raw bytes of every
-large initializer into a dictionary (the tensor is marked as external data meanwhile), which makes the proto small;
-`attach_weights` puts them back by name, also into a model derived from the detached one (a converted copy).
+bytes, converted, shape-inferred or handed to ONNX Runtime as bytes. And protobuf's memory (an arena) only grows
+while a message lives: clearing a field frees nothing. So qdqtool never strips and refills a big model; it works on
+a *skeleton* (`skeleton_copy`: the model with every large initializer's bytes left out, marked as external data
+meanwhile) and fills the bytes in from the source model by name (`fill_weights`) once the skeleton is final.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import onnx
@@ -19,9 +19,6 @@ DETACHED = "qdqtool-detached-weights"   # the external-data location of a tensor
 MIN_EXTERNAL_BYTES = 1024               # smaller tensors stay in the proto (onnx's own default threshold)
 INLINE_LIMIT = 1_800_000_000            # weights above this go to a data file: a proto must stay below 2 GB
 ALIGNMENT = 4096                        # data-file offsets: page aligned, so ONNX Runtime can map them
-
-WeightStore = dict[str, bytes]
-
 
 def weight_bytes(model: onnx.ModelProto) -> int:
     """Serialized bytes of the graph's initializers (ByteSize: no copy of the data is made)."""
@@ -41,64 +38,88 @@ def _set_location(tensor: onnx.TensorProto, location: str, offset: int = 0, leng
     tensor.data_location = onnx.TensorProto.EXTERNAL
 
 
-def detach_weights(model: onnx.ModelProto, min_bytes: int = MIN_EXTERNAL_BYTES) -> WeightStore:
-    """Move the raw bytes of every initializer of at least min_bytes out of the proto (one tensor at a time)."""
-    store: WeightStore = {}
+def _is_large(tensor: onnx.TensorProto, min_bytes: int) -> bool:
+    return tensor.HasField("raw_data") and tensor.ByteSize() >= min_bytes
+
+
+def _copy_fields(source, target, skip: frozenset = frozenset()) -> None:
+    """Copy every set field of a protobuf message but those named in skip (no bytes copied for skipped fields)."""
+    for field, value in source.ListFields():
+        if field.name in skip:
+            continue
+        repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
+        if repeated:
+            getattr(target, field.name).extend(value)
+        elif field.type == field.TYPE_MESSAGE:
+            getattr(target, field.name).CopyFrom(value)
+        else:
+            setattr(target, field.name, value)
+
+
+def _skeleton_tensor(tensor: onnx.TensorProto, location: str, offset: int = 0, length: int = 0) -> onnx.TensorProto:
+    copy = onnx.TensorProto()
+    _copy_fields(tensor, copy, frozenset({"raw_data", "external_data", "data_location"}))
+    _set_location(copy, location, offset, length)
+    return copy
+
+
+def skeleton_copy(model: onnx.ModelProto, min_bytes: int = MIN_EXTERNAL_BYTES) -> onnx.ModelProto:
+    """A copy of model whose large initializers carry no bytes (marked DETACHED): cheap to copy, convert, infer
+    shapes on; `fill_weights` gives it the bytes once it is final. The model itself is not touched."""
+    skeleton = onnx.ModelProto()
+    _copy_fields(model, skeleton, frozenset({"graph"}))
+    _copy_fields(model.graph, skeleton.graph, frozenset({"initializer"}))
     for tensor in model.graph.initializer:
-        if tensor.HasField("raw_data") and tensor.ByteSize() >= min_bytes and tensor.name not in store:
-            store[tensor.name] = tensor.raw_data
-            tensor.ClearField("raw_data")
-            _set_location(tensor, DETACHED)
-    return store
+        if _is_large(tensor, min_bytes):
+            skeleton.graph.initializer.append(_skeleton_tensor(tensor, DETACHED))
+        else:
+            skeleton.graph.initializer.add().CopyFrom(tensor)
+    return skeleton
 
 
-def attach_weights(model: onnx.ModelProto, store: WeightStore) -> None:
-    """Give every detached initializer of model its bytes back (a store may serve several derived models)."""
-    for tensor in model.graph.initializer:
-        if tensor.data_location == onnx.TensorProto.EXTERNAL and tensor.name in store:
-            location = next((e.value for e in tensor.external_data if e.key == "location"), "")
-            if location == DETACHED:
-                del tensor.external_data[:]
-                tensor.ClearField("data_location")
-                tensor.raw_data = store[tensor.name]
+def fill_weights(skeleton: onnx.ModelProto, source: onnx.ModelProto) -> None:
+    """Give every DETACHED initializer of skeleton the bytes of source's initializer of that name (one at a time;
+    a source that is a skeleton itself leaves them detached)."""
+    detached = {t.name: t for t in skeleton.graph.initializer if _location(t) == DETACHED}
+    for tensor in source.graph.initializer:
+        target = detached.pop(tensor.name, None)
+        if target is not None and tensor.HasField("raw_data"):
+            del target.external_data[:]
+            target.ClearField("data_location")
+            target.raw_data = tensor.raw_data
 
 
-@contextmanager
-def weights_detached(model: onnx.ModelProto) -> Iterator[WeightStore]:
-    """The model without its large weights for the block (copy, convert, infer shapes cheaply); restored after."""
-    store = detach_weights(model)
-    try:
-        yield store
-    finally:
-        attach_weights(model, store)
+def _location(tensor: onnx.TensorProto) -> str:
+    if tensor.data_location != onnx.TensorProto.EXTERNAL:
+        return ""
+    return next((e.value for e in tensor.external_data if e.key == "location"), "")
 
 
 def write_with_external_data(model: onnx.ModelProto, path: Path, data_name: str) -> None:
-    """Write model to path and its large initializers to data_name in the same folder; model is unchanged after.
+    """Write model to path and its large initializers to data_name in the same folder; model is not touched.
 
-    Deterministic: tensors in initializer order at page-aligned offsets, the proto serialized deterministically."""
-    store = detach_weights(model)
-    try:
-        with open(path.parent / data_name, "wb") as data:
-            for tensor in model.graph.initializer:
-                if tensor.name not in store or any(e.value != DETACHED for e in tensor.external_data
-                                                   if e.key == "location"):
-                    continue
-                offset = -(-data.tell() // ALIGNMENT) * ALIGNMENT
-                data.write(b"\0" * (offset - data.tell()))
-                data.write(store[tensor.name])
-                _set_location(tensor, data_name, offset, len(store[tensor.name]))
-            data.flush()
-            os.fsync(data.fileno())
-        with open(path, "wb") as handle:
-            handle.write(model.SerializeToString(deterministic=True))
-            handle.flush()
-            os.fsync(handle.fileno())
-    finally:
+    Deterministic: tensors in initializer order at page-aligned offsets, the proto serialized deterministically.
+    Memory: one tensor's bytes at a time beyond the model itself."""
+    skeleton = onnx.ModelProto()
+    _copy_fields(model, skeleton, frozenset({"graph"}))
+    _copy_fields(model.graph, skeleton.graph, frozenset({"initializer"}))
+    with open(path.parent / data_name, "wb") as data:
         for tensor in model.graph.initializer:
-            if tensor.name in store:
-                _set_location(tensor, DETACHED)
-        attach_weights(model, store)
+            if not _is_large(tensor, MIN_EXTERNAL_BYTES):
+                skeleton.graph.initializer.add().CopyFrom(tensor)
+                continue
+            offset = -(-data.tell() // ALIGNMENT) * ALIGNMENT
+            data.write(b"\0" * (offset - data.tell()))
+            raw = tensor.raw_data
+            data.write(raw)
+            skeleton.graph.initializer.append(_skeleton_tensor(tensor, data_name, offset, len(raw)))
+            del raw
+        data.flush()
+        os.fsync(data.fileno())
+    with open(path, "wb") as handle:
+        handle.write(skeleton.SerializeToString(deterministic=True))
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def external_data_files(model: onnx.ModelProto, folder: Path) -> tuple[Path, ...]:

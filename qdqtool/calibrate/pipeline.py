@@ -19,6 +19,7 @@ from qdqtool.calibrate.trtcache import DEFAULT_VERSION_TAG, write_calibration_ca
 from qdqtool.fileio import check_distinct_outputs, check_not_data_file, check_output_path, save_model_atomically
 from qdqtool.onnxgraph.graph import GraphView
 from qdqtool.onnxgraph.prepare import (
+    load_external_weights,
     load_model_with_data_files,
     prepare_float_model,
     refuse_existing_qdq,
@@ -129,12 +130,14 @@ def calibrate_file(model_path, data_dir, outputs: CalibrationOutputs, config: Ca
     for path in (outputs.model, outputs.ranges, outputs.cache):
         if path is not None:
             check_output_path(model_path, path)
-    original, data_files = load_model_with_data_files(model_path)
+    original, data_files = load_model_with_data_files(model_path, with_weights=False)
     check_not_data_file(outputs.model, data_files)
     refuse_integer_kernels(original, str(model_path))
     refuse_existing_qdq(original, str(model_path))
-    prepared, notes = prepare_float_model(original, str(model_path), consume=True)
-    del original
+    prepared, notes = prepare_float_model(original, str(model_path))
+    del original  # a one-file model's weights: held once from here on
+    if data_files:
+        load_external_weights(prepared, Path(model_path))
     samples = open_samples(prepared, data_dir, config)
     if on_samples is not None:
         on_samples(len(samples))

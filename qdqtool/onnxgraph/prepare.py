@@ -13,7 +13,7 @@ from onnx import numpy_helper
 
 from qdqtool.errors import ModelError, first_line
 from qdqtool.trt.rules import INTEGER_KERNEL_OPS, MIN_QDQ_OPSET, QDQ_OPS
-from qdqtool.weightstore import attach_weights, detach_weights, external_data_files, weights_detached
+from qdqtool.weightstore import external_data_files, fill_weights, skeleton_copy
 
 log = logging.getLogger("qdqtool")
 
@@ -23,8 +23,10 @@ def load_model(path) -> onnx.ModelProto:
     return load_model_with_data_files(path)[0]
 
 
-def load_model_with_data_files(path) -> Tuple[onnx.ModelProto, Tuple[Path, ...]]:
+def load_model_with_data_files(path, with_weights: bool = True) -> Tuple[onnx.ModelProto, Tuple[Path, ...]]:
     """The model with its weights, and the external data files they came from (empty for a one-file model).
+    with_weights=False leaves external weights unread: `load_external_weights` reads them later, into the copy
+    that needs them (calibrating a model over 2 GB then holds its weights once).
 
     Refuses (ModelError, one line) a missing path, a folder, anything that is not an ONNX model, external data
     outside the model's folder or missing, and a graph that fails onnx's checker."""
@@ -41,13 +43,26 @@ def load_model_with_data_files(path) -> Tuple[onnx.ModelProto, Tuple[Path, ...]]
     if not model.graph.node:
         raise ModelError(f"{source} is not an ONNX model (no graph nodes); pass an .onnx file")
     data_files = external_data_files(model, source.parent)
-    if data_files:
-        _load_external_data(model, source)
+    _check_data_files(source, data_files)
     check_graph(source)
+    if data_files and with_weights:
+        load_external_weights(model, source)
     return model, data_files
 
 
-def _load_external_data(model: onnx.ModelProto, source: Path) -> None:
+def _check_data_files(source: Path, data_files: Tuple[Path, ...]) -> None:
+    folder = source.parent.resolve()
+    for path in data_files:
+        if folder not in path.parents:
+            raise ModelError(f"{source}: its external weights point outside the model's folder ({path}); keep the "
+                             "model's data files beside it, inside its folder")
+        if not path.is_file():
+            raise ModelError(f"{source}: its external weights cannot be read ({path} is missing); keep the model's "
+                             "data files beside it, inside its folder")
+
+
+def load_external_weights(model: onnx.ModelProto, source: Path) -> None:
+    """Read the external data of model (loaded from source) into it; ModelError when it is outside or missing."""
     from onnx.external_data_helper import load_external_data_for_model
 
     try:
@@ -132,9 +147,8 @@ def upgrade_opset(model: onnx.ModelProto, target: int = MIN_QDQ_OPSET) -> onnx.M
     try:
         from onnx import version_converter
 
-        with weights_detached(model) as store:
-            converted = version_converter.convert_version(model, target)
-        attach_weights(converted, store)
+        converted = version_converter.convert_version(skeleton_copy(model), target)
+        fill_weights(converted, model)
     except Exception as exc:  # noqa: BLE001 - onnx's converter raises assorted errors (RuntimeError, ValueError, ...)
         raise ModelError(f"the model's opset {current} is below {target} and onnx's version converter failed "
                          f"({first_line(exc, 200)}); re-export the model with opset >= {target}") from None
@@ -144,9 +158,8 @@ def upgrade_opset(model: onnx.ModelProto, target: int = MIN_QDQ_OPSET) -> onnx.M
 
 def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
-        with weights_detached(model) as store:
-            inferred = onnx.shape_inference.infer_shapes(model)
-        attach_weights(inferred, store)
+        inferred = onnx.shape_inference.infer_shapes(skeleton_copy(model))
+        fill_weights(inferred, model)
         return inferred
     except Exception as exc:  # noqa: BLE001 - shape inference is a help, not a requirement; any failure skips it
         log.debug("shape inference skipped: %s", exc)
@@ -163,22 +176,14 @@ def subgraph_node_count(graph: onnx.GraphProto) -> int:
     return count
 
 
-def prepare_float_model(model: onnx.ModelProto, source: str = "the model",
-                        consume: bool = False) -> Tuple[onnx.ModelProto, List[str]]:
+def prepare_float_model(model: onnx.ModelProto, source: str = "the model") -> Tuple[onnx.ModelProto, List[str]]:
     """A copy ready for placement and calibration, plus notes on what preparation changed.
 
-    consume=True hands the input's weights to the copy instead of duplicating them (the input is left without its
-    large initializers' bytes: for callers that drop it, as calibrating a model near or over 2 GB does)."""
+    Preparation runs on a skeleton (no weight bytes); the weights are copied in once, at the end. External weights
+    not loaded yet stay external (see load_model_with_data_files(with_weights=False))."""
     refuse_integer_kernels(model, source)
-    store = detach_weights(model)
-    try:
-        prepared = onnx.ModelProto()
-        prepared.CopyFrom(model)
-        prepared, notes = _prepare_in_place(prepared)
-    finally:
-        if not consume:
-            attach_weights(model, store)
-    attach_weights(prepared, store)
+    prepared, notes = _prepare_in_place(skeleton_copy(model))
+    fill_weights(prepared, model)
     subgraph_nodes = subgraph_node_count(prepared.graph)
     if subgraph_nodes:
         notes.append(f"{subgraph_nodes} nodes inside If/Loop/Scan subgraphs stay float (placement does not enter "

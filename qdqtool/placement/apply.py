@@ -15,6 +15,7 @@ from qdqtool.calibrate.observers import (  # scale_from_amax: also imported from
 from qdqtool.errors import RangeError
 from qdqtool.placement.plan import PlacementPlan
 from qdqtool.trt.rules import DEQUANTIZE, QUANTIZE, WEIGHT_MAX
+from qdqtool.weightstore import fill_weights, skeleton_copy
 
 
 class _Names:
@@ -96,11 +97,10 @@ def apply_plan(model: onnx.ModelProto, plan: PlacementPlan, tensor_amax: Mapping
         shown = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
         raise RangeError(f"no range for {len(missing)} tensors to quantize ({shown}); give calibration data or a "
                          "ranges file that covers them")
-    result = onnx.ModelProto()
-    result.CopyFrom(model)
+    result = skeleton_copy(model)   # float weights that get quantized are never copied; the rest is filled in last
     graph = result.graph
     names = _Names(result)
-    inits = {t.name: t for t in graph.initializer}
+    inits = {t.name: t for t in model.graph.initializer}
     nodes_by_name = {n.name: n for n in graph.node}
     after: Dict[str, List[onnx.NodeProto]] = {}   # tensor -> Q/DQ nodes to insert right after its producer
     rewired: Dict[tuple, str] = {}
@@ -141,6 +141,7 @@ def apply_plan(model: onnx.ModelProto, plan: PlacementPlan, tensor_amax: Mapping
     insert_after_producers(graph, after, first=after.pop("", []))
     graph.initializer.extend(new_inits)
     _drop_unused_initializers(graph, (w.tensor for w in plan.weights))
+    fill_weights(result, model)
     return result
 
 

@@ -47,7 +47,7 @@ PHRASES = {
     "random_bytes": "is not an ONNX model",
     "not_a_model": "is not an ONNX model",
     "checker_failure": "fails onnx's checker",
-    "external_data_outside": "points outside the directory",
+    "external_data_outside": "point outside the model's folder",
     "external_data_missing": "external weights cannot be read",
 }
 # (case, command, exit status, phrase): the model cases whose answer depends on the command
