@@ -38,8 +38,7 @@ def write_model(folder: Path) -> Tuple[Path, int]:
                 block = (rng.standard_normal((1024, cols), dtype=np.float32) / np.sqrt(WIDTH)).astype(np.float32)
                 data.write(block.tobytes())
             length = WIDTH * cols * 4
-            tensor = helper.make_tensor(name, TensorProto.FLOAT, [WIDTH, cols], vals=[])
-            tensor.ClearField("float_data")
+            tensor = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=[WIDTH, cols])
             tensor.data_location = TensorProto.EXTERNAL
             for key, value in (("location", "model.onnx.data"), ("offset", str(offset)), ("length", str(length))):
                 entry = tensor.external_data.add()

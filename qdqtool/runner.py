@@ -68,7 +68,7 @@ def create_session(
     if large:  # a proto over 2 GB cannot become bytes: ONNX Runtime reads it from a file and its data file
         with tempfile.TemporaryDirectory(prefix="qdqtool-session-") as folder:
             path = Path(folder) / "model.onnx"
-            write_with_external_data(model, path, "model.onnx.data")
+            write_with_external_data(model, path, "model.onnx.data", durable=False)
             return _session(ort, str(path), options, chosen)
     if isinstance(model, onnx.ModelProto):
         model = model.SerializeToString()

@@ -95,11 +95,11 @@ def _location(tensor: onnx.TensorProto) -> str:
     return next((e.value for e in tensor.external_data if e.key == "location"), "")
 
 
-def write_with_external_data(model: onnx.ModelProto, path: Path, data_name: str) -> None:
+def write_with_external_data(model: onnx.ModelProto, path: Path, data_name: str, durable: bool = True) -> None:
     """Write model to path and its large initializers to data_name in the same folder; model is not touched.
 
     Deterministic: tensors in initializer order at page-aligned offsets, the proto serialized deterministically.
-    Memory: one tensor's bytes at a time beyond the model itself."""
+    Memory: one tensor's bytes at a time beyond the model itself. durable=False skips fsync (scratch files)."""
     skeleton = onnx.ModelProto()
     _copy_fields(model, skeleton, frozenset({"graph"}))
     _copy_fields(model.graph, skeleton.graph, frozenset({"initializer"}))
@@ -114,11 +114,15 @@ def write_with_external_data(model: onnx.ModelProto, path: Path, data_name: str)
             data.write(raw)
             skeleton.graph.initializer.append(_skeleton_tensor(tensor, data_name, offset, len(raw)))
             del raw
-        data.flush()
-        os.fsync(data.fileno())
+        _sync(data, durable)
     with open(path, "wb") as handle:
         handle.write(skeleton.SerializeToString(deterministic=True))
-        handle.flush()
+        _sync(handle, durable)
+
+
+def _sync(handle, durable: bool) -> None:
+    handle.flush()
+    if durable:
         os.fsync(handle.fileno())
 
 
