@@ -48,10 +48,15 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
+def _default_sigint() -> None:
+    """A job started in the background by a shell ignores SIGINT, and its children inherit that: undo it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def qdqtool_process(args: list) -> subprocess.Popen:
     code = "from qdqtool.cli.main import main; main()"
     return subprocess.Popen([sys.executable, "-c", code, "-v", *map(str, args)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
 
 
 def interrupt_when(process: subprocess.Popen, marker: str, signum: int) -> str:
