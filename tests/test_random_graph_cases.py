@@ -59,3 +59,30 @@ def test_calibrate_keeps_a_spread_concat_float_even_before_a_gemm():
     decision = next(d for d in result.plan.decisions if d.node == "cat")
     assert decision.outcome == "float" and decision.cause == "range-spread"
     assert concat_finding(result.model).kind in ("float-concat", "float-region")
+
+
+def spread_concat_into_residual():
+    """x -> [1x1 conv, 3x3 conv with 100x weights] -> Concat -> conv -> relu -> conv, + Concat -> Relu."""
+    b = tiny.Builder(seed=4)
+    x = b.input("x", [1, 2, 8, 8])
+    small = b.conv(x, 2, 2, "small", k=1)
+    big = b.conv(x, 2, 3, "big")
+    weight = next(t for t in b.inits if t.name == b.nodes[-1].input[1])
+    from onnx import numpy_helper
+
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * np.float32(100), weight.name))
+    cat = b.op("Concat", [small, big], "cat", axis=1)
+    y = b.conv(b.op("Relu", [b.conv(cat, 5, 5, "conv1")], "relu1"), 5, 5, "conv2")
+    return b.model([b.op("Relu", [b.op("Add", [y, cat], "add")], "out")])
+
+
+@pytest.mark.xfail(strict=True, reason="known: calibrate decides the spread Concat float yet quantizes its output "
+                   "as the residual Add's skip input (TensorRT hoists that Q in front of the Concat's inputs); "
+                   "fix-residuals then removes it, so calibrate's output is not a fixed point of fix-residuals")
+def test_calibrate_output_with_a_spread_concat_as_residual_skip_is_a_fixed_point():
+    model = spread_concat_into_residual()
+    result = calibrate_model(model, MemorySamples(model, 6, seed=0), CalibrationConfig())
+    assert next(d for d in result.plan.decisions if d.node == "cat").outcome == "float"
+    with tempfile.TemporaryDirectory() as folder:
+        again = fix_model(read_qdq(result.model), FixConfig(), DataConfig(data_dir=sample_folder(model, Path(folder))))
+    assert again.plan.edits == ()
