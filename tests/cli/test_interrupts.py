@@ -63,13 +63,18 @@ def interrupt_when(process: subprocess.Popen, marker: str, signum: int) -> str:
     """Send signum once stderr shows marker (the command is past loading, in the middle of its work)."""
     seen = []
     deadline = time.monotonic() + WAIT_SECONDS
-    for line in process.stderr:
-        seen.append(line)
-        if marker in line:
-            process.send_signal(signum)
-            break
-        assert time.monotonic() < deadline, "the command never reached " + marker
-    _, rest = process.communicate(timeout=WAIT_SECONDS)
+    try:
+        for line in process.stderr:
+            seen.append(line)
+            if marker in line:
+                process.send_signal(signum)
+                break
+            assert time.monotonic() < deadline, "the command never reached " + marker
+        _, rest = process.communicate(timeout=WAIT_SECONDS)
+    finally:
+        if process.poll() is None:  # a failed test must not leave the command running
+            process.kill()
+            process.wait()
     return "".join(seen) + rest
 
 
