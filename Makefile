@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 ASSETS := calib_data/models/yolov8n_320.onnx
 OUT    := out
 
-.PHONY: install assets test lint demo bench bench-peers clean
+.PHONY: install assets test lint demo bench bench-peers fuzz clean
 
 install: $(STAMP)
 
@@ -38,6 +38,10 @@ demo: $(STAMP) $(ASSETS)
 	$(BIN)/qdqtool build $(OUT)/yolov8n.qdq.onnx -o $(OUT)/yolov8n.engine $(DEMO_DATA) --runs 20 \
 		--ranges $(OUT)/yolov8n.qdq.ranges.json \
 		--report $(OUT)/yolov8n.layers.json --summary-only
+
+# Random graphs: 400 per property with fresh seeds (make test runs 25 with a fixed seed)
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_random_graphs.py
 
 bench: $(STAMP) $(ASSETS)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -10,6 +10,7 @@ from . import (
     bench_apply,
     bench_calibrate,
     bench_fix,
+    bench_large,
     bench_measure,
     bench_qat,
     bench_scope_all,
@@ -35,6 +36,8 @@ def main(argv) -> int:
     if "accuracy" in chosen:
         extra_models.fetch(extra_models.ROOT / "bench_out" / "extra_models")
         print("\n".join(bench_accuracy.main([])), flush=True)
+    if "large" in chosen:   # a >2 GB model: needs ~8 GiB of free memory and ~6 GiB of disk for a few minutes
+        print("\n".join(bench_large.main()), flush=True)
     return 0
 
 

@@ -13,7 +13,7 @@ from qdqtool.build.config import BACKENDS, TRT_MAJORS
 from qdqtool.build.shapes import ShapeProfile, parse_shape_profile, parse_shapes
 from qdqtool.build.trtexec import shell_line
 from qdqtool.errors import ConfigError
-from qdqtool.fileio import write_json_atomically
+from qdqtool.fileio import check_distinct_outputs, check_output_path, write_json_atomically
 
 from .common import emit_json
 from .data_options import DataOptions, data_options
@@ -91,6 +91,9 @@ def build_command(model: Path, engine: Path, backend: str, shapes: dict[str, Sha
         reference=reference, ranges=ranges, data_folder=data.folder, max_samples=data.max_samples,
         preprocess=data.preprocess, trtexec_major=int(trtexec_major) if trtexec_major else None,
     )
+    if report_path is not None:  # before the build: a bad report path must not cost a build
+        check_distinct_outputs(engine, report_path)
+        check_output_path(model, report_path)
     result = qdqtool.build_engine(config)
     payload = {**result.report.to_json(), "engine": str(result.engine),
                "trtexec": [{"tensorrt": c.tensorrt_major, "command": shell_line(c), "note": c.note}

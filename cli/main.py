@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 import click
@@ -69,7 +70,13 @@ def _register() -> None:
 _register()
 
 
+def _terminated(signum: int, frame) -> None:
+    """SIGTERM unwinds like Ctrl-C: temp files are removed and no output is left half-written (exit 143)."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminated)
     cli(prog_name="qdqtool")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 import qdqtool
-from qdqtool.fileio import write_json_atomically
+from qdqtool.fileio import check_output_path, write_json_atomically
 
 from .common import emit_json
 from .layer_table import report_text
@@ -25,6 +25,8 @@ def report_command(layer_info: Path, output: Path | None, fail_on: tuple[str, ..
                    compare_model: Path | None) -> None:
     """Show which layers of a TensorRT engine run in INT8, from `trtexec --profilingVerbosity=detailed
     --exportLayerInfo=LAYERS.json` or the engine inspector's JSON (TensorRT 8.x to 11)."""
+    if output is not None:
+        check_output_path(layer_info, output)
     report = qdqtool.read_report(layer_info)
     payload = report.to_json()
     rows = []

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,9 +17,9 @@ from typing import Callable, Optional
 import onnx
 
 from qdqtool.errors import OutputError, QdqError
+from qdqtool.weightstore import needs_external_data, write_with_external_data
 
 Validator = Callable[[Path], None]
-PROTOBUF_LIMIT = 2**31 - 2**24   # protobuf cannot serialise one message of 2 GiB or more (margin for the graph)
 
 
 def check_output_path(input_path: os.PathLike | str, output_path: os.PathLike | str) -> None:
@@ -30,6 +31,29 @@ def check_output_path(input_path: os.PathLike | str, output_path: os.PathLike | 
         raise OutputError(f"output path {dst} is the input file; "
                           "choose another output path (qdqtool never overwrites its input)", settings=("output",))
     _check_folder(dst)
+
+
+def check_distinct_outputs(*paths: Optional[os.PathLike | str]) -> None:
+    """Two outputs of one run (model, ranges, cache, report) must not be the same file: one would replace the other."""
+    seen: dict[Path, Path] = {}
+    for path in (Path(p) for p in paths if p is not None):
+        key = path.resolve()
+        if key in seen:
+            raise OutputError(f"two outputs of this run are the same file {path}; give each output its own path")
+        seen[key] = path
+
+
+def check_not_data_file(output_path: os.PathLike | str, data_files: tuple[Path, ...]) -> None:
+    """The data file written beside a model output must not be one the input model reads its weights from."""
+    data = external_data_path(Path(output_path)).resolve()
+    if data in data_files:
+        raise OutputError(f"writing {output_path} would replace {data.name}, which holds the input model's weights; "
+                          "choose another output name or folder")
+
+
+def external_data_path(model_path: Path) -> Path:
+    """Where the weights of a model written with external data go: beside it, named after it."""
+    return model_path.with_name(model_path.name + ".data")
 
 
 def _check_folder(path: Path) -> None:
@@ -45,7 +69,10 @@ def atomic_output(path: os.PathLike | str, suffix: str = ".tmp") -> Iterator[Pat
     """An empty temp file beside path to fill in the block; renamed onto path if the block succeeds, else removed."""
     target = Path(path)
     _check_folder(target)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent or ".")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent or ".")
+    except OSError as exc:
+        raise _unwritable(target, exc) from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -55,6 +82,32 @@ def atomic_output(path: os.PathLike | str, suffix: str = ".tmp") -> Iterator[Pat
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _unwritable(target: Path, exc: OSError) -> OutputError:
+    return OutputError(f"cannot write in {target.parent} ({exc.strerror or exc.__class__.__name__}); "
+                       "choose a writable output folder")
+
+
+@contextmanager
+def atomic_output_folder(path: os.PathLike | str) -> Iterator[Path]:
+    """A temp folder beside path for a set of files named as their targets (a model and its data file); when the
+    block succeeds each file is renamed into path's folder, the model (path's name) last; else all is removed."""
+    target = Path(path)
+    _check_folder(target)
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or "."))
+    except OSError as exc:
+        raise _unwritable(target, exc) from None
+    try:
+        yield folder
+        files = sorted(folder.iterdir(), key=lambda p: p.name == target.name)
+        for file in files:
+            os.chmod(file, 0o644)
+        for file in files:
+            os.replace(file, target.parent / file.name)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def write_bytes_atomically(path: os.PathLike | str, data: bytes, validate: Optional[Validator] = None) -> Path:
@@ -79,44 +132,24 @@ def write_json_atomically(path: os.PathLike | str, payload: object) -> Path:
 
 def save_model_atomically(
     model: onnx.ModelProto, path: os.PathLike | str, validate: Optional[Validator] = None,
-    external_data_above: int = PROTOBUF_LIMIT,
+    external_data: bool = False,
 ) -> Path:
     """Serialise model, check it with onnx.checker, run validate (e.g. open an ONNX Runtime session), rename.
-    A model of external_data_above bytes or more keeps its weights in PATH.data beside PATH (onnx's external data)."""
+
+    With external_data (or weights too large for one protobuf) the weights go to PATH.data beside it: both files
+    are written and validated in a temp folder, then renamed (data file first)."""
 
     def check(tmp: Path) -> None:
         onnx.checker.check_model(str(tmp), full_check=False)
         if validate is not None:
             validate(tmp)
 
-    if _serialised_size(model) < external_data_above:
+    if not (external_data or needs_external_data(model)):
         return write_bytes_atomically(path, model.SerializeToString(deterministic=True), check)
-    return _save_with_external_data(model, Path(path), check)
-
-
-def _serialised_size(model: onnx.ModelProto) -> int:
-    """The model's size in bytes; at least the initializers' when protobuf cannot size the whole (>= 2 GiB)."""
-    weights = sum(t.ByteSize() for t in model.graph.initializer)
-    if weights >= PROTOBUF_LIMIT:
-        return weights
-    return model.ByteSize()
-
-
-def _save_with_external_data(model: onnx.ModelProto, target: Path, check: Validator) -> Path:
-    """Model and weight file written into a temp folder beside target, validated, then renamed (data first)."""
-    _check_folder(target)
-    data_name = f"{target.name}.data"
-    with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent or ".") as folder:
-        staged = Path(folder) / target.name
-        copy = onnx.ModelProto()
-        copy.CopyFrom(model)   # onnx.save_model moves the tensors of the proto it is given out to the data file
-        onnx.save_model(copy, str(staged), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=data_name, size_threshold=0)
-        check(staged)
-        for name in (data_name, target.name):
-            os.chmod(Path(folder) / name, 0o644)
-        os.replace(Path(folder) / data_name, target.with_name(data_name))
-        os.replace(staged, target)
+    target = Path(path)
+    with atomic_output_folder(target) as folder:
+        write_with_external_data(model, folder / target.name, external_data_path(target).name)
+        check(folder / target.name)
     return target
 
 

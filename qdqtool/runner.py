@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -10,6 +11,7 @@ import numpy as np
 import onnx
 
 from qdqtool.errors import ModelError, first_line
+from qdqtool.weightstore import MIN_EXTERNAL_BYTES, needs_external_data, write_with_external_data
 
 log = logging.getLogger("qdqtool")
 
@@ -54,14 +56,30 @@ def create_session(
     options.graph_optimization_level = (
         ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     )
+    large = isinstance(model, onnx.ModelProto) and needs_external_data(model)
     if optimized_model_path is not None:
         options.optimized_model_filepath = str(optimized_model_path)
+        if large:  # the optimised graph is over 2 GB too: its weights go to a data file beside it
+            options.add_session_config_entry("session.optimized_model_external_initializers_file_name",
+                                             Path(optimized_model_path).name + ".data")
+            options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes",
+                                             str(MIN_EXTERNAL_BYTES))
+    chosen = list(providers or default_providers())
+    if large:  # a proto over 2 GB cannot become bytes: ONNX Runtime reads it from a file and its data file
+        with tempfile.TemporaryDirectory(prefix="qdqtool-session-") as folder:
+            path = Path(folder) / "model.onnx"
+            write_with_external_data(model, path, "model.onnx.data", durable=False)
+            return _session(ort, str(path), options, chosen)
     if isinstance(model, onnx.ModelProto):
         model = model.SerializeToString()
     elif isinstance(model, Path):
         model = str(model)
+    return _session(ort, model, options, chosen)
+
+
+def _session(ort, model: Union[str, bytes], options, providers: List[str]):
     try:
-        return ort.InferenceSession(model, options, providers=list(providers or default_providers()))
+        return ort.InferenceSession(model, options, providers=providers)
     except Exception as exc:  # ORT raises its own exception types for invalid graphs
         raise ModelError(f"ONNX Runtime cannot load the model: {first_line(exc)}") from exc
 

@@ -58,7 +58,7 @@ def test_large_models_keep_their_weights_in_a_data_file_beside_the_model(tmp_pat
 
     model = tiny.resnet_block()
     target = tmp_path / "big.onnx"
-    save_model_atomically(model, target, validate=check_session_opens, external_data_above=0)
+    save_model_atomically(model, target, validate=check_session_opens, external_data=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.onnx", "big.onnx.data"]
     assert target.stat().st_size < (tmp_path / "big.onnx.data").stat().st_size
     loaded = load_model(target)
@@ -72,5 +72,5 @@ def test_a_large_model_that_fails_validation_leaves_nothing(tmp_path):
         raise OutputError("rejected")
 
     with pytest.raises(OutputError):
-        save_model_atomically(tiny.resnet_block(), tmp_path / "big.onnx", validate=reject, external_data_above=0)
+        save_model_atomically(tiny.resnet_block(), tmp_path / "big.onnx", validate=reject, external_data=True)
     assert list(tmp_path.iterdir()) == []

@@ -20,7 +20,7 @@ CLI = ROOT / "cli"
 # (they import nothing from qdqtool but errors), so the ONNX-level modules may read their op names and kinds; the
 # rest of trt builds on onnxgraph.
 LAYERS = {
-    "qdqtool.errors": 0, "qdqtool.fileio": 0,
+    "qdqtool.errors": 0, "qdqtool.fileio": 0, "qdqtool.weightstore": 0,
     "qdqtool.trt.rules": 1, "qdqtool.trt.kinds": 1,
     "qdqtool.onnxgraph": 2, "qdqtool.samples": 2, "qdqtool.runner": 2,
     "qdqtool.trt": 3,

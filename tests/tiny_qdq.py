@@ -21,12 +21,13 @@ from qdqtool.trt.rules import WEIGHTED_OPS, weight_channel_axis
 
 def float_ranges(model: onnx.ModelProto, seed: int = 0, runs: int = 3) -> dict[str, float]:
     """max |x| of every float tensor on a few random inputs (plain ONNX Runtime, all outputs exposed)."""
-    from qdqtool.onnxgraph.edit import expose_tensors
+    from qdqtool.onnxgraph.edit import tensors_exposed
     from qdqtool.runner import create_session
 
     view = GraphView(model)
     names = sorted({o for n in view.nodes for o in n.output if o and view.is_float(o)})
-    session = create_session(expose_tensors(model, names), optimize=False, providers=["CPUExecutionProvider"])
+    with tensors_exposed(model, names) as exposed:
+        session = create_session(exposed, optimize=False, providers=["CPUExecutionProvider"])
     amax: dict[str, float] = {}
     for run in range(runs):
         values = session.run(names, tiny.random_feed(model, seed + run))

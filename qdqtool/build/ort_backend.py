@@ -20,8 +20,8 @@ from qdqtool.build.ort_lowering import (
 )
 from qdqtool.build.ort_precision import map_node_precisions
 from qdqtool.errors import ModelError
-from qdqtool.fileio import atomic_output, check_output_path
-from qdqtool.onnxgraph.prepare import load_model, refuse_integer_kernels
+from qdqtool.fileio import atomic_output_folder, check_not_data_file, check_output_path
+from qdqtool.onnxgraph.prepare import load_model, load_model_with_data_files, refuse_integer_kernels
 from qdqtool.onnxgraph.qdqview import strip_qdq
 from qdqtool.report.layers import LatencyComparison, PrecisionReport, make_report
 from qdqtool.runner import create_session, default_providers, onnxruntime_version
@@ -103,7 +103,8 @@ def build_with_onnxruntime(config: BuildConfig) -> BuildResult:
     check_output_path(config.model, config.engine)
     if config.reference is not None:
         check_output_path(config.reference, config.engine)
-    model = load_model(config.model)
+    model, data_files = load_model_with_data_files(config.model)
+    check_not_data_file(config.engine, data_files)
     refuse_integer_kernels(model, str(config.model))
     check_profiles(model, config)
     notes = []
@@ -129,10 +130,11 @@ def build_with_onnxruntime(config: BuildConfig) -> BuildResult:
 
 def _build_and_save(model: onnx.ModelProto, engine: Path, providers):
     """Create the session with ONNX Runtime writing its optimised graph to a temp file beside engine, then rename."""
-    with atomic_output(engine, suffix=".tmp.onnx") as tmp:
+    with atomic_output_folder(engine) as folder:
+        tmp = folder / engine.name
         session = create_session(model, optimize=True, optimized_model_path=tmp, providers=providers)
         try:
-            optimized = onnx.load(str(tmp))
+            optimized = onnx.load(str(tmp), load_external_data=False)  # the graph is all the report needs
         except Exception as exc:  # protobuf raises DecodeError; anything else is equally fatal here
             raise ModelError(f"ONNX Runtime wrote an unreadable optimised model ({exc.__class__.__name__}); "
                              "try another onnxruntime version") from exc

@@ -11,7 +11,7 @@ import onnx
 from qdqtool.calibrate.observers import DEFAULT_METHOD, DEFAULT_PERCENTILE, CandidateObserver, make_observer
 from qdqtool.calibrate.ranges import TensorRange
 from qdqtool.errors import DataError
-from qdqtool.onnxgraph.edit import expose_tensors
+from qdqtool.onnxgraph.edit import tensors_exposed
 from qdqtool.runner import create_session
 
 log = logging.getLogger("qdqtool")
@@ -38,7 +38,8 @@ def collect_ranges(
     names = sorted(methods)
     if not names:
         return {}
-    session = create_session(expose_tensors(model, names), optimize=False, providers=providers)
+    with tensors_exposed(model, names) as exposed:
+        session = create_session(exposed, optimize=False, providers=providers)
     observers = {name: make_observer(methods[name], percentile=percentile) for name in names}
     batches = 0
     for feeds in samples:

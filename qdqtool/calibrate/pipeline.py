@@ -22,9 +22,15 @@ from qdqtool.calibrate.summary import plan_summary
 from qdqtool.calibrate.target import TargetResult, meet_error_target
 from qdqtool.calibrate.trtcache import DEFAULT_VERSION_TAG, write_calibration_cache
 from qdqtool.errors import ConfigError
-from qdqtool.fileio import check_output_path, save_model_atomically
+from qdqtool.fileio import check_distinct_outputs, check_not_data_file, check_output_path, save_model_atomically
 from qdqtool.onnxgraph.graph import GraphView
-from qdqtool.onnxgraph.prepare import load_model, prepare_float_model, refuse_existing_qdq
+from qdqtool.onnxgraph.prepare import (
+    load_external_weights,
+    load_model_with_data_files,
+    prepare_float_model,
+    refuse_existing_qdq,
+    refuse_integer_kernels,
+)
 from qdqtool.placement.apply import apply_plan
 from qdqtool.placement.plan import PlacementConfig, PlacementPlan, group_amax, plan_placement
 from qdqtool.runner import check_session_opens
@@ -145,6 +151,7 @@ def calibrate_loaded(original: onnx.ModelProto, data_dir, config: CalibrationCon
                      source: str = "the model", progress: Optional[Callable[[int], None]] = None,
                      on_samples: Optional[Callable[[int], None]] = None) -> CalibrationResult:
     """Refuse an already quantized model, prepare it, open the samples and calibrate (writes nothing)."""
+    refuse_integer_kernels(original, source)
     refuse_existing_qdq(original, source)
     prepared, notes = prepare_float_model(original, source)
     samples = open_samples(prepared, data_dir, config.preprocess, config.max_samples)
@@ -153,9 +160,11 @@ def calibrate_loaded(original: onnx.ModelProto, data_dir, config: CalibrationCon
     return calibrate_model(prepared, samples, config, progress, notes)
 
 
-def write_outputs(result: CalibrationResult, outputs: CalibrationOutputs, source: str) -> None:
-    """The Q/DQ model (validated by opening a session), the ranges file and the cache, each written atomically."""
-    save_model_atomically(result.model, outputs.model, validate=check_session_opens)
+def write_outputs(result: CalibrationResult, outputs: CalibrationOutputs, source: str,
+                  external_data: bool = False) -> None:
+    """The Q/DQ model (validated by opening a session; weights in OUT.data when external_data), the ranges file and
+    the cache, each written atomically."""
+    save_model_atomically(result.model, outputs.model, validate=check_session_opens, external_data=external_data)
     if outputs.ranges is not None:
         save_ranges(outputs.ranges, result.ranges.values(), source)
     if outputs.cache is not None:
@@ -168,9 +177,21 @@ def calibrate_file(model_path, data_dir, outputs: CalibrationOutputs, config: Ca
                    progress: Optional[Callable[[int], None]] = None,
                    on_samples: Optional[Callable[[int], None]] = None) -> CalibrationResult:
     """The whole command: validate everything first, calibrate, then write every output atomically."""
+    check_distinct_outputs(outputs.model, outputs.ranges, outputs.cache)
     for path in (outputs.model, outputs.ranges, outputs.cache):
         if path is not None:
             check_output_path(model_path, path)
-    result = calibrate_loaded(load_model(model_path), data_dir, config, str(model_path), progress, on_samples)
-    write_outputs(result, outputs, Path(model_path).name)
+    original, data_files = load_model_with_data_files(model_path, with_weights=False)
+    check_not_data_file(outputs.model, data_files)
+    refuse_integer_kernels(original, str(model_path))
+    refuse_existing_qdq(original, str(model_path))
+    prepared, notes = prepare_float_model(original, str(model_path))
+    del original  # a one-file model's weights: held once from here on
+    if data_files:
+        load_external_weights(prepared, Path(model_path))
+    samples = open_samples(prepared, data_dir, config.preprocess, config.max_samples)
+    if on_samples is not None:
+        on_samples(len(samples))
+    result = calibrate_model(prepared, samples, config, progress, notes)
+    write_outputs(result, outputs, Path(model_path).name, external_data=bool(data_files))
     return result

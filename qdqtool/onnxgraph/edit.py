@@ -6,7 +6,8 @@ copy of the model. Every helper is linear in the size of the graph.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Optional
 
 import numpy as np
@@ -149,15 +150,29 @@ def drop_unread_tensors(graph: onnx.GraphProto, candidates: Optional[Iterable[st
         graph.value_info.extend(kept_info)
 
 
-def expose_tensors(model: onnx.ModelProto, tensors: Sequence[str]) -> onnx.ModelProto:
-    """A copy of the model whose graph outputs also include the given intermediate tensors."""
+def _append_outputs(model: onnx.ModelProto, tensors: Sequence[str]) -> None:
     view = GraphView(model)
-    exposed = onnx.ModelProto()
-    exposed.CopyFrom(model)
-    present = {o.name for o in exposed.graph.output}
-    for name in tensors:
+    present = {o.name for o in model.graph.output}
+    for name in dict.fromkeys(tensors):
         if name not in present:
             view.is_float(name)   # a tensor nothing types is refused (ModelError), never exposed as a guess
-            exposed.graph.output.append(helper.make_tensor_value_info(name, view.elem_type(name), None))
+            model.graph.output.append(helper.make_tensor_value_info(name, view.elem_type(name), None))
             present.add(name)
+
+
+def expose_tensors(model: onnx.ModelProto, tensors: Sequence[str]) -> onnx.ModelProto:
+    """A copy of the model whose graph outputs also include the given intermediate tensors."""
+    exposed = copy_model(model)
+    _append_outputs(exposed, tensors)
     return exposed
+
+
+@contextmanager
+def tensors_exposed(model: onnx.ModelProto, tensors: Sequence[str]) -> Iterator[onnx.ModelProto]:
+    """The model itself with the given tensors added as graph outputs for the block (no copy: models near 2 GB)."""
+    kept = len(model.graph.output)
+    try:
+        _append_outputs(model, tensors)
+        yield model
+    finally:
+        del model.graph.output[kept:]

@@ -13,23 +13,72 @@ from onnx import numpy_helper
 
 from qdqtool.errors import ModelError, first_line
 from qdqtool.trt.rules import INTEGER_KERNEL_OPS, MIN_QDQ_OPSET, QDQ_OPS
+from qdqtool.weightstore import external_data_files, fill_weights, skeleton_copy
 
 log = logging.getLogger("qdqtool")
 
 
 def load_model(path) -> onnx.ModelProto:
     """Load an ONNX file (external data included) or raise ModelError saying why it is not one."""
+    return load_model_with_data_files(path)[0]
+
+
+def load_model_with_data_files(path, with_weights: bool = True) -> Tuple[onnx.ModelProto, Tuple[Path, ...]]:
+    """The model with its weights, and the external data files they came from (empty for a one-file model).
+    with_weights=False leaves external weights unread: `load_external_weights` reads them later, into the copy
+    that needs them (calibrating a model over 2 GB then holds its weights once).
+
+    Refuses (ModelError, one line) a missing path, a folder, anything that is not an ONNX model, external data
+    outside the model's folder or missing, and a graph that fails onnx's checker."""
     source = Path(path)
+    if source.is_dir():
+        raise ModelError(f"model path {source} is a folder; pass the path of an .onnx file")
     if not source.is_file():
         raise ModelError(f"model file {source} does not exist; pass the path of an .onnx file")
     try:
-        model = onnx.load(str(source))
+        model = onnx.load(str(source), load_external_data=False)
     except (DecodeError, ValueError, OSError, RuntimeError) as exc:
         raise ModelError(f"{source} is not an ONNX model ({exc.__class__.__name__}); pass an .onnx file exported "
                          "by torch.onnx / paddle2onnx / tf2onnx") from None
     if not model.graph.node:
         raise ModelError(f"{source} is not an ONNX model (no graph nodes); pass an .onnx file")
-    return model
+    data_files = external_data_files(model, source.parent)
+    _check_data_files(source, data_files)
+    check_graph(source)
+    if data_files and with_weights:
+        load_external_weights(model, source)
+    return model, data_files
+
+
+def _check_data_files(source: Path, data_files: Tuple[Path, ...]) -> None:
+    folder = source.parent.resolve()
+    for path in data_files:
+        if folder not in path.parents:
+            raise ModelError(f"{source}: its external weights point outside the model's folder ({path}); keep the "
+                             "model's data files beside it, inside its folder")
+        if not path.is_file():
+            raise ModelError(f"{source}: its external weights cannot be read ({path} is missing); keep the model's "
+                             "data files beside it, inside its folder")
+
+
+def load_external_weights(model: onnx.ModelProto, source: Path) -> None:
+    """Read the external data of model (loaded from source) into it; ModelError when it is outside or missing."""
+    from onnx.external_data_helper import load_external_data_for_model
+
+    try:
+        load_external_data_for_model(model, str(source.parent))
+    except (onnx.checker.ValidationError, OSError, ValueError) as exc:
+        raise ModelError(f"{source}: its external weights cannot be read ({first_line(exc, 300)}); keep the model's "
+                         "data files beside it, inside its folder") from None
+
+
+def check_graph(source: Path) -> None:
+    """onnx's checker on the model file (read from the path: models over 2 GB are checked too)."""
+    try:
+        onnx.checker.check_model(str(source), full_check=False)
+    except onnx.checker.ValidationError as exc:
+        raise ModelError(f"{source} fails onnx's checker ({first_line(exc, 300)}); re-export the model or "
+                         "repair the graph") from None
 
 
 def default_opset(model: onnx.ModelProto) -> int:
@@ -98,7 +147,8 @@ def upgrade_opset(model: onnx.ModelProto, target: int = MIN_QDQ_OPSET) -> onnx.M
     try:
         from onnx import version_converter
 
-        converted = version_converter.convert_version(model, target)
+        converted = version_converter.convert_version(skeleton_copy(model), target)
+        fill_weights(converted, model)
     except Exception as exc:  # noqa: BLE001 - onnx's converter raises assorted errors (RuntimeError, ValueError, ...)
         raise ModelError(f"the model's opset {current} is below {target} and onnx's version converter failed "
                          f"({first_line(exc, 200)}); re-export the model with opset >= {target}") from None
@@ -108,17 +158,40 @@ def upgrade_opset(model: onnx.ModelProto, target: int = MIN_QDQ_OPSET) -> onnx.M
 
 def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
-        return onnx.shape_inference.infer_shapes(model)
+        inferred = onnx.shape_inference.infer_shapes(skeleton_copy(model))
+        fill_weights(inferred, model)
+        return inferred
     except Exception as exc:  # noqa: BLE001 - shape inference is a help, not a requirement; any failure skips it
         log.debug("shape inference skipped: %s", exc)
         return model
 
 
+def subgraph_node_count(graph: onnx.GraphProto) -> int:
+    """Nodes inside If/Loop/Scan bodies (at any depth): placement and checks do not enter them."""
+    count = 0
+    for node in graph.node:
+        for attribute in node.attribute:
+            bodies = [attribute.g] if attribute.HasField("g") else list(attribute.graphs)
+            count += sum(len(body.node) + subgraph_node_count(body) for body in bodies)
+    return count
+
+
 def prepare_float_model(model: onnx.ModelProto, source: str = "the model") -> Tuple[onnx.ModelProto, List[str]]:
-    """A copy ready for placement and calibration, plus notes on what preparation changed."""
+    """A copy ready for placement and calibration, plus notes on what preparation changed.
+
+    Preparation runs on a skeleton (no weight bytes); the weights are copied in once, at the end. External weights
+    not loaded yet stay external (see load_model_with_data_files(with_weights=False))."""
     refuse_integer_kernels(model, source)
-    prepared = onnx.ModelProto()
-    prepared.CopyFrom(model)
+    prepared, notes = _prepare_in_place(skeleton_copy(model))
+    fill_weights(prepared, model)
+    subgraph_nodes = subgraph_node_count(prepared.graph)
+    if subgraph_nodes:
+        notes.append(f"{subgraph_nodes} nodes inside If/Loop/Scan subgraphs stay float (placement does not enter "
+                     "subgraphs)")
+    return prepared, notes
+
+
+def _prepare_in_place(prepared: onnx.ModelProto) -> Tuple[onnx.ModelProto, List[str]]:
     notes: List[str] = []
     opset = default_opset(prepared)
     prepared = upgrade_opset(prepared, MIN_QDQ_OPSET)  # first: the converter itself may add Constant nodes

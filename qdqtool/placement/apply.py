@@ -16,7 +16,6 @@ from qdqtool.errors import RangeError
 from qdqtool.onnxgraph.edit import (
     Names,
     add_initializer,
-    copy_model,
     drop_unread_tensors,
     insert_after_producers,
     qdq_nodes,
@@ -24,6 +23,7 @@ from qdqtool.onnxgraph.edit import (
 )
 from qdqtool.placement.plan import PlacementPlan, QuantizedInput
 from qdqtool.trt.scales import quantize_weight, scale_from_amax
+from qdqtool.weightstore import fill_weights, skeleton_copy
 
 
 def edges_by_tensor(plan: PlacementPlan) -> dict[str, list[QuantizedInput]]:
@@ -44,10 +44,10 @@ def apply_plan(model: onnx.ModelProto, plan: PlacementPlan, tensor_amax: Mapping
         shown = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
         raise RangeError(f"no range for {len(missing)} tensors to quantize ({shown}); give calibration data or a "
                          "ranges file that covers them")
-    result = copy_model(model)
+    result = skeleton_copy(model)   # float weights that get quantized are never copied; the rest is filled in last
     graph = result.graph
     names = Names(result)
-    inits = {t.name: t for t in graph.initializer}
+    inits = {t.name: t for t in model.graph.initializer}
     nodes_by_name = {n.name: n for n in graph.node}
     after: dict[str, list[onnx.NodeProto]] = {}   # tensor -> Q/DQ nodes to insert right after its producer
     rewired: dict[tuple, str] = {}
@@ -79,4 +79,5 @@ def apply_plan(model: onnx.ModelProto, plan: PlacementPlan, tensor_amax: Mapping
 
     insert_after_producers(graph, after, first=first)
     drop_unread_tensors(graph, candidates=(w.tensor for w in plan.weights))
+    fill_weights(result, model)
     return result

@@ -20,11 +20,12 @@ from qdqtool.calibrate.ranges import amax_map, load_ranges
 from qdqtool.check.predict import CheckReport, check_model
 from qdqtool.errors import ConfigError, ModelError
 from qdqtool.fileio import (
+    check_not_data_file,
     check_output_path,
     save_model_atomically,
     write_bytes_atomically,
 )
-from qdqtool.onnxgraph.prepare import load_model, upgrade_opset
+from qdqtool.onnxgraph.prepare import load_model_with_data_files, upgrade_opset
 from qdqtool.onnxgraph.qdqview import QdqView, read_qdq
 from qdqtool.repair.apply import RepairEdit, apply_repairs
 from qdqtool.repair.plan import SCOPES, FixConfig, FixPlan, plan_repairs, require_ranges
@@ -176,11 +177,17 @@ def fix_file(model_path, output_path, config: FixConfig | None = None, data: Dat
     config, data = config or FixConfig(), data or DataConfig()
     if output_path is not None:
         check_output_path(model_path, output_path)
-    result = fix_model(read_model_to_fix(load_model(model_path), str(model_path)), config, data)
+        if data.ranges_file is not None:
+            check_output_path(data.ranges_file, output_path)
+    model, data_files = load_model_with_data_files(model_path)
+    if output_path is not None:
+        check_not_data_file(output_path, data_files)
+    result = fix_model(read_model_to_fix(model, str(model_path)), config, data)
     if dry_run or output_path is None:
         return result
-    if result.model is None:
+    if result.model is None and not data_files:
         write_bytes_atomically(output_path, Path(model_path).read_bytes())
-    else:
-        save_model_atomically(result.model, output_path, validate=check_session_opens)
+    else:  # a model with external data is written anew: its data file goes beside the output
+        save_model_atomically(result.model or model, output_path, validate=check_session_opens,
+                              external_data=bool(data_files))
     return result

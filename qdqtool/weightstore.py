@@ -1,0 +1,142 @@
+"""Large models: copies without the weights' bytes, and models written with their weights in a data file.
+
+A protobuf message cannot be serialized past 2 GB, so a model whose weights are larger cannot be copied through
+bytes, converted, shape-inferred or handed to ONNX Runtime as bytes. And protobuf's memory (an arena) only grows
+while a message lives: clearing a field frees nothing. So qdqtool never strips and refills a big model; it works on
+a *skeleton* (`skeleton_copy`: the model with every large initializer's bytes left out, marked as external data
+meanwhile) and fills the bytes in from the source model by name (`fill_weights`) once the skeleton is final.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import onnx
+
+DETACHED = "qdqtool-detached-weights"   # the external-data location of a tensor whose bytes are held aside
+MIN_EXTERNAL_BYTES = 1024               # smaller tensors stay in the proto (onnx's own default threshold)
+INLINE_LIMIT = 1_800_000_000            # weights above this go to a data file: a proto must stay below 2 GB
+ALIGNMENT = 4096                        # data-file offsets: page aligned, so ONNX Runtime can map them
+
+def weight_bytes(model: onnx.ModelProto) -> int:
+    """Serialized bytes of the graph's initializers (ByteSize: no copy of the data is made)."""
+    return sum(t.ByteSize() for t in model.graph.initializer)
+
+
+def needs_external_data(model: onnx.ModelProto) -> bool:
+    return weight_bytes(model) > INLINE_LIMIT
+
+
+def _set_location(tensor: onnx.TensorProto, location: str, offset: int = 0, length: int = 0) -> None:
+    del tensor.external_data[:]
+    entries = {"location": location, **({"offset": str(offset), "length": str(length)} if length else {})}
+    for key, value in entries.items():
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+
+
+def _is_large(tensor: onnx.TensorProto, min_bytes: int) -> bool:
+    return tensor.HasField("raw_data") and tensor.ByteSize() >= min_bytes
+
+
+def _copy_fields(source, target, skip: frozenset = frozenset()) -> None:
+    """Copy every set field of a protobuf message but those named in skip (no bytes copied for skipped fields)."""
+    for field, value in source.ListFields():
+        if field.name in skip:
+            continue
+        repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
+        if repeated:
+            getattr(target, field.name).extend(value)
+        elif field.type == field.TYPE_MESSAGE:
+            getattr(target, field.name).CopyFrom(value)
+        else:
+            setattr(target, field.name, value)
+
+
+def _skeleton_tensor(tensor: onnx.TensorProto, location: str, offset: int = 0, length: int = 0) -> onnx.TensorProto:
+    copy = onnx.TensorProto()
+    _copy_fields(tensor, copy, frozenset({"raw_data", "external_data", "data_location"}))
+    _set_location(copy, location, offset, length)
+    return copy
+
+
+def skeleton_copy(model: onnx.ModelProto, min_bytes: int = MIN_EXTERNAL_BYTES) -> onnx.ModelProto:
+    """A copy of model whose large initializers carry no bytes (marked DETACHED): cheap to copy, convert, infer
+    shapes on; `fill_weights` gives it the bytes once it is final. The model itself is not touched."""
+    skeleton = onnx.ModelProto()
+    _copy_fields(model, skeleton, frozenset({"graph"}))
+    _copy_fields(model.graph, skeleton.graph, frozenset({"initializer"}))
+    for tensor in model.graph.initializer:
+        if _is_large(tensor, min_bytes):
+            skeleton.graph.initializer.append(_skeleton_tensor(tensor, DETACHED))
+        else:
+            skeleton.graph.initializer.add().CopyFrom(tensor)
+    return skeleton
+
+
+def fill_weights(skeleton: onnx.ModelProto, source: onnx.ModelProto) -> None:
+    """Give every DETACHED initializer of skeleton the bytes of source's initializer of that name (one at a time;
+    a source that is a skeleton itself leaves them detached)."""
+    detached = {t.name: t for t in skeleton.graph.initializer if _location(t) == DETACHED}
+    for tensor in source.graph.initializer:
+        target = detached.pop(tensor.name, None)
+        if target is not None and tensor.HasField("raw_data"):
+            del target.external_data[:]
+            target.ClearField("data_location")
+            target.raw_data = tensor.raw_data
+
+
+def _location(tensor: onnx.TensorProto) -> str:
+    if tensor.data_location != onnx.TensorProto.EXTERNAL:
+        return ""
+    return next((e.value for e in tensor.external_data if e.key == "location"), "")
+
+
+def write_with_external_data(model: onnx.ModelProto, path: Path, data_name: str, durable: bool = True) -> None:
+    """Write model to path and its large initializers to data_name in the same folder; model is not touched.
+
+    Deterministic: tensors in initializer order at page-aligned offsets, the proto serialized deterministically.
+    Memory: one tensor's bytes at a time beyond the model itself. durable=False skips fsync (scratch files)."""
+    skeleton = onnx.ModelProto()
+    _copy_fields(model, skeleton, frozenset({"graph"}))
+    _copy_fields(model.graph, skeleton.graph, frozenset({"initializer"}))
+    with open(path.parent / data_name, "wb") as data:
+        for tensor in model.graph.initializer:
+            if not _is_large(tensor, MIN_EXTERNAL_BYTES):
+                skeleton.graph.initializer.add().CopyFrom(tensor)
+                continue
+            offset = -(-data.tell() // ALIGNMENT) * ALIGNMENT
+            data.write(b"\0" * (offset - data.tell()))
+            raw = tensor.raw_data
+            data.write(raw)
+            skeleton.graph.initializer.append(_skeleton_tensor(tensor, data_name, offset, len(raw)))
+            del raw
+        _sync(data, durable)
+    with open(path, "wb") as handle:
+        handle.write(skeleton.SerializeToString(deterministic=True))
+        _sync(handle, durable)
+
+
+def _sync(handle, durable: bool) -> None:
+    handle.flush()
+    if durable:
+        os.fsync(handle.fileno())
+
+
+def external_data_files(model: onnx.ModelProto, folder: Path) -> tuple[Path, ...]:
+    """The data files a model loaded without its external data refers to (resolved, in first-use order)."""
+    files: dict[Path, None] = {}
+    for tensor in _all_tensors(model):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+            files[(folder / location).resolve()] = None
+    return tuple(files)
+
+
+def _all_tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
+    from onnx.external_data_helper import _get_all_tensors
+
+    return iter(_get_all_tensors(model))

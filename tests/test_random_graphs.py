@@ -1,0 +1,111 @@
+"""Property-based tests on random convolutional graphs (tests/random_graphs.py): calibrate and fix-residuals always
+give a model that passes onnx.checker, runs in ONNX Runtime close to float, keeps the placement rules `check`
+verifies, and is a fixed point of fix-residuals.
+
+Bounded in `make test` (the "ci" profile in tests/conftest.py: a fixed seed, 25 graphs per property);
+`make fuzz` runs the "fuzz" profile (HYPOTHESIS_PROFILE=fuzz, 400 graphs per property, random seeds).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import tiny
+import tiny_qdq
+from hypothesis import given
+from hypothesis import strategies as st
+from random_graphs import draw_model
+
+from qdqtool.calibrate.pipeline import CalibrationConfig, calibrate_model
+from qdqtool.check.predict import check_model
+from qdqtool.onnxgraph.prepare import prepare_float_model
+from qdqtool.onnxgraph.qdqview import read_qdq
+from qdqtool.repair.pipeline import DataConfig, fix_model
+from qdqtool.repair.plan import FixConfig
+from qdqtool.runner import create_session
+
+pytestmark = pytest.mark.fuzz
+
+MAX_RELATIVE_ERROR = 0.35   # relative L2 output error of int8 vs float on random inputs (random weights, depth <= 15)
+FIX_ERROR_MARGIN = 0.05     # fix-residuals vs quantize_static's own error (one shared Concat scale may cost a little)
+FLOAT_KINDS = {"float-conv", "float-add", "float-concat", "requant-concat", "scale-mismatch", "reformat"}
+
+
+class MemorySamples:
+    """Random feeds with the SampleSet interface calibrate_model uses (len, iteration, batches)."""
+
+    def __init__(self, model: onnx.ModelProto, count: int, seed: int):
+        self.feeds = [tiny.random_feed(model, seed + index) for index in range(count)]
+
+    def __len__(self) -> int:
+        return len(self.feeds)
+
+    def __iter__(self):
+        return iter(self.feeds)
+
+    def batches(self, batch_size: int):
+        return iter(self.feeds)
+
+
+def relative_error(reference: onnx.ModelProto, candidate: onnx.ModelProto, feeds) -> float:
+    first, second = create_session(reference, optimize=False), create_session(candidate, optimize=False)
+    worst = 0.0
+    for feed in feeds:
+        for a, b in zip(first.run(None, feed), second.run(None, feed)):
+            a64, b64 = a.astype(np.float64), b.astype(np.float64)
+            worst = max(worst, float(np.linalg.norm(b64 - a64) / (np.linalg.norm(a64) + 1e-6)))
+    return worst
+
+
+def assert_fixed_point(model: onnx.ModelProto, data: DataConfig) -> None:
+    again = fix_model(read_qdq(model), FixConfig(), data)
+    assert again.plan.edits == (), [f"{e.kind} {e.node}: {e.reason}" for e in again.plan.edits]
+
+
+def sample_folder(model: onnx.ModelProto, folder: Path, count: int = 4) -> Path:
+    for index, feed in enumerate(MemorySamples(model, count, seed=50)):
+        np.save(folder / f"s{index}.npy", feed["x"])
+    return folder
+
+
+@given(st.data())
+def test_calibrated_random_graphs_keep_the_rules(data):
+    model = draw_model(data.draw)
+    onnx.checker.check_model(model)
+    prepared, _ = prepare_float_model(model)
+    result = calibrate_model(prepared, MemorySamples(prepared, 6, seed=0), CalibrationConfig())
+    onnx.checker.check_model(result.model, full_check=True)
+    assert relative_error(prepared, result.model, MemorySamples(prepared, 3, seed=100).feeds) <= MAX_RELATIVE_ERROR
+    report = check_model(read_qdq(result.model), result.plan.config)
+    counts = report.counts()
+    assert counts["requant-concat"] == 0 and counts["reformat"] == 0, report.to_json()["findings"]
+    by_node = {f.node: f for f in report.findings}
+    for decision in result.plan.decisions:
+        finding = by_node.get(decision.node)
+        if decision.outcome in ("int8", "fused-int8") and finding is not None:
+            assert finding.kind not in FLOAT_KINDS, (decision, finding)
+    with tempfile.TemporaryDirectory() as folder:
+        assert_fixed_point(result.model, DataConfig(data_dir=sample_folder(prepared, Path(folder))))
+
+
+@given(st.data())
+def test_fixed_quantize_static_random_graphs(data):
+    model = draw_model(data.draw)
+    prepared, _ = prepare_float_model(model)
+    static = tiny_qdq.ort_static(prepared)
+    with tempfile.TemporaryDirectory() as folder:
+        config = DataConfig(data_dir=sample_folder(prepared, Path(folder)))
+        result = fix_model(read_qdq(static), FixConfig(), config)
+        fixed = result.model or static
+        onnx.checker.check_model(fixed, full_check=True)
+        feeds = MemorySamples(prepared, 3, seed=100).feeds  # fixing may not cost accuracy quantize_static had
+        assert relative_error(prepared, fixed, feeds) <= relative_error(prepared, static, feeds) + FIX_ERROR_MARGIN
+        after, before = check_model(read_qdq(fixed)).counts(), result.plan.before.counts()
+        # never worse on any gate but float-concat (making a spread Concat float is a repair); requant-concat is
+        # not always 0: see tests/test_random_graph_cases.py for the known case (a spread Concat before a Gemm)
+        assert all(after[gate] <= before[gate] for gate in after if gate != "float-concat"), (before, after)
+        assert_fixed_point(fixed, config)
