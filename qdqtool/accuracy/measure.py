@@ -1,0 +1,218 @@
+"""The output error measure: how far a quantized model's outputs are from FP32, so a detector's scores cannot hide.
+
+A whole-tensor L2 or cosine over a YOLO output [1, 4 + classes, anchors] is all box coordinates (0..640): class
+scores (0..1) may collapse while cosine stays at 0.99. So each output is measured per *channel*:
+
+- The channel axis is picked from the FP32 data: the smallest non-batch axis whose slices have very different
+  FP32 ranges (largest slice range >= SPREAD_RATIO x the smallest), and that is shorter than the rest of a sample
+  (a channel is a population of values); in 4-D and 5-D (NCHW) outputs only axis 1, the others being positions.
+  84 in [1, 84, N], 85 in [1, N, 85]; class logits [1, 1000] and one-channel maps [1, 1, H, W] are one channel.
+  `MeasureConfig.channel_axes` overrides.
+- Each channel is measured against its own FP32 scale (largest |FP32| value of the channel over all data), floored
+  at `scale_floor` x the loudest channel's scale: a channel quieter than one 8-bit step of the whole output carries
+  no signal (an absent class's 0.001 scores), and its relative noise must not decide the figure.
+- The values that decide results count on their own: per sample and channel, the `top_fraction` largest FP32 values
+  (confident detections, text pixels); their RMS error against the channel scale is the channel's *top error*.
+- A channel's error is the larger of its RMS error over all values and its top error; an output's error is its worst
+  channel's, raised to the "crossed threshold" rate when the user names a score threshold (the share of values above
+  the threshold in FP32 or INT8 but not both, 1 - IoU of the two above-threshold sets). The headline is the worst
+  output. 0 = identical, lower is better; roughly "the worst channel is off by this fraction of its range".
+
+Why worst and not mean: a detector with one broken class channel misses that class in every image; a mean over 84
+channels dilutes the break 84 times. Why max(bulk, top): the bulk error sees a scale that is off for everything,
+the top error sees the confident values a downstream threshold acts on, which the bulk (mostly near zero) hides.
+
+Streaming: `OutputErrorMeter.add` takes one batch at a time (any batch size) and keeps running sums per channel
+(a few floats per channel), never the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Mapping, Optional, Sequence
+
+import numpy as np
+
+from qdqtool.errors import DataError
+
+SPREAD_RATIO = 10.0        # "very different ranges": an order of magnitude between the widest and narrowest slice
+_TINY = 1e-12
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    channel_axes: Mapping[str, int] = field(default_factory=dict)  # output name -> axis override (batch axis is 0)
+    threshold: Optional[float] = None     # a user-named score threshold: enables the "crossed threshold" rate
+    top_fraction: float = 0.01            # share of each channel's largest FP32 values per sample weighted on its own
+    scale_floor: float = 1.0 / 256        # a channel's scale is at least this share of the loudest channel's scale
+
+
+@dataclass(frozen=True)
+class OutputError:
+    name: str
+    channel_axis: Optional[int]       # None: the whole output is one channel
+    channels: int
+    worst_channel: int                # index along channel_axis (0 without a channel axis)
+    worst_channel_error: float        # max over channels of max(rms error, top error), each against its FP32 scale
+    mean_channel_error: float
+    top_error: float                  # worst channel's RMS error on its top FP32 values, against its FP32 scale
+    crossed_rate: Optional[float]     # None without a threshold
+    cosine: float                     # whole-tensor cosine similarity (for reference: blind to small channels)
+    sqnr_db: float                    # whole-tensor signal to quantization-noise ratio
+    max_abs: float                    # largest absolute difference
+    error: float                      # this output's part of the headline
+
+    def as_dict(self) -> Dict[str, object]:
+        return {key: (round(value, 6) if isinstance(value, float) else value) for key, value in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class ErrorSummary:
+    headline: float
+    outputs: Dict[str, OutputError]
+    samples: int
+
+    @property
+    def worst_output(self) -> Optional[str]:
+        return max(self.outputs, key=lambda n: self.outputs[n].error) if self.outputs else None
+
+    def as_dict(self) -> Dict[str, object]:
+        return {"headline_error": round(self.headline, 6), "samples": self.samples,
+                "outputs": {name: out.as_dict() for name, out in self.outputs.items()}}
+
+
+def choose_channel_axis(reference: np.ndarray) -> Optional[int]:
+    """The smallest non-batch axis whose slices' FP32 ranges differ by SPREAD_RATIO or more, None if there is none."""
+    if reference.ndim < 2:
+        return None
+    sample_size = int(np.prod(reference.shape[1:]))
+    axes = range(1, reference.ndim) if reference.ndim <= 3 else (1,)   # NCHW: H, W are positions, not channels
+    for axis in sorted(axes, key=lambda a: (reference.shape[a], a)):
+        length = reference.shape[axis]
+        if length < 2 or length * length >= sample_size:    # a channel must be shorter than the rest of a sample
+            continue
+        others = tuple(a for a in range(reference.ndim) if a != axis)
+        ranges = np.ptp(reference, axis=others).astype(np.float64)
+        if ranges.max() >= SPREAD_RATIO * max(ranges.min(), _TINY) and ranges.max() > 0:
+            return axis
+    return None
+
+
+def _channels_last(array: np.ndarray, axis: Optional[int]) -> np.ndarray:
+    """(samples, values per channel, channels) in float64."""
+    data = np.asarray(array, np.float64)
+    if data.ndim == 0:
+        data = data.reshape(1, 1)
+    if data.ndim == 1:
+        data = data.reshape(1, -1)
+    if axis is None:
+        return data.reshape(data.shape[0], -1, 1)
+    return np.moveaxis(data, axis, -1).reshape(data.shape[0], -1, data.shape[axis])
+
+
+class _OutputStats:
+    """Running sums for one output: per channel (a few floats each) and for the whole tensor."""
+
+    def __init__(self, name: str, axis: Optional[int], channels: int) -> None:
+        self.name, self.axis, self.channels = name, axis, channels
+        zeros = np.zeros(channels)
+        self.ref_absmax, self.sq_err, self.count = zeros.copy(), zeros.copy(), zeros.copy()
+        self.top_sq_err, self.top_count = zeros.copy(), zeros.copy()
+        self.dot = self.ref_sq = self.cand_sq = self.err_sq = self.max_abs = 0.0
+        self.crossed = self.above = 0
+
+    def add(self, reference: np.ndarray, candidate: np.ndarray, config: MeasureConfig) -> None:
+        ref, got = _channels_last(reference, self.axis), _channels_last(candidate, self.axis)
+        if ref.shape[-1] != self.channels:
+            raise DataError(f"output {self.name!r} has {ref.shape[-1]} channels in one batch and {self.channels} "
+                            "in another; give batches of one shape")
+        err = got - ref
+        self.ref_absmax = np.maximum(self.ref_absmax, np.abs(ref).max(axis=(0, 1)))
+        self.sq_err += (err * err).sum(axis=(0, 1))
+        self.count += ref.shape[0] * ref.shape[1]
+        top = max(1, int(np.ceil(config.top_fraction * ref.shape[1])))
+        order = np.argpartition(-ref, top - 1, axis=1)[:, :top, :]
+        top_err = np.take_along_axis(err, order, axis=1)
+        self.top_sq_err += (top_err * top_err).sum(axis=(0, 1))
+        self.top_count += ref.shape[0] * top
+        self.dot += float((ref * got).sum())
+        self.ref_sq += float((ref * ref).sum())
+        self.cand_sq += float((got * got).sum())
+        self.err_sq += float((err * err).sum())
+        self.max_abs = max(self.max_abs, float(np.abs(err).max(initial=0.0)))
+        if config.threshold is not None:
+            ref_on, got_on = ref >= config.threshold, got >= config.threshold
+            self.crossed += int(np.count_nonzero(ref_on != got_on))
+            self.above += int(np.count_nonzero(ref_on | got_on))
+
+    def result(self, config: MeasureConfig) -> OutputError:
+        scale = np.maximum(self.ref_absmax, config.scale_floor * self.ref_absmax.max())
+        scale = np.maximum(scale, _TINY)
+        bulk = np.sqrt(self.sq_err / np.maximum(self.count, 1)) / scale
+        top = np.sqrt(self.top_sq_err / np.maximum(self.top_count, 1)) / scale
+        per_channel = np.maximum(bulk, top)
+        worst = int(per_channel.argmax())
+        crossed = None
+        if config.threshold is not None:
+            crossed = self.crossed / self.above if self.above else 0.0
+        norm = np.sqrt(self.ref_sq * self.cand_sq)
+        cosine = self.dot / norm if norm > 0 else float(self.ref_sq == self.cand_sq)
+        sqnr = float("inf") if self.err_sq == 0 else 10 * np.log10(max(self.ref_sq, _TINY) / self.err_sq)
+        error = max(float(per_channel[worst]), crossed or 0.0)
+        return OutputError(self.name, self.axis, self.channels, worst, float(per_channel[worst]),
+                           float(per_channel.mean()), float(top.max()), crossed, float(cosine), float(sqnr),
+                           self.max_abs, error)
+
+
+class OutputErrorMeter:
+    """Streams batches of (FP32 reference, candidate) outputs; `result()` gives the measure over everything added."""
+
+    def __init__(self, config: MeasureConfig = MeasureConfig()) -> None:
+        if not 0 < config.top_fraction <= 1:
+            raise ValueError("top_fraction must be in (0, 1]")
+        self.config = config
+        self._stats: Dict[str, _OutputStats] = {}
+        self._samples = 0
+
+    def add(self, reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray]) -> None:
+        """One batch: the same output names in both, arrays of equal shape with the batch on axis 0."""
+        missing = sorted(set(reference) - set(candidate))
+        if missing:
+            raise DataError(f"the compared model has no output {missing[0]!r}; compare models with the same outputs")
+        for name, ref in reference.items():
+            ref, got = np.asarray(ref), np.asarray(candidate[name])
+            if ref.shape != got.shape:
+                raise DataError(f"output {name!r} has shape {got.shape} instead of the reference's {ref.shape}; "
+                                "compare models with the same output shapes")
+            if name not in self._stats:
+                self._stats[name] = self._start(name, ref)
+            self._stats[name].add(ref, got, self.config)
+        if reference:
+            first = np.asarray(next(iter(reference.values())))
+            self._samples += first.shape[0] if first.ndim > 1 else 1
+
+    def _start(self, name: str, reference: np.ndarray) -> _OutputStats:
+        axis = self.config.channel_axes.get(name)
+        if axis is not None:
+            if not -reference.ndim <= axis < reference.ndim:
+                raise DataError(f"output {name!r} has {reference.ndim} axes, so it has no channel axis {axis}; "
+                                "name an axis between 1 and the last")
+            axis %= reference.ndim
+        else:
+            axis = choose_channel_axis(reference)
+        channels = 1 if axis is None else reference.shape[axis]
+        return _OutputStats(name, axis, channels)
+
+    def result(self) -> ErrorSummary:
+        outputs = {name: stats.result(self.config) for name, stats in self._stats.items()}
+        headline = max((o.error for o in outputs.values()), default=0.0)
+        return ErrorSummary(float(headline), outputs, self._samples)
+
+
+def headline_error(references: Sequence[Mapping[str, np.ndarray]], candidates: Sequence[Mapping[str, np.ndarray]],
+                   config: MeasureConfig = MeasureConfig()) -> float:
+    """The headline over paired batches of outputs (0 = identical, lower is better)."""
+    meter = OutputErrorMeter(config)
+    for reference, candidate in zip(references, candidates, strict=True):
+        meter.add(reference, candidate)
+    return meter.result().headline
