@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 ASSETS := calib_data/models/yolov8n_320.onnx
 OUT    := out
 
-.PHONY: install assets test lint demo bench clean
+.PHONY: install assets test lint demo bench bench-peers clean
 
 install: $(STAMP)
 
@@ -41,6 +41,13 @@ demo: $(STAMP) $(ASSETS)
 
 bench: $(STAMP) $(ASSETS)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# NVIDIA ModelOpt (ONNX PTQ) in its own venv for the accuracy bench's peer rows; torch's CPU build is enough.
+PEERS := .venv-peers
+bench-peers:
+	$(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/pip install torch==2.13.0
+	$(PEERS)/bin/pip install torch==2.13.0 "nvidia-modelopt[onnx]==0.47.0" requests huggingface_hub pillow
 
 clean:
 	rm -rf $(VENV) $(OUT) bench_out

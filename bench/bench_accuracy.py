@@ -1,0 +1,160 @@
+"""Accuracy against FP32 of every quantizer at hand, same calibration tensors, same run: one table per model.
+
+    make bench BENCH_ARGS=accuracy                              all models
+    make bench BENCH_ARGS="accuracy models=yolov8n_320,centerface"
+    make bench BENCH_ARGS="accuracy reuse=1"                    tables from the saved per-model results
+
+Writes bench_out/accuracy.md and bench_out/accuracy.json (with package versions). Per row: quantize wall time and
+peak RSS (one process per run), `qdqtool check`'s counts, the output error measure of qdqtool.accuracy.measure on
+the held-out feeds, and the task metric against FP32's own answers (bench/accuracy_metrics.py).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from importlib.metadata import version
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from bench import accuracy_data as data
+from bench import accuracy_tools as tools
+from bench import extra_models
+from bench.accuracy_metrics import task_cell, task_scores
+from bench.accuracy_models import MODELS, BenchModel, write_static_copy
+from qdqtool.accuracy.measure import headline_error
+from qdqtool.check.predict import check_model
+from qdqtool.onnxgraph.prepare import load_model
+from qdqtool.onnxgraph.qdqview import read_qdq
+from qdqtool.runner import create_session
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench_out"
+WORK = OUT / "accuracy"
+EXTRA_DIR = OUT / "extra_models"
+GATES = ("float-add", "requant-concat", "reformat")
+
+
+def run_model(session_path: Path, feeds) -> List[List]:
+    session = create_session(session_path)
+    name = session.get_inputs()[0].name
+    return [session.run(None, {name: feed}) for feed in feeds]
+
+
+def as_dicts(outputs: List[List], names: Sequence[str]) -> List[Dict]:
+    return [dict(zip(names, batch)) for batch in outputs]
+
+
+def check_counts(path: Path) -> Dict[str, int]:
+    counts = check_model(read_qdq(load_model(path))).counts()
+    return {gate: counts.get(gate, 0) for gate in GATES}
+
+
+def bench_model(model: BenchModel, methods, has_max_error, default, peer, reuse: bool) -> Dict:
+    """One model's rows; kept in bench_out/accuracy/KEY/result.json (reuse=1 reads that instead of measuring)."""
+    work = WORK / model.key
+    saved = work / "result.json"
+    if reuse and saved.exists():
+        return json.loads(saved.read_text())
+    work.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    calibration, held_out = data.photo_split(WORK)
+    if model.key == "orientation_cls":
+        held_out = held_out + data.turned_page()
+    fp32 = write_static_copy(model, EXTRA_DIR, work / "fp32.onnx")
+    feeds_dir = work / "calibration_feeds"
+    stacked = data.write_stacked(data.write_feeds(calibration, model.prepare, feeds_dir), work / "calibration.npy")
+    held_feeds = [feed for rgb in held_out for feed in model.prepare(rgb)]
+    names = [o.name for o in create_session(fp32).get_outputs()]
+    reference = run_model(fp32, held_feeds)
+    result = {"model": model.key, "note": model.note, "shape": list(model.shape), "metric": model.metric,
+              "calibration_feeds": len(list(feeds_dir.glob("*.npy"))), "held_out_feeds": len(held_feeds),
+              "rows": [{"name": "FP32", "task": task_scores(model, reference, reference), "error": 0.0}]}
+    for row in tools.rows(methods, has_max_error, default, peer is not None):
+        out = tools.output_path(row, work)
+        run = tools.run_measured(tools.command(row, fp32, feeds_dir, stacked, out, peer, work),
+                                 out.with_suffix(".log"))
+        entry = {"name": row.name, "tool": row.tool, "seconds": round(run.seconds, 1),
+                 "peak_mib": round(run.peak_mib), "error_message": run.error}
+        if run.error is None:
+            candidate = run_model(out, held_feeds)
+            entry.update(checks=check_counts(out), task=task_scores(model, reference, candidate),
+                         error=headline_error(as_dicts(reference, names), as_dicts(candidate, names)))
+        result["rows"].append(entry)
+        print(f"  {model.key:16s} {row.name:44s} {run.seconds:6.1f} s "
+              f"{entry.get('error', float('nan')):8.4f} {run.error or task_cell(model, entry['task'])}", flush=True)
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    saved.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def markdown_table(model: BenchModel, result: Dict) -> List[str]:
+    lines = [f"### {model.key}", "",
+             f"{result['calibration_feeds']} calibration feeds, {result['held_out_feeds']} held-out feeds, input "
+             f"{'x'.join(map(str, result['shape']))}; {model.note}; {fp32_answers(result)}; "
+             f"{result['seconds'] / 60:.1f} min.", "",
+             "| tool | time s | peak MiB | float-add | requant-concat | reformat | output error | task vs FP32 |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in result["rows"]:
+        if row["name"] == "FP32":
+            lines.append(f"| FP32 | | | | | | 0 | {task_cell(model, row['task'])} |")
+        elif row.get("error_message"):
+            lines.append(f"| {row['name']} | {row['seconds']} | {row['peak_mib']} | | | | | failed: "
+                         f"{row['error_message'].replace('|', '/')} |")
+        else:
+            counts = " | ".join(str(row["checks"][g]) for g in GATES)
+            lines.append(f"| {row['name']} | {row['seconds']} | {row['peak_mib']} | {counts} | {row['error']:.4f} "
+                         f"| {task_cell(model, row['task'])} |")
+    return lines + [""]
+
+
+def fp32_answers(result: Dict) -> str:
+    task = result["rows"][0]["task"]
+    if "fp32_detections" in task:
+        return f"FP32 finds {task['fp32_detections']} objects on them"
+    if "fp32_text_pixels" in task:
+        return f"FP32 marks {task['fp32_text_pixels']} text pixels"
+    return f"top-1 over {task['feeds']} feeds"
+
+
+def versions(peer_versions: str) -> Dict[str, str]:
+    found = {"python": platform.python_version(), "machine": f"{platform.machine()}, {platform.processor()}"}
+    for package in ("qdqtool", "onnxruntime", "onnx", "numpy", "pillow"):
+        found[package] = version(package)
+    found["peer venv"] = peer_versions
+    return found
+
+
+def main(argv: Sequence[str] = ()) -> List[str]:
+    start = time.perf_counter()
+    options = dict(arg.split("=", 1) for arg in argv)
+    chosen: Optional[List[str]] = options["models"].split(",") if "models" in options else None
+    keys = chosen or list(MODELS)
+    if any(MODELS[k].source == "extra" for k in keys) and extra_models.fetch(EXTRA_DIR) != 0:
+        print("extra models could not be fetched: their tables are skipped", flush=True)
+        keys = [k for k in keys if MODELS[k].source == "shared"]
+    methods, default, has_max_error = tools.qdqtool_options()
+    peer, peer_versions = tools.peer_python()
+    results = [bench_model(MODELS[k], methods, has_max_error, default, peer, options.get("reuse") == "1")
+               for k in keys]
+    seconds = sum(r["seconds"] for r in results) if "reuse" in options else time.perf_counter() - start
+    info = versions(peer_versions)
+    lines = ["## Accuracy against FP32, every tool on the same calibration tensors", "",
+             f"`make bench BENCH_ARGS=accuracy`: {seconds / 60:.1f} min in all; "
+             + ", ".join(f"{k} {v}" for k, v in info.items()) + ".",
+             "" if peer else f"ModelOpt rows skipped: {peer_versions}.", ""]
+    for model_result in results:
+        lines += markdown_table(MODELS[model_result["model"]], model_result)
+    OUT.mkdir(exist_ok=True)
+    (OUT / "accuracy.md").write_text("\n".join(lines))
+    (OUT / "accuracy.json").write_text(json.dumps({"versions": info, "seconds": round(seconds, 1),
+                                                   "split": {"calibration": data.CALIBRATION_PHOTOS,
+                                                             "held_out": data.HELD_OUT_PHOTOS},
+                                                   "models": results}, indent=1))
+    return lines
+
+
+if __name__ == "__main__":
+    import sys
+    print("\n".join(main(sys.argv[1:])))
