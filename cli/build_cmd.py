@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from qdqtool.accuracy.report import error_lines
 from qdqtool.build.pipeline import BACKENDS, BuildConfig, build_engine
 from qdqtool.build.shapes import parse_shapes
 from qdqtool.fileio import write_json_atomically
@@ -53,7 +54,8 @@ def build_command(model: Path, engine: Path, backend: str, shapes: tuple, worksp
         preprocess=samples.preprocess,
     )
     result = build_engine(config)
-    payload = {**result.report.to_json(), "engine": str(result.engine)}
+    payload = {**result.report.to_json(), "engine": str(result.engine),
+               "output_error": result.output_error.as_dict() if result.output_error is not None else None}
     if report_path is not None:
         write_json_atomically(report_path, payload)
     if as_json:
@@ -61,4 +63,6 @@ def build_command(model: Path, engine: Path, backend: str, shapes: tuple, worksp
     else:
         click.echo(report_text(result.report, not summary_only))
         click.echo(f"engine: {result.engine} (built with {result.report.backend})")
+        if result.output_error is not None:
+            click.echo("\n".join(error_lines(result.output_error, "outputs vs FP32 (ONNX Runtime, --data samples)")))
     enforce_gates(result.report, gates)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from qdqtool.calibrate.observers import METHODS
+from qdqtool.accuracy.report import error_lines
+from qdqtool.calibrate.observers import CALIBRATION_METHODS
 from qdqtool.calibrate.pipeline import CalibrationConfig, CalibrationOutputs, calibrate_file
 from qdqtool.calibrate.summary import summary_lines
 from qdqtool.calibrate.trtcache import DEFAULT_VERSION_TAG
@@ -24,8 +25,9 @@ def default_ranges_path(output: Path) -> Path:
 @click.command("calibrate")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="The Q/DQ ONNX model to write.")
-@click.option("--method", type=click.Choice(METHODS), default=CalibrationConfig.method, show_default=True,
-              help="How a tensor's range is chosen from its observed values.")
+@click.option("--method", type=click.Choice(CALIBRATION_METHODS), default=CalibrationConfig.method, show_default=True,
+              help="How a tensor's range is chosen from its observed values; auto tries max, percentiles, entropy "
+                   "and mse per scale and keeps the one that changes the model's outputs least.")
 @click.option("--percentile", type=click.FloatRange(0, 100, min_open=True), default=99.99, show_default=True,
               help="The percentile of |x| used by --method percentile.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
@@ -71,7 +73,14 @@ def calibrate_command(ctx: click.Context, model: Path, output: Path, method: str
         click.echo(f"note: {note}")
     for line in summary_lines(summary):
         click.echo(line)
-    change = summary["output_change"]
-    if change["samples"]:
-        click.echo(f"outputs vs FP32 on {change['samples']} calibration samples: {100 * change['relative_l2']:.1f}% "
-                   "relative L2 change (--keep-float N keeps the N most harmful quantizers' consumers float)")
+    if "auto" in summary:
+        auto = summary["auto"]
+        taken = ", ".join(f"{n} {name}" for name, n in auto["scales_by_candidate"].items())
+        click.echo(f"auto: scales by candidate: {taken} ({auto['trials']} trials from uniform {auto['start']}; "
+                   f"output error {auto['holdout_error'][0]:.4f} -> {auto['holdout_error'][1]:.4f} on held-out "
+                   "calibration samples)")
+    if result.output_error is not None:
+        for line in error_lines(result.output_error, "outputs vs FP32 (calibration samples)"):
+            click.echo(line)
+        click.echo("(`qdqtool compare` measures it on held-out data; --keep-float N keeps the N most harmful "
+                   "quantizers' consumers float)")

@@ -30,6 +30,11 @@ def result_lines(result: FixResult, output: Path | None, dry_run: bool) -> list[
     if result.max_abs_diff:
         lines.append(f"largest output difference, input vs fixed: {max(result.max_abs_diff.values()):.6g} "
                      f"({result.compared_on})")
+    if result.output_error:
+        before, after = result.output_error["input"], result.output_error["fixed"]
+        lines.append(f"output error vs the float model behind the Q/DQ ({result.compared_on}): headline "
+                     f"{before.headline:.4f} input -> {after.headline:.4f} fixed (worst channel against its FP32 "
+                     "scale; 0 = identical)")
     if not dry_run and output is not None:
         lines.append(f"wrote {output}" + ("" if result.model is not None else " (unchanged copy: nothing to fix)"))
     return lines

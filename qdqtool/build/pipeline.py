@@ -7,10 +7,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qdqtool.accuracy.compare import measure_models
+from qdqtool.accuracy.measure import ErrorSummary
 from qdqtool.build.shapes import ShapeProfile
 from qdqtool.errors import QdqError
+from qdqtool.onnxgraph.prepare import load_model
+from qdqtool.onnxgraph.qdqview import strip_qdq
 from qdqtool.report.layers import PrecisionReport
 from qdqtool.samples.images import Preprocess
+from qdqtool.samples.sets import SampleSet, model_input_specs
 
 log = logging.getLogger("qdqtool")
 
@@ -50,6 +55,18 @@ class BuildResult:
     engine: Path
     backend: str          # "trt" or "ort"
     report: PrecisionReport
+    output_error: ErrorSummary | None = None   # the Q/DQ model in ONNX Runtime vs the reference, on the samples
+
+
+def measure_output_error(config: BuildConfig) -> ErrorSummary | None:
+    """With samples: the output error measure of the Q/DQ model (run by ONNX Runtime) against the FP32 reference."""
+    if config.data_folder is None:
+        return None
+    model = load_model(config.model)
+    reference = load_model(config.reference) if config.reference is not None else strip_qdq(model)
+    count = config.max_samples or config.calibration_samples
+    samples = SampleSet(config.data_folder, model_input_specs(model), config.preprocess, count)
+    return measure_models(reference, model, list(samples))
 
 
 def choose_backend(requested: str) -> tuple[str, str]:
@@ -77,4 +94,5 @@ def build_engine(config: BuildConfig) -> BuildResult:
         from qdqtool.build.ort_backend import build_with_onnxruntime
 
         result = build_with_onnxruntime(config)
-    return BuildResult(result.engine, backend, result.report.with_notes(f"backend {backend}: {why}"))
+    return BuildResult(result.engine, backend, result.report.with_notes(f"backend {backend}: {why}"),
+                       measure_output_error(config))

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from qdqtool.calibrate.observers import make_observer
+from qdqtool.calibrate.observers import CandidateObserver, make_observer
 from qdqtool.calibrate.ranges import TensorRange
 from qdqtool.errors import DataError
 from qdqtool.onnxgraph.graph import GraphView
@@ -72,6 +72,9 @@ def collect_ranges(
         if not np.isfinite(amax):
             raise DataError(f"tensor {name} took non-finite values during calibration; check the data and "
                             "preprocessing (scale/mean/std)")
-        ranges[name] = TensorRange(name, amax, methods[name], float(observer.observed_max))
+        choices = ()
+        if isinstance(observer, CandidateObserver):
+            choices = tuple((k, float(v)) for k, v in observer.candidates().items())
+        ranges[name] = TensorRange(name, amax, methods[name], float(observer.observed_max), choices)
     log.info("collected %s ranges of %d tensors over %d batches", method, len(ranges), batches)
     return ranges

@@ -20,7 +20,11 @@ from qdqtool.errors import QdqError, RangeError
 
 log = logging.getLogger("qdqtool")
 
-METHODS = ("max", "entropy", "percentile", "mse")
+METHODS = ("max", "entropy", "percentile", "mse")   # one observer, one amax per tensor
+AUTO = "auto"   # every candidate below per tensor; the one that changes the model's outputs least is chosen later
+CALIBRATION_METHODS = (AUTO, *METHODS)
+CANDIDATE_PERCENTILES = (99.9, 99.99, 99.999)
+AUTO_START = "p99.99"   # the candidate a tensor keeps when no search chooses (e.g. ranges collected for a report)
 
 ACTIVATION_QMAX = 127  # scale = amax / 127
 ACTIVATION_QMIN = -128
@@ -212,9 +216,13 @@ class HistogramObserver(_RunningMax):
             self.histogram.add(finite)
 
     def amax(self) -> float:
+        return self.amax_by(self._rule)
+
+    def amax_by(self, rule: Callable[[Histogram], float]) -> float:
+        """rule(histogram) clamped to [0, observed max] (the max when the rule gives no finite number)."""
         if self._max == 0.0:
             return 0.0
-        amax = float(self._rule(self.histogram))
+        amax = float(rule(self.histogram))
         return min(max(amax, 0.0), self._max) if math.isfinite(amax) else self._max
 
 
@@ -222,10 +230,37 @@ def _entropy_rule(histogram: Histogram) -> float:
     return entropy_amax(histogram.counts, histogram.bin_width, histogram.range_max)
 
 
+def candidate_rules() -> dict[str, Callable[[Histogram], float]]:
+    """Name -> rule of every candidate amax `auto` chooses from (max is the observer's running max)."""
+    rules: dict[str, Callable[[Histogram], float]] = {
+        f"p{p:g}": (lambda histogram, p=p: percentile_amax(histogram, p)) for p in CANDIDATE_PERCENTILES}
+    rules["entropy"] = _entropy_rule
+    rules["mse"] = mse_amax
+    return rules
+
+
+CANDIDATES = ("max", *candidate_rules())
+
+
+class CandidateObserver(HistogramObserver):
+    """One streamed histogram, every candidate amax of CANDIDATES from it; amax() is the AUTO_START candidate."""
+
+    def __init__(self, num_bins: int = 2048) -> None:
+        rules = candidate_rules()
+        super().__init__(AUTO, rules[AUTO_START], num_bins)
+        self._rules = rules
+
+    def candidates(self) -> dict[str, float]:
+        """Candidate name -> amax, each clamped to [0, observed max] like amax()."""
+        return {"max": self._max, **{name: self.amax_by(rule) for name, rule in self._rules.items()}}
+
+
 def make_observer(method: str, *, percentile: float = 99.99, num_bins: int = 2048) -> Observer:
     """A fresh observer for one tensor; raises QdqError for an unknown method or bad settings."""
+    if method == AUTO:
+        return CandidateObserver(num_bins)
     if method not in METHODS:
-        raise QdqError(f"unknown calibration method {method!r}; use one of: {', '.join(METHODS)}")
+        raise QdqError(f"unknown calibration method {method!r}; use one of: {', '.join(CALIBRATION_METHODS)}")
     if method == "max":
         return MaxObserver()
     if not 0.0 < percentile <= 100.0:

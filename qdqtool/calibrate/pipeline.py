@@ -10,10 +10,14 @@ from typing import Callable, Dict, List, Optional
 
 import onnx
 
+from qdqtool.accuracy.compare import measure_outputs
+from qdqtool.accuracy.measure import ErrorSummary
+from qdqtool.calibrate.auto import AutoChoice, choose_ranges
 from qdqtool.calibrate.collect import collect_ranges
-from qdqtool.calibrate.observers import METHODS
+from qdqtool.calibrate.observers import AUTO, CALIBRATION_METHODS
 from qdqtool.calibrate.ranges import TensorRange, amax_map, save_ranges
-from qdqtool.calibrate.sensitivity import keep_float_nodes, mean_output_change, measure_sensitivity, model_outputs
+from qdqtool.calibrate.search import SearchConfig
+from qdqtool.calibrate.sensitivity import keep_float_nodes, measure_sensitivity, model_outputs
 from qdqtool.calibrate.summary import plan_summary
 from qdqtool.calibrate.trtcache import DEFAULT_VERSION_TAG, write_calibration_cache
 from qdqtool.fileio import check_output_path, save_model_atomically
@@ -29,7 +33,7 @@ log = logging.getLogger("qdqtool")
 
 @dataclass(frozen=True)
 class CalibrationConfig:
-    method: str = "percentile"
+    method: str = AUTO
     percentile: float = 99.99
     batch_size: int = 8
     max_samples: Optional[int] = None
@@ -37,6 +41,7 @@ class CalibrationConfig:
     placement: PlacementConfig = field(default_factory=PlacementConfig)
     keep_float: int = 0                  # keep the consumers of the N most harmful quantizers float
     sensitivity_samples: int = 4         # calibration samples used to rank quantizers for keep_float
+    search: SearchConfig = field(default_factory=SearchConfig)   # method auto
 
 
 @dataclass(frozen=True)
@@ -55,14 +60,16 @@ class CalibrationResult:
     tensor_amax: Dict[str, float]
     samples: int
     notes: List[str]
-    output_change: float = 0.0      # relative L2 change of the outputs vs FP32 on a few calibration samples
-    output_change_samples: int = 0
+    output_error: Optional[ErrorSummary] = None   # the output error measure vs FP32 on a few calibration samples
+    auto: Optional[AutoChoice] = None
 
     def summary(self) -> Dict[str, object]:
         summary = plan_summary(self.plan)
         summary["samples"] = self.samples
         summary["notes"] = list(self.notes)
-        summary["output_change"] = {"relative_l2": round(self.output_change, 6), "samples": self.output_change_samples}
+        summary["output_error"] = self.output_error.as_dict() if self.output_error is not None else None
+        if self.auto is not None:
+            summary["auto"] = self.auto.summary()
         return summary
 
 
@@ -75,8 +82,8 @@ def calibrate_model(model: onnx.ModelProto, samples: SampleSet, config: Calibrat
                     progress: Optional[Callable[[int], None]] = None, notes: Optional[List[str]] = None
                     ) -> CalibrationResult:
     """Plan, collect ranges on the samples, plan again with the ranges, apply. The input model is not modified."""
-    if config.method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}")
+    if config.method not in CALIBRATION_METHODS:
+        raise ValueError(f"method must be one of {CALIBRATION_METHODS}")
     view = GraphView(model)
     first = plan_placement(view, config.placement)
     log.info("observing %d tensors for %d quantizers", len(first.observe), len(first.quantized_tensors()))
@@ -84,9 +91,13 @@ def calibrate_model(model: onnx.ModelProto, samples: SampleSet, config: Calibrat
                             percentile=config.percentile, progress=progress,
                             max_only=weighted_outputs(view, first))
     ranges = unclipped_model_inputs(ranges, view.input_names)
-    amax = amax_map(ranges)
+    amax = amax_map(ranges)   # decides the placement (Concat range spreads) before and after any search
     plan = plan_placement(view, config.placement, amax)
-    tensor_amax = group_amax(plan, amax)
+    auto = None
+    if config.method == AUTO:
+        auto = choose_ranges(model, plan, ranges, samples, view.input_names, config.search)
+        ranges = auto.ranges
+    tensor_amax = group_amax(plan, amax_map(ranges))
     notes = list(notes or [])
     feeds = list(islice(iter(samples), config.sensitivity_samples))
     references = model_outputs(model, feeds)
@@ -97,10 +108,11 @@ def calibrate_model(model: onnx.ModelProto, samples: SampleSet, config: Calibrat
                   "change)" for s in ranked[:config.keep_float]]
         placement = replace(config.placement, keep_float=config.placement.keep_float + kept)
         plan = plan_placement(view, placement, amax)
-        tensor_amax = group_amax(plan, amax)
+        tensor_amax = group_amax(plan, amax_map(ranges))
     quantized = apply_plan(model, plan, tensor_amax)
-    change = mean_output_change(quantized, feeds, references)
-    return CalibrationResult(quantized, plan, ranges, tensor_amax, len(samples), notes, change, len(feeds))
+    names = [o.name for o in model.graph.output]
+    error = measure_outputs(names, references, model_outputs(quantized, feeds)) if feeds else None
+    return CalibrationResult(quantized, plan, ranges, tensor_amax, len(samples), notes, error, auto)
 
 
 def unclipped_model_inputs(ranges: Dict[str, TensorRange], input_names) -> Dict[str, TensorRange]:

@@ -6,7 +6,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, Iterable, Mapping
+from typing import Dict, Iterable, Mapping, Tuple
 
 from qdqtool.errors import QdqError
 from qdqtool.fileio import write_json_atomically
@@ -23,6 +23,7 @@ class TensorRange:
     amax: float
     method: str
     observed_max: float = 0.0  # plain max |x| seen, for reports (ratio checks, clipping)
+    candidates: Tuple[Tuple[str, float], ...] = ()   # method auto: (candidate name, amax) it chose from
 
 
 def save_ranges(path, ranges: Iterable[TensorRange], model_name: str = "") -> Path:
@@ -30,9 +31,17 @@ def save_ranges(path, ranges: Iterable[TensorRange], model_name: str = "") -> Pa
         "format": FORMAT,
         "version": VERSION,
         "model": model_name,
-        "ranges": [asdict(r) for r in sorted(ranges, key=lambda r: r.tensor)],
+        "ranges": [_entry(r) for r in sorted(ranges, key=lambda r: r.tensor)],
     }
     return write_json_atomically(path, payload)
+
+
+def _entry(item: TensorRange) -> Dict[str, object]:
+    entry = asdict(item)
+    entry["candidates"] = dict(item.candidates)
+    if not item.candidates:
+        del entry["candidates"]
+    return entry
 
 
 def load_ranges(path) -> Dict[str, TensorRange]:

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from qdqtool.accuracy.compare import measure_models
+from qdqtool.accuracy.measure import ErrorSummary
 from qdqtool.calibrate.collect import collect_ranges
 from qdqtool.calibrate.ranges import amax_map, load_ranges
 from qdqtool.check.predict import CheckReport, check_model
@@ -54,13 +56,15 @@ class FixResult:
     range_sources: dict[str, int]            # ranges-file / data -> tensors measured
     max_abs_diff: dict[str, float]           # per graph output, input model vs fixed model
     compared_on: str
+    output_error: dict[str, ErrorSummary] = field(default_factory=dict)   # "input"/"fixed" vs the float model
 
     def to_json(self) -> dict[str, object]:
         payload = self.plan.to_json()
         payload.update({"changed": self.model is not None, "after": self.after.to_json(),
                         "range_sources": self.range_sources, "compared_on": self.compared_on,
                         "max_abs_diff": self.max_abs_diff,
-                        "largest_difference": max(self.max_abs_diff.values(), default=0.0)})
+                        "largest_difference": max(self.max_abs_diff.values(), default=0.0),
+                        "output_error": {k: v.as_dict() for k, v in self.output_error.items()}})
         return payload
 
 
@@ -123,9 +127,13 @@ def fix_model(qdq: QdqView, config: FixConfig, data: DataConfig) -> FixResult:
         feeds = random_feeds(qdq.float_model, data.compare_samples)
         compared_on = f"{len(feeds)} random inputs"
     diff = compare_outputs(qdq.model, fixed, feeds)
+    errors = {}
+    if samples is not None:   # real data: the measure of both models against the float model behind the Q/DQ
+        errors = {"input": measure_models(qdq.float_model, qdq.model, feeds),
+                  "fixed": measure_models(qdq.float_model, fixed, feeds)}
     log.info("largest output difference, input vs fixed model: %.6g (%s)", max(diff.values(), default=0.0),
              compared_on)
-    return FixResult(plan, fixed, check_model(read_qdq(fixed), config.placement), sources, diff, compared_on)
+    return FixResult(plan, fixed, check_model(read_qdq(fixed), config.placement), sources, diff, compared_on, errors)
 
 
 def fix_file(model_path, output_path, config: FixConfig | None = None, data: DataConfig | None = None,

@@ -189,11 +189,20 @@ class SampleSet:
         for path in self.files:
             yield self._load(path)
 
+    def samples_at(self, indices: Sequence[int]) -> list[Sample]:
+        """The samples at these positions (in file order), loaded now."""
+        return [self._load(self.files[i]) for i in indices]
+
+    @property
+    def dynamic_batch(self) -> bool:
+        """Whether every input's batch dimension is dynamic (samples may be concatenated into one run)."""
+        return all(s.shape and s.shape[0] is None for s in self.specs)
+
     def batches(self, batch_size: int) -> Iterator[Sample]:
         """Samples concatenated along dim 0 when every input's batch dim is dynamic; else one run's worth each."""
         if batch_size < 1:
             raise DataError(f"batch size must be at least 1, got {batch_size}")
-        dynamic = all(s.shape and s.shape[0] is None for s in self.specs)
+        dynamic = self.dynamic_batch
         static_batch = self.specs[0].shape[0] if self.specs[0].shape else None
         if dynamic:
             group = batch_size

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from accuracy import detection_agreement, mask_iou
 from onnx import numpy_helper
 from PIL import Image
 
+from qdqtool.accuracy.tasks import detection_agreement, mask_iou
 from qdqtool.calibrate.pipeline import CalibrationConfig, CalibrationOutputs, calibrate_file
 from qdqtool.errors import ModelError
 from qdqtool.onnxgraph.graph import GraphView
@@ -100,12 +100,12 @@ def check_placement_rules(result, qdq_path):
 
 def test_yolov8n_placement_and_detections_match_fp32(models_dir, photos, tmp_path):
     preprocess = dataclasses.replace(PRESETS["yolo"], size=(320, 320))
-    result, qdq = calibrated(models_dir, tmp_path, "yolov8n_320", photos["calib"], preprocess, keep_float=3)
+    result, qdq = calibrated(models_dir, tmp_path, "yolov8n_320", photos["calib"], preprocess)   # default flags
     check_placement_rules(result, qdq)
     onnx.checker.check_model(onnx.load(qdq))
     decisions = {d.node: d for d in result.plan.decisions}
     weighted = [d for d in result.plan.decisions if d.rule == "weighted"]
-    assert sum(d.outcome == "int8" for d in weighted) >= 59 and len(weighted) == 64
+    assert sum(d.outcome == "int8" for d in weighted) >= 0.98 * len(weighted) - 1 and len(weighted) == 64
     assert len([d for d in result.plan.decisions if d.rule == "residual-add" and d.outcome == "fused-int8"]) == 6
     head = GraphView(load_model(models_dir / "yolov8n_320.onnx")).producer("output0")
     assert head.op_type == "Concat" and decisions[head.name].outcome == "float"
@@ -115,7 +115,7 @@ def test_yolov8n_placement_and_detections_match_fp32(models_dir, photos, tmp_pat
     quantized, _ = outputs(qdq, photos["eval"], preprocess)
     pairs, counts, found = [], [0, 0], 0.0
     for ref, got in zip(reference, quantized):
-        f1, matched, n_ref, n_cand = detection_agreement(ref, got)
+        f1, matched, n_ref, n_cand = detection_agreement(ref[0], got[0])
         pairs += matched
         counts[0] += n_ref
         counts[1] += n_cand
@@ -125,15 +125,14 @@ def test_yolov8n_placement_and_detections_match_fp32(models_dir, photos, tmp_pat
     print(f"yolov8n on {len(files)} held-out photos: {counts[0]} fp32 / {counts[1]} int8 detections, "
           f"F1 {f1:.3f} (IoU 0.5, conf 0.25 +- 0.05), max class score gap {score_gap:.3f}")
     assert counts[0] >= 2
-    assert f1 >= 0.9
-    assert score_gap <= 0.05
+    assert f1 >= 0.95
+    assert score_gap <= 0.10
 
 
 def test_orientation_classifier_top1_agrees(models_dir, images_dir, photos, tmp_path):
     """Held-out natural photos (FP32 top-1 margins as small as 0.002 there) and documents turned 0/90/180/270."""
     preprocess = PRESETS["imagenet"]
-    result, qdq = calibrated(models_dir, tmp_path, "orientation_cls", photos["calib"], preprocess,
-                             method="mse", keep_float=4)
+    result, qdq = calibrated(models_dir, tmp_path, "orientation_cls", photos["calib"], preprocess)   # default flags
     check_placement_rules(result, qdq)
     turned = tmp_path / "turned"
     turned.mkdir()
@@ -164,7 +163,7 @@ def test_text_detector_mask_iou_on_page(models_dir, photos, tmp_path):
     (quantized,), _ = outputs(qdq, photos["page"], preprocess)
     iou = mask_iou(reference > 0.3, quantized > 0.3)
     print(f"ppocrv4_det: text mask IoU on page.png {iou:.3f} ({int((reference > 0.3).sum())} text pixels)")
-    assert (reference > 0.3).sum() > 1000 and iou >= 0.85
+    assert (reference > 0.3).sum() > 1000 and iou >= 0.9
 
 
 def test_dynamic_int8_model_is_refused(models_dir):

@@ -55,6 +55,7 @@ def test_ort_build_writes_engine_and_int8_report(yolo_qdq, images_dir):
     assert latency["ratio"] > 0 and latency["reference"]["median_ms"] > 0 and latency["reference_name"]
     assert "INT8/FP32 latency ratio" in output
     assert any("TensorRT does not need them" in note for note in report["notes"])
+    assert "outputs vs FP32 (ONNX Runtime, --data samples) on 4 samples: headline error" in output
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="tensorrt is installed: auto may pick it")

@@ -140,6 +140,10 @@ def test_quick_calibration_on_data_fills_the_missing_range(tmp_path):
     assert result.range_sources.get("data", 0) >= 1
     assert result.model is not None and "samples" in result.compared_on
     assert result.after.counts()["float-add"] == 0
+    errors = result.output_error   # the output error measure of both models against the float model
+    assert set(errors) == {"input", "fixed"} and errors["fixed"].samples == 3
+    assert 0 < errors["input"].headline < 0.5 and 0 < errors["fixed"].headline < 0.5
+    assert result.to_json()["output_error"]["fixed"]["headline_error"] == round(errors["fixed"].headline, 6)
 
 
 def test_both_residual_mode_puts_one_scale_on_both_inputs():

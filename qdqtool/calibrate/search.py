@@ -1,0 +1,283 @@
+"""`--method auto`: each scale's amax chosen among its candidates by how much the model's OUTPUTS change.
+
+A tensor's own quantization error says little about what it does downstream: a detector's class logits need
+their largest values (clip them and confident detections vanish), a text detector's features are better clipped.
+So every candidate (max, percentiles, entropy, mse; see observers.CANDIDATES) is judged by the output error
+measure (qdqtool.accuracy.measure) of the whole quantized model against FP32:
+
+1. One Q/DQ model is built whose activation scales are session inputs: a trial feeds other scales, nothing is
+   rebuilt. Tensors sharing one scale (Concat groups, commuting chains) form one unit and move together.
+2. Start: the best uniform choice (every unit the same candidate), so auto is never worse than the best single
+   method on the search samples.
+3. Screening: each unit in graph order tries the candidate farthest from its current one with the rest fixed and
+   keeps it when it lowers the error by `min_gain`; how much the error moved ranks the units by sensitivity.
+4. Refinement (coordinate descent on the sensitive few): the units that moved the error most try every candidate.
+5. A few calibration samples are held out of the search; if the descent is worse than its start on them, the start
+   is kept (the descent fitted noise).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from qdqtool.accuracy.measure import MeasureConfig, OutputErrorMeter, headline_error
+from qdqtool.calibrate.observers import CANDIDATES, scale_from_amax
+from qdqtool.calibrate.ranges import TensorRange
+from qdqtool.placement.apply import apply_plan
+from qdqtool.placement.plan import PlacementPlan
+from qdqtool.runner import create_session
+from qdqtool.trt.rules import QUANTIZE
+
+log = logging.getLogger("qdqtool")
+
+Feed = Dict[str, np.ndarray]
+Outputs = Dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    search_samples: int = 4     # calibration samples the trials run on (one batch when the batch dim is dynamic)
+    holdout_samples: int = 4    # calibration samples kept out of the search to check it
+    refine_fraction: float = 0.125   # share of the scales (those whose screening trial moved the error most) ...
+    refine_min: int = 4              # ... and at least this many, that try every candidate
+    min_gain: float = 0.005     # relative error drop a change must bring
+    same_amax: float = 0.01     # candidates closer than this (relative) are one trial
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+
+
+@dataclass(frozen=True)
+class ScaleUnit:
+    """Quantized tensors sharing one scale and the candidate amaxes of the unit (max over its members)."""
+
+    tensors: Tuple[str, ...]
+    candidates: Tuple[Tuple[str, float], ...]
+
+    def amax(self, name: str) -> float:
+        """The candidate's amax; a unit without that candidate (a fixed one) keeps its first."""
+        return dict(self.candidates).get(name, self.candidates[0][1])
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    choice: Dict[Tuple[str, ...], str]     # unit tensors -> chosen candidate
+    start: str                             # the uniform candidate the descent started from
+    search_error: Tuple[float, float]      # (start, final) on the search samples
+    holdout_error: Tuple[float, float]     # (start, final) on the held-out samples; final is the kept one
+    trials: int
+
+    def tensor_amax(self, units: Sequence[ScaleUnit]) -> Dict[str, float]:
+        return {t: u.amax(self.choice[u.tensors]) for u in units for t in u.tensors}
+
+    def counts(self) -> Dict[str, int]:
+        """How many units took each candidate."""
+        counts = {name: 0 for name in CANDIDATES}
+        for name in self.choice.values():
+            counts[name] += 1
+        return {name: n for name, n in counts.items() if n}
+
+
+def scale_units(plan: PlacementPlan, ranges: Mapping[str, TensorRange],
+                fixed: Mapping[str, float] = {}) -> List[ScaleUnit]:
+    """One unit per scale of the plan, in graph order of first appearance; `fixed` tensors have one candidate."""
+    quantized = plan.quantized_tensors()
+    group_of = {t: g for g in plan.groups for t in g}
+    units, seen = [], set()
+    order = {t: i for i, t in enumerate(_graph_order(plan, quantized))}
+    for tensor in sorted(quantized, key=lambda t: order[t]):
+        if tensor in seen:
+            continue
+        members = group_of.get(tensor, (tensor,))
+        seen.update(members)
+        known = [m for m in members if m in ranges]
+        if any(m in fixed for m in members):
+            amax = max(fixed.get(m, ranges[m].amax) for m in known)
+            candidates: Tuple[Tuple[str, float], ...] = (("max", amax),)
+        else:
+            per_member = [dict(ranges[m].candidates) or {"max": ranges[m].amax} for m in known]
+            names = [n for n in CANDIDATES if all(n in c for c in per_member)] or ["max"]
+            candidates = tuple((n, max(c.get(n, ranges[m].amax) for c, m in zip(per_member, known))) for n in names)
+        units.append(ScaleUnit(tuple(m for m in members if m in set(quantized)), candidates))
+    return units
+
+
+def _graph_order(plan: PlacementPlan, tensors: Sequence[str]) -> List[str]:
+    first_use = {}
+    for index, edge in enumerate(plan.inputs):
+        first_use.setdefault(edge.tensor, index)
+    return sorted(tensors, key=lambda t: first_use.get(t, len(first_use)))
+
+
+def scale_fed_model(model: onnx.ModelProto, plan: PlacementPlan, units: Sequence[ScaleUnit]
+                    ) -> Tuple[onnx.ModelProto, List[List[str]]]:
+    """The planned Q/DQ model whose activation scales are graph inputs; the input names of each unit's scales."""
+    start = {t: u.candidates[0][1] for u in units for t in u.tensors}
+    quantized = apply_plan(model, plan, start)
+    graph = quantized.graph
+    scale_of = {n.input[0]: n.input[1] for n in graph.node if n.op_type == QUANTIZE}
+    names = [[scale_of[t] for t in u.tensors] for u in units]
+    fed = {name for unit in names for name in unit}
+    kept = [t for t in graph.initializer if t.name not in fed]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    graph.input.extend(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, []) for name in sorted(fed))
+    return quantized, names
+
+
+class Trials:
+    """Runs the scale-fed model on fixed feeds and measures its outputs against the FP32 references."""
+
+    def __init__(self, model: onnx.ModelProto, plan: PlacementPlan, units: Sequence[ScaleUnit],
+                 feeds: Sequence[Feed], references: Sequence[Outputs], measure: MeasureConfig) -> None:
+        fed_model, self.scale_names = scale_fed_model(model, plan, units)
+        self.session = create_session(fed_model, optimize=False)
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.feeds, self.references, self.measure = list(feeds), list(references), measure
+        self.count = 0
+
+    def outputs(self, amaxes: Sequence[float], feeds: Sequence[Feed]) -> List[Outputs]:
+        scales = {name: np.array(scale_from_amax(a), np.float32) for a, names in zip(amaxes, self.scale_names)
+                  for name in names}
+        return [dict(zip(self.output_names, self.session.run(self.output_names, {**feed, **scales})))
+                for feed in feeds]
+
+    def error(self, amaxes: Sequence[float], feeds: Optional[Sequence[Feed]] = None,
+              references: Optional[Sequence[Outputs]] = None) -> float:
+        """The headline output error on the given feeds (default: the search feeds)."""
+        self.count += 1
+        got = self.outputs(amaxes, self.feeds if feeds is None else feeds)
+        return headline_error(self.references if references is None else references, got, self.measure)
+
+    def errors(self, amaxes: Sequence[float]) -> Tuple[float, float, float]:
+        """search_score on (all, even, odd) search feeds: a move must help the whole and neither half get worse."""
+        self.count += 1
+        got = self.outputs(amaxes, self.feeds)
+        refs = self.references
+        if len(got) < 2:
+            whole = search_score(refs, got, self.measure)
+            return whole, whole, whole
+        return (search_score(refs, got, self.measure), search_score(refs[0::2], got[0::2], self.measure),
+                search_score(refs[1::2], got[1::2], self.measure))
+
+
+def search_score(references: Sequence[Outputs], candidates: Sequence[Outputs], measure: MeasureConfig) -> float:
+    """The headline error plus the mean over outputs of their mean channel error.
+
+    The headline alone is a max (worst channel of the worst output): a scale that helps every other channel leaves
+    it unchanged, and a descent on it stalls. The mean term sees those gains; the headline still dominates."""
+    meter = OutputErrorMeter(measure)
+    for reference, candidate in zip(references, candidates):
+        meter.add(reference, candidate)
+    result = meter.result()
+    means = [o.mean_channel_error for o in result.outputs.values()]
+    return result.headline + (float(np.mean(means)) if means else 0.0)
+
+
+def search_scales(trials: Trials, units: Sequence[ScaleUnit], holdout: Sequence[Feed],
+                  holdout_references: Sequence[Outputs], config: SearchConfig) -> SearchResult:
+    """Choose a candidate per unit: best uniform start, screening, refinement, check on the held-out samples."""
+    uniform = {name: trials.errors([u.amax(name) for u in units]) for name in CANDIDATES}
+    start = min(uniform, key=lambda n: uniform[n][0])
+    log.info("auto: uniform candidates on the search samples: %s",
+             ", ".join(f"{n} {e[0]:.4f}" for n, e in uniform.items()))
+    state = _Descent(trials, units, start, uniform[start], config)
+    searchable = [i for i, u in enumerate(units) if len(_distinct(u, config)) > 1]
+    effect = {i: state.try_candidates(i, [_farthest(units[i], state.chosen[i])]) for i in searchable}
+    refine = sorted(searchable, key=lambda i: -effect[i])[:max(config.refine_min, int(config.refine_fraction
+                                                                                        * len(searchable)))]
+    for index in refine:
+        state.try_candidates(index, [n for n, _ in _distinct(units[index], config)])
+    log.info("auto: screened %d scales, refined %d: error %.4f -> %.4f (%d trials)", len(searchable), len(refine),
+             uniform[start][0], state.best[0], trials.count)
+    chosen = state.chosen
+    start_amax = [u.amax(start) for u in units]
+    final_amax = [u.amax(n) for u, n in zip(units, chosen)]
+    held = (0.0, 0.0)
+    if holdout:
+        held = (trials.error(start_amax, holdout, holdout_references),
+                trials.error(final_amax, holdout, holdout_references))
+        if held[1] > held[0]:
+            log.info("auto: the search is worse on the held-out samples (%.4f > %.4f): keeping the uniform %s",
+                     held[1], held[0], start)
+            chosen, held = [start for _ in units], (held[0], held[0])
+    choice = {u.tensors: _credited(u, name) for u, name in zip(units, chosen)}
+    return SearchResult(choice, start, (uniform[start][0], state.best[0]), held, trials.count)
+
+
+class _Descent:
+    """The current choice per unit and its error; moves one unit at a time when that lowers the error enough."""
+
+    def __init__(self, trials: Trials, units: Sequence[ScaleUnit], start: str, errors: Tuple[float, float, float],
+                 config: SearchConfig) -> None:
+        self.trials, self.units, self.config = trials, units, config
+        self.chosen = [start for _ in units]
+        self.best = errors
+
+    def try_candidates(self, index: int, names: Sequence[str]) -> float:
+        """Try unit `index` at each named candidate with the rest fixed, keep the best that lowers the error by
+        min_gain and is no worse on either half of the search samples; returns the largest error change seen
+        (how much this unit's choice matters)."""
+        unit = self.units[index]
+        amaxes = [u.amax(n) for u, n in zip(self.units, self.chosen)]
+        current = amaxes[index]
+        effect, winner, winner_errors = 0.0, self.chosen[index], self.best
+        for name in names:
+            amax = unit.amax(name)
+            if _same(amax, current, self.config.same_amax):
+                continue
+            amaxes[index] = amax
+            errors = self.trials.errors(amaxes)
+            effect = max(effect, abs(errors[0] - self.best[0]))
+            if errors[0] < winner_errors[0] * (1 - self.config.min_gain) and all(
+                    e <= b for e, b in zip(errors[1:], self.best[1:])):
+                winner, winner_errors = name, errors
+        self.chosen[index], self.best = winner, winner_errors
+        return effect
+
+
+def _same(a: float, b: float, tolerance: float) -> bool:
+    return abs(a - b) <= tolerance * max(abs(a), abs(b), 1e-12)
+
+
+def _distinct(unit: ScaleUnit, config: SearchConfig) -> List[Tuple[str, float]]:
+    """The unit's candidates without near-duplicates (the first of each cluster in CANDIDATES order)."""
+    kept: List[Tuple[str, float]] = []
+    for name, amax in unit.candidates:
+        if not any(_same(amax, a, config.same_amax) for _, a in kept):
+            kept.append((name, amax))
+    return kept
+
+
+def _farthest(unit: ScaleUnit, current: str) -> str:
+    """The candidate whose amax is farthest (by ratio) from the current one: the screening trial."""
+    here = max(unit.amax(current), 1e-12)
+    return max(unit.candidates, key=lambda c: abs(np.log(max(c[1], 1e-12) / here)))[0]
+
+
+def _credited(unit: ScaleUnit, name: str) -> str:
+    """The first candidate (in CANDIDATES order) with the same amax as the chosen one: max over p99.999 when equal."""
+    amax = unit.amax(name)
+    return next((n for n, a in unit.candidates if a == amax), name)
+
+
+def batched(feeds: Sequence[Feed], dynamic_batch: bool) -> List[Feed]:
+    """The feeds as one batch when the model's batch dim is dynamic and their shapes agree (one run per trial)."""
+    if not dynamic_batch or len(feeds) < 2:
+        return list(feeds)
+    shapes = {tuple((k, v.shape) for k, v in sorted(f.items())) for f in feeds}
+    if len(shapes) > 1:
+        return list(feeds)
+    return [{name: np.concatenate([f[name] for f in feeds]) for name in feeds[0]}]
+
+
+def spread_indices(total: int, count: int, skip: Sequence[int] = ()) -> List[int]:
+    """`count` indices spread evenly over range(total), avoiding `skip` (fewer when there are not enough)."""
+    free = [i for i in range(total) if i not in set(skip)]
+    if count >= len(free):
+        return free
+    return [free[int(k * len(free) / count)] for k in range(count)]

@@ -1,0 +1,120 @@
+"""`--method auto` on a tiny model: two tensors with the same statistics, whose outliers matter downstream for one
+(the output shows them) and not for the other (a Clip after the conv hides them). Auto must treat them differently."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from tiny import Builder
+
+from qdqtool.calibrate.observers import CANDIDATES, make_observer
+from qdqtool.calibrate.pipeline import CalibrationConfig, CalibrationOutputs, calibrate_file
+from qdqtool.calibrate.search import scale_fed_model, scale_units, spread_indices
+from qdqtool.onnxgraph.prepare import load_model
+from qdqtool.placement.apply import apply_plan
+from qdqtool.placement.plan import group_amax
+from qdqtool.runner import create_session
+
+SIDE = 64
+OUTLIER = 50.0
+
+
+def two_branches():
+    """a = Conv1x1(xa * 1) (outliers reach the output); b = Clip(Conv1x1(xb * 1), -0.5, 0.5) (outliers clipped)."""
+    b = Builder()
+    one = b.const(np.array(1.0, np.float32), "one")
+    identity = b.const(np.ones((1, 1, 1, 1), np.float32))
+    outputs = []
+    for name in ("a", "b"):
+        x = b.input(f"x{name}", [None, 1, SIDE, SIDE])
+        inner = b.op("Mul", [x, one], f"scale_{name}")
+        conv = b.op("Conv", [inner, identity], f"conv_{name}")
+        outputs.append(conv if name == "a" else b.op("Clip", [conv, b.const(np.array(-0.5, np.float32)),
+                                                             b.const(np.array(0.5, np.float32))], "clip_b"))
+    return b.model(outputs)
+
+
+def heavy_tailed(rng, shape):
+    """Gaussian bulk (sigma 0.25) with rare large outliers (0.05% of values), the same law for both inputs."""
+    values = rng.normal(0.0, 0.25, shape).astype(np.float32)
+    mask = rng.random(shape) < 0.0005
+    values[mask] = rng.choice([-1.0, 1.0], mask.sum()) * rng.uniform(0.6 * OUTLIER, OUTLIER, mask.sum())
+    return values
+
+
+@pytest.fixture
+def model_and_data(tmp_path):
+    model = two_branches()
+    path = tmp_path / "two.onnx"
+    path.write_bytes(model.SerializeToString())
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(12):
+        np.savez(data / f"s{index:02d}.npz", xa=heavy_tailed(rng, (1, 1, SIDE, SIDE)),
+                 xb=heavy_tailed(rng, (1, 1, SIDE, SIDE)))
+    return path, data
+
+
+def test_auto_keeps_outliers_that_reach_the_output_and_clips_those_that_do_not(model_and_data, tmp_path):
+    path, data = model_and_data
+    ranges_path = tmp_path / "two.ranges.json"
+    result = calibrate_file(path, data, CalibrationOutputs(model=tmp_path / "q.onnx", ranges=ranges_path),
+                            CalibrationConfig())   # auto is the default
+    ranges = result.ranges
+    kept, clipped = ranges["scale_a_out"], ranges["scale_b_out"]
+    assert kept.observed_max > 0.5 * OUTLIER and clipped.observed_max > 0.5 * OUTLIER   # same statistics
+    assert kept.amax >= 0.9 * kept.observed_max, kept
+    assert clipped.amax <= 0.1 * clipped.observed_max, clipped
+    assert kept.method != clipped.method and kept.method.startswith("auto: ")
+    # every local (per-tensor) rule gives both tensors the same kind of range: it cannot tell them apart
+    for name in CANDIDATES:
+        sides = {dict(r.candidates)[name] > 0.5 * r.observed_max for r in (kept, clipped)}
+        assert len(sides) == 1, name
+    summary = result.summary()["auto"]
+    assert sum(summary["scales_by_candidate"].values()) == 2
+    assert summary["search_error"][1] < summary["search_error"][0]
+    saved = {r["tensor"]: r for r in json.loads(ranges_path.read_text())["ranges"]}
+    assert saved["scale_b_out"]["method"] == clipped.method
+    assert set(saved["scale_b_out"]["candidates"]) == set(CANDIDATES)
+
+
+def test_scale_fed_model_matches_the_applied_model(model_and_data):
+    path, data = model_and_data
+    result = calibrate_file(path, data, CalibrationOutputs(model=path.with_name("q.onnx")),
+                            CalibrationConfig(method="percentile"))
+    model = load_model(path)
+    units = scale_units(result.plan, result.ranges)
+    fed, names = scale_fed_model(model, result.plan, units)
+    amax = group_amax(result.plan, {t: r.amax for t, r in result.ranges.items()})
+    rng = np.random.default_rng(3)
+    feed = {"xa": heavy_tailed(rng, (1, 1, SIDE, SIDE)), "xb": heavy_tailed(rng, (1, 1, SIDE, SIDE))}
+    scales = {n: np.array(amax[u.tensors[0]] / 127, np.float32) for u, group in zip(units, names) for n in group}
+    expected = create_session(apply_plan(model, result.plan, amax), optimize=False).run(None, feed)
+    got = create_session(fed, optimize=False).run(None, {**feed, **scales})
+    assert len(scales) == 2 and not any(t.name in scales for t in fed.graph.initializer)
+    assert isinstance(fed, onnx.ModelProto)
+    for want, have in zip(expected, got):
+        np.testing.assert_allclose(have, want, rtol=1e-6, atol=1e-6)
+
+
+def test_candidate_observer_gives_every_candidate_ordered_by_clipping():
+    rng = np.random.default_rng(1)
+    observer = make_observer("auto")
+    for _ in range(3):
+        observer.update(heavy_tailed(rng, (4096,)))
+    candidates = observer.candidates()
+    assert tuple(candidates) == CANDIDATES
+    assert candidates["max"] == observer.observed_max
+    assert candidates["p99.9"] <= candidates["p99.99"] <= candidates["p99.999"] <= candidates["max"]
+    assert observer.amax() == candidates["p99.99"]
+
+
+def test_spread_indices_are_disjoint_and_spread():
+    search = spread_indices(12, 4)
+    holdout = spread_indices(12, 4, skip=search)
+    assert search == [0, 3, 6, 9] and not set(search) & set(holdout) and len(holdout) == 4
+    assert spread_indices(3, 4) == [0, 1, 2]
