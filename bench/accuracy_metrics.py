@@ -2,30 +2,21 @@
 
 - detection: F1 at IoU 0.5 of the candidate's detections matched one-to-one (same class) against FP32's, where a
   detection within 0.05 of the threshold counts as found when the other model has it just below (as in
-  tests/accuracy.py), and the largest score gap over matched pairs;
+  qdqtool.accuracy.tasks), and the largest score gap over matched pairs;
 - mask: IoU of the probability maps thresholded at 0.3, pooled over all held-out images (intersection / union sums);
 - top1: share of feeds whose argmax agrees, and the largest probability gap.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Dict, List, Sequence
 
 import numpy as np
 
 from bench.accuracy_models import BenchModel
+from qdqtool.accuracy.tasks import SCORE_TOLERANCE as TOLERANCE
+from qdqtool.accuracy.tasks import Detection, match_detections
 
-_spec = importlib.util.spec_from_file_location(
-    "bench_test_accuracy", Path(__file__).resolve().parents[1] / "tests" / "accuracy.py")
-_accuracy = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _accuracy
-_spec.loader.exec_module(_accuracy)
-Detection, match_detections = _accuracy.Detection, _accuracy.match_detections
-
-TOLERANCE = 0.05
 Outputs = List[np.ndarray]
 
 

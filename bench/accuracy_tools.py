@@ -1,8 +1,8 @@
 """The quantizers of the accuracy bench, each run in its own process: wall time and peak RSS (os.wait4).
 
-Rows: ONNX Runtime quantize_static (MinMax, Entropy), the MinMax one repaired by `qdqtool fix-residuals`; `qdqtool calibrate`
-with every --method the installed CLI offers (read from its --help, so new methods appear by themselves), and with
---max-error when offered; NVIDIA ModelOpt's ONNX PTQ (max, entropy) when a peer venv has it.
+Rows: ONNX Runtime quantize_static (MinMax, Entropy), the MinMax one repaired by `qdqtool fix-residuals`;
+`qdqtool calibrate` with every --method the installed CLI offers (read from its --help, so new methods appear by
+themselves), and with --max-error when offered; NVIDIA ModelOpt's ONNX PTQ (max, entropy) when a peer venv has it.
 """
 
 from __future__ import annotations

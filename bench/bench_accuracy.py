@@ -106,7 +106,7 @@ def markdown_table(model: BenchModel, result: Dict) -> List[str]:
             counts = " | ".join(str(row["checks"][g]) for g in GATES)
             lines.append(f"| {row['name']} | {row['seconds']} | {row['peak_mib']} | {counts} | {row['error']:.4f} "
                          f"| {task_cell(model, row['task'])} |")
-    return lines + [""]
+    return [*lines, ""]
 
 
 def fp32_answers(result: Dict) -> str:
