@@ -12,7 +12,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,7 +98,8 @@ def command(row: Row, fp32: Path, feeds: Path, stacked: Path, out: Path, peer: O
     if row.tool == "qdqtool":
         return [QDQTOOL, "calibrate", str(fp32), "--data", str(feeds), "-o", str(out), "--method", row.option,
                 *row.extra]
-    copy = Path(tempfile.mkdtemp(dir=work)) / fp32.name
+    copy = work / "modelopt_input" / fp32.name
+    copy.parent.mkdir(exist_ok=True)
     shutil.copy(fp32, copy)
     return [str(peer), "-m", "modelopt.onnx.quantization", "--onnx_path", str(copy), "--quantize_mode", "int8",
             "--calibration_method", row.option, "--calibration_data_path", str(stacked), "--calibration_eps", "cpu",
