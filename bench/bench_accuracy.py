@@ -3,6 +3,7 @@
     make bench BENCH_ARGS=accuracy                              all models
     make bench BENCH_ARGS="accuracy models=yolov8n_320,centerface"
     make bench BENCH_ARGS="accuracy reuse=1"                    tables from the saved per-model results
+    make bench BENCH_ARGS="accuracy rows=modelopt part=peers"   only some tools, saved beside the others
 
 Writes bench_out/accuracy.md and bench_out/accuracy.json (with package versions). Per row: quantize wall time and
 peak RSS (one process per run), `qdqtool check`'s counts, the output error measure of qdqtool.accuracy.measure on
@@ -35,6 +36,7 @@ OUT = ROOT / "bench_out"
 WORK = OUT / "accuracy"
 EXTRA_DIR = OUT / "extra_models"
 GATES = ("float-add", "requant-concat", "reformat")
+TOOL_ORDER = ("fp32", "ort", "fix", "qdqtool", "modelopt")
 INCOMPLETE = " **Incomplete: the run was stopped before the remaining rows.**"
 HOW = ("Calibration: the same .npy feeds for every tool (9 photos + 7 crops of them, each model's own pre-processing);"
        " held out: 9 other photos + 9 crops (+ page.png turned 4 ways for orientation_cls). ORT: quantize_static, QDQ,"
@@ -62,12 +64,29 @@ def check_counts(path: Path) -> Dict[str, int]:
     return {gate: counts.get(gate, 0) for gate in GATES}
 
 
-def bench_model(model: BenchModel, methods, has_max_error, default, peer, reuse: bool) -> Dict:
-    """One model's rows; kept in bench_out/accuracy/KEY/result.json (reuse=1 reads that instead of measuring)."""
-    work = WORK / model.key
+def saved_results(key: str) -> Optional[Dict]:
+    """A model's saved rows: bench_out/accuracy/KEY/result.json merged with the rows of KEY.PART/ runs, if any."""
+    parts = [json.loads(p.read_text()) for p in sorted(WORK.glob(f"{key}*/result.json"))
+             if p.parent.name == key or p.parent.name.startswith(f"{key}.")]
+    if not parts:
+        return None
+    merged = {**parts[0], "rows": list(parts[0]["rows"])}
+    for part in parts[1:]:
+        merged["rows"] += [r for r in part["rows"] if r["name"] not in {m["name"] for m in merged["rows"]}]
+        merged["partial"] = merged.get("partial", False) or part.get("partial", False)
+        merged["seconds"] = merged["seconds"] + part["seconds"]
+    merged["rows"].sort(key=lambda r: TOOL_ORDER.index(r.get("tool", "fp32")))
+    return merged
+
+
+def bench_model(model: BenchModel, methods, has_max_error, default, peer, options: Dict[str, str]) -> Dict:
+    """One model's rows, kept in bench_out/accuracy/KEY/result.json (KEY.PART/ with part=PART; reuse=1 reads them
+    instead of measuring; rows=ort,fix,qdqtool,modelopt picks tools)."""
+    if options.get("reuse") == "1" and saved_results(model.key):
+        return saved_results(model.key)
+    work = WORK / (model.key + (f".{options['part']}" if "part" in options else ""))
     saved = work / "result.json"
-    if reuse and saved.exists():
-        return json.loads(saved.read_text())
+    tools_wanted = options.get("rows", "ort,fix,qdqtool,modelopt").split(",")
     work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     calibration, held_out = data.photo_split(WORK)
@@ -82,7 +101,7 @@ def bench_model(model: BenchModel, methods, has_max_error, default, peer, reuse:
     result = {"model": model.key, "note": model.note, "shape": list(model.shape), "metric": model.metric,
               "calibration_feeds": len(list(feeds_dir.glob("*.npy"))), "held_out_feeds": len(held_feeds),
               "rows": [{"name": "FP32", "task": task_scores(model, reference, reference), "error": 0.0}]}
-    for row in tools.rows(methods, has_max_error, default, peer is not None):
+    for row in [r for r in tools.rows(methods, has_max_error, default, peer is not None) if r.tool in tools_wanted]:
         out = tools.output_path(row, work)
         run = tools.run_measured(tools.command(row, fp32, feeds_dir, stacked, out, peer, work),
                                  out.with_suffix(".log"))
@@ -159,8 +178,7 @@ def main(argv: Sequence[str] = ()) -> List[str]:
         keys = [k for k in keys if MODELS[k].source == "shared"]
     methods, default, has_max_error = tools.qdqtool_options()
     peer, peer_versions = tools.peer_python()
-    results = [bench_model(MODELS[k], methods, has_max_error, default, peer, options.get("reuse") == "1")
-               for k in keys]
+    results = [bench_model(MODELS[k], methods, has_max_error, default, peer, options) for k in keys]
     seconds = sum(r["seconds"] for r in results) if "reuse" in options else time.perf_counter() - start
     info = versions(peer_versions)
     lines = ["## Accuracy against FP32, every tool on the same calibration tensors", "",
