@@ -41,12 +41,16 @@ def default_ranges_path(output: Path) -> Path:
 @click.option("--keep-float", type=click.IntRange(min=0), default=0, show_default=True,
               help="Rank quantizers by how much each alone changes the outputs and keep the consumers of the N "
                    "worst float (costs one extra run per quantizer on a few samples).")
+@click.option("--max-error", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Mixed precision: keep the consumers of the most harmful quantizers float, fewest first, until "
+                   "the output error measure on held-out calibration samples is at most this (e.g. 0.05).")
 @data_options
 @placement_options
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.pass_context
 def calibrate_command(ctx: click.Context, model: Path, output: Path, method: str, percentile: float, batch_size: int,
-                      ranges_path, cache_path, cache_header: str, keep_float: int, as_json: bool, **options) -> None:
+                      ranges_path, cache_path, cache_header: str, keep_float: int, max_error, as_json: bool,
+                      **options) -> None:
     """Calibrate an FP32 ONNX MODEL on real data and write a Q/DQ model placed by TensorRT's rules.
 
     Example: qdqtool calibrate yolov8n.onnx --data photos/ --preset yolo --size 320 -o yolov8n.qdq.onnx
@@ -56,7 +60,8 @@ def calibrate_command(ctx: click.Context, model: Path, output: Path, method: str
         raise DataError("calibrate needs real samples: pass --data DIR (a folder of images or .npy/.npz tensors)")
     config = CalibrationConfig(method=method, percentile=percentile, batch_size=batch_size,
                                max_samples=data.max_samples, preprocess=data.preprocess,
-                               placement=placement_from_options(options), keep_float=keep_float)
+                               placement=placement_from_options(options), keep_float=keep_float,
+                               max_error=max_error)
     outputs = CalibrationOutputs(model=output, ranges=ranges_path or default_ranges_path(output),
                                  cache=cache_path, cache_version_tag=cache_header)
     with progress_bar("calibrating", quiet_from(ctx) or as_json) as (set_total, advance):
@@ -79,6 +84,13 @@ def calibrate_command(ctx: click.Context, model: Path, output: Path, method: str
         click.echo(f"auto: scales by candidate: {taken} ({auto['trials']} trials from uniform {auto['start']}; "
                    f"output error {auto['holdout_error'][0]:.4f} -> {auto['holdout_error'][1]:.4f} on held-out "
                    "calibration samples)")
+    if "max_error" in summary:
+        target = summary["max_error"]
+        before, after = target["int8_convs_before"], target["int8_convs_after"]
+        click.echo(f"max-error {target['target']:g}: output error {target['error_before']:.4f} -> "
+                   f"{target['error_after']:.4f} on held-out calibration samples"
+                   f"{'' if target['met'] else ' (target NOT met)'}; INT8 convs {before[0]}/{before[1]} -> "
+                   f"{after[0]}/{after[1]}; {len(target['kept_float_quantizers'])} quantizers' consumers kept float")
     if result.output_error is not None:
         for line in error_lines(result.output_error, "outputs vs FP32 (calibration samples)"):
             click.echo(line)

@@ -14,9 +14,10 @@ from qdqtool.calibrate.search import (
     SearchResult,
     Trials,
     batched,
+    holdout_indices,
     scale_units,
+    search_indices,
     search_scales,
-    spread_indices,
 )
 from qdqtool.calibrate.sensitivity import model_outputs
 from qdqtool.placement.plan import PlacementPlan
@@ -43,8 +44,8 @@ class AutoChoice:
 def choose_ranges(model: onnx.ModelProto, plan: PlacementPlan, ranges: Mapping[str, TensorRange],
                   samples: SampleSet, fixed: Sequence[str], config: SearchConfig) -> AutoChoice:
     """Search each scale's candidate on a few calibration samples (others held out); `fixed` tensors keep their amax."""
-    search_at = spread_indices(len(samples), config.search_samples)
-    holdout_at = spread_indices(len(samples), config.holdout_samples, skip=search_at)
+    search_at = search_indices(len(samples), config)
+    holdout_at = holdout_indices(len(samples), config)
     halves = (search_at[0::2], search_at[1::2])   # a move must help both halves of the search samples
     search_feeds = [feed for half in halves for feed in batched(samples.samples_at(half), samples.dynamic_batch)]
     holdout_feeds = batched(samples.samples_at(holdout_at), samples.dynamic_batch)

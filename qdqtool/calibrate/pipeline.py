@@ -16,9 +16,10 @@ from qdqtool.calibrate.auto import AutoChoice, choose_ranges
 from qdqtool.calibrate.collect import collect_ranges
 from qdqtool.calibrate.observers import AUTO, CALIBRATION_METHODS
 from qdqtool.calibrate.ranges import TensorRange, amax_map, save_ranges
-from qdqtool.calibrate.search import SearchConfig
+from qdqtool.calibrate.search import SearchConfig, holdout_indices
 from qdqtool.calibrate.sensitivity import keep_float_nodes, measure_sensitivity, model_outputs
 from qdqtool.calibrate.summary import plan_summary
+from qdqtool.calibrate.target import TargetResult, meet_error_target
 from qdqtool.calibrate.trtcache import DEFAULT_VERSION_TAG, write_calibration_cache
 from qdqtool.fileio import check_output_path, save_model_atomically
 from qdqtool.onnxgraph.graph import GraphView
@@ -42,6 +43,7 @@ class CalibrationConfig:
     keep_float: int = 0                  # keep the consumers of the N most harmful quantizers float
     sensitivity_samples: int = 4         # calibration samples used to rank quantizers for keep_float
     search: SearchConfig = field(default_factory=SearchConfig)   # method auto
+    max_error: Optional[float] = None    # keep the fewest most harmful quantizers' consumers float to meet it
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class CalibrationResult:
     notes: List[str]
     output_error: Optional[ErrorSummary] = None   # the output error measure vs FP32 on a few calibration samples
     auto: Optional[AutoChoice] = None
+    target: Optional[TargetResult] = None
 
     def summary(self) -> Dict[str, object]:
         summary = plan_summary(self.plan)
@@ -70,6 +73,8 @@ class CalibrationResult:
         summary["output_error"] = self.output_error.as_dict() if self.output_error is not None else None
         if self.auto is not None:
             summary["auto"] = self.auto.summary()
+        if self.target is not None:
+            summary["max_error"] = self.target.as_dict()
         return summary
 
 
@@ -109,10 +114,18 @@ def calibrate_model(model: onnx.ModelProto, samples: SampleSet, config: Calibrat
         placement = replace(config.placement, keep_float=config.placement.keep_float + kept)
         plan = plan_placement(view, placement, amax)
         tensor_amax = group_amax(plan, amax_map(ranges))
+    target = None
+    if config.max_error is not None:
+        plan, target = meet_error_target(
+            model, view, config.placement, amax, amax_map(ranges), plan,
+            lambda: measure_sensitivity(model, plan, tensor_amax, feeds, references),
+            samples.samples_at(holdout_indices(len(samples), config.search)), config.max_error)
+        notes += [f"kept float for --max-error: consumers of {', '.join(target.kept)}"] if target.kept else []
+        tensor_amax = group_amax(plan, amax_map(ranges))
     quantized = apply_plan(model, plan, tensor_amax)
     names = [o.name for o in model.graph.output]
     error = measure_outputs(names, references, model_outputs(quantized, feeds)) if feeds else None
-    return CalibrationResult(quantized, plan, ranges, tensor_amax, len(samples), notes, error, auto)
+    return CalibrationResult(quantized, plan, ranges, tensor_amax, len(samples), notes, error, auto, target)
 
 
 def unclipped_model_inputs(ranges: Dict[str, TensorRange], input_names) -> Dict[str, TensorRange]:

@@ -281,3 +281,12 @@ def spread_indices(total: int, count: int, skip: Sequence[int] = ()) -> List[int
     if count >= len(free):
         return free
     return [free[int(k * len(free) / count)] for k in range(count)]
+
+
+def search_indices(total: int, config: SearchConfig) -> List[int]:
+    return spread_indices(total, config.search_samples)
+
+
+def holdout_indices(total: int, config: SearchConfig) -> List[int]:
+    """The calibration samples no search decision sees (auto's check, the --max-error target)."""
+    return spread_indices(total, config.holdout_samples, skip=search_indices(total, config))

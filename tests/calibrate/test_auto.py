@@ -118,3 +118,28 @@ def test_spread_indices_are_disjoint_and_spread():
     holdout = spread_indices(12, 4, skip=search)
     assert search == [0, 3, 6, 9] and not set(search) & set(holdout) and len(holdout) == 4
     assert spread_indices(3, 4) == [0, 1, 2]
+
+
+def test_max_error_keeps_the_fewest_harmful_quantizers_float(model_and_data, tmp_path):
+    """entropy clips both tensors' outliers: only the branch whose outliers reach the output must go float."""
+    path, data = model_and_data
+    plain = calibrate_file(path, data, CalibrationOutputs(model=tmp_path / "p.onnx"),
+                           CalibrationConfig(method="entropy"))
+    result = calibrate_file(path, data, CalibrationOutputs(model=tmp_path / "t.onnx"),
+                            CalibrationConfig(method="entropy", max_error=0.05))
+    target = result.target
+    assert target.error_before > 0.05 >= target.error_after and target.met
+    assert target.kept == ("scale_a_out",)
+    assert target.convs_before == (2, 2) and target.convs_after == (1, 2)
+    floats = {d.node for d in result.plan.decisions if d.rule == "weighted" and d.outcome == "float"}
+    assert floats == {"conv_a"} and all(d.outcome == "int8" for d in plain.plan.decisions if d.rule == "weighted")
+    assert result.summary()["max_error"]["int8_convs_after"] == [1, 2]
+
+
+def test_max_error_goes_as_far_as_the_ranking_when_needed(model_and_data, tmp_path):
+    """A target only FP32 activations meet (the identity weights quantize exactly): every quantizer goes float."""
+    path, data = model_and_data
+    result = calibrate_file(path, data, CalibrationOutputs(model=tmp_path / "t.onnx"),
+                            CalibrationConfig(method="entropy", max_error=1e-9))
+    assert result.target.met and set(result.target.kept) == {"scale_a_out", "scale_b_out"}
+    assert result.target.convs_after == (0, 2) and result.target.error_after <= 1e-9
