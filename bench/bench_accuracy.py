@@ -81,7 +81,7 @@ def saved_results(key: str) -> Optional[Dict]:
 
 def bench_model(model: BenchModel, methods, has_max_error, default, peer, options: Dict[str, str]) -> Dict:
     """One model's rows, kept in bench_out/accuracy/KEY/result.json (KEY.PART/ with part=PART; reuse=1 reads them
-    instead of measuring; rows=ort,fix,qdqtool,modelopt picks tools)."""
+    instead of measuring; rows=ort,fix,qdqtool,modelopt,max-error picks tools)."""
     if options.get("reuse") == "1" and saved_results(model.key):
         return saved_results(model.key)
     work = WORK / (model.key + (f".{options['part']}" if "part" in options else ""))
@@ -101,7 +101,7 @@ def bench_model(model: BenchModel, methods, has_max_error, default, peer, option
     result = {"model": model.key, "note": model.note, "shape": list(model.shape), "metric": model.metric,
               "calibration_feeds": len(list(feeds_dir.glob("*.npy"))), "held_out_feeds": len(held_feeds),
               "rows": [{"name": "FP32", "task": task_scores(model, reference, reference), "error": 0.0}]}
-    for row in [r for r in tools.rows(methods, has_max_error, default, peer is not None) if r.tool in tools_wanted]:
+    for row in [r for r in tools.rows(methods, has_max_error, default, peer is not None) if r.tool in tools_wanted or (r.extra and "max-error" in tools_wanted)]:
         out = tools.output_path(row, work)
         run = tools.run_measured(tools.command(row, fp32, feeds_dir, stacked, out, peer, work),
                                  out.with_suffix(".log"))
