@@ -101,7 +101,8 @@ def bench_model(model: BenchModel, methods, has_max_error, default, peer, option
     result = {"model": model.key, "note": model.note, "shape": list(model.shape), "metric": model.metric,
               "calibration_feeds": len(list(feeds_dir.glob("*.npy"))), "held_out_feeds": len(held_feeds),
               "rows": [{"name": "FP32", "task": task_scores(model, reference, reference), "error": 0.0}]}
-    for row in [r for r in tools.rows(methods, has_max_error, default, peer is not None) if r.tool in tools_wanted or (r.extra and "max-error" in tools_wanted)]:
+    every = tools.rows(methods, has_max_error, default, peer is not None)
+    for row in [r for r in every if r.tool in tools_wanted or (r.extra and "max-error" in tools_wanted)]:
         out = tools.output_path(row, work)
         run = tools.run_measured(tools.command(row, fp32, feeds_dir, stacked, out, peer, work),
                                  out.with_suffix(".log"))
