@@ -49,7 +49,8 @@ def run_measured(command: Sequence[str], log: Path) -> RunResult:
     error = None
     if code != 0:
         lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
-        error = f"exit {code}: {lines[-1][:200] if lines else 'no output'}"
+        killed = " (killed by SIGKILL: out of memory?)" if code == -9 else ""
+        error = f"exit {code}{killed}: {lines[-1][:200] if lines else 'no output'}"
     return RunResult(seconds, usage.ru_maxrss / 1024, error)
 
 

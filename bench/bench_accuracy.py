@@ -143,11 +143,11 @@ def markdown_table(model: BenchModel, result: Dict) -> List[str]:
         if row["name"] == "FP32":
             lines.append(f"| FP32 | | | | | | 0 | {task_cell(model, row['task'])} |")
         elif row.get("error_message"):
-            lines.append(f"| {row['name']} | {row['seconds']} | {row['peak_mib'] or 'n/a'} | | | | | failed: "
+            lines.append(f"| {row['name']} | {row['seconds'] or 'n/a'} | {row['peak_mib'] or 'n/a'} | | | | | failed: "
                          f"{row['error_message'].replace('|', '/')} |")
         else:
             counts = " | ".join(str(row["checks"][g]) for g in GATES)
-            lines.append(f"| {row['name']} | {row['seconds']} | {row['peak_mib'] or 'n/a'} | {counts} "
+            lines.append(f"| {row['name']} | {row['seconds'] or 'n/a'} | {row['peak_mib'] or 'n/a'} | {counts} "
                          f"| {row['error']:.4f} "
                          f"| {task_cell(model, row['task'])} |")
     return [*lines, ""]
