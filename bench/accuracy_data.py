@@ -1,0 +1,70 @@
+"""The accuracy bench's data: one fixed split of the 18 photos, deterministic crops, and per-model .npy feeds.
+
+Calibration: 9 photos (including text.png, so the text models see text) + augmented crops of them.
+Held out: the 9 other photos (including page.png and astronaut.png, which hold the text and the faces) + crops of them.
+Each model's feeds are made once with its own pre-processing and saved as .npy, so every tool sees identical tensors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, List
+
+import numpy as np
+from PIL import Image
+
+from qdqtool.samples.images import write_augmented_crops
+
+ROOT = Path(__file__).resolve().parents[1]
+PHOTOS = ROOT / "calib_data" / "images"
+CALIBRATION_PHOTOS = ("camera.png", "chelsea.png", "coins.png", "flower.jpg", "gravel.png", "ihc.png",
+                      "motorcycle_left.png", "retina.jpg", "text.png")
+HELD_OUT_PHOTOS = ("astronaut.png", "brick.png", "cell.png", "coffee.png", "color.png", "grass.png",
+                   "hubble_deep_field.jpg", "moon.png", "page.png")
+CALIBRATION_CROPS = 7          # 9 photos + 7 crops = 16 calibration samples
+HELD_OUT_CROPS = 9             # 9 photos + 9 crops = 18 held-out images
+SEED = 0
+
+
+def _rgb(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def _images(names: tuple, crops: int, work: Path, tag: str) -> List[np.ndarray]:
+    folder = work / f"photos_{tag}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        target = folder / name
+        if not target.exists():
+            target.write_bytes((PHOTOS / name).read_bytes())
+    crop_folder = work / f"crops_{tag}"
+    if len(list(crop_folder.glob("crop_*.png"))) != crops:
+        write_augmented_crops(folder, crop_folder, crops, seed=SEED)
+    return [_rgb(folder / n) for n in names] + [_rgb(p) for p in sorted(crop_folder.glob("crop_*.png"))]
+
+
+def turned_page() -> List[np.ndarray]:
+    """page.png turned by 0/90/180/270 degrees: the orientation classifier's four real answers."""
+    image = Image.open(PHOTOS / "page.png").convert("RGB")
+    return [np.asarray(image.rotate(90 * q, expand=True)) for q in range(4)]
+
+
+def photo_split(work: Path):
+    """(calibration RGB images, held-out RGB images), the same every run."""
+    return (_images(CALIBRATION_PHOTOS, CALIBRATION_CROPS, work, "calibration"),
+            _images(HELD_OUT_PHOTOS, HELD_OUT_CROPS, work, "held_out"))
+
+
+def write_feeds(images: List[np.ndarray], prepare: Callable, folder: Path) -> List[np.ndarray]:
+    """Each image through the model's pre-processing; every feed saved as feed_NNNN.npy. Returns the feeds."""
+    folder.mkdir(parents=True, exist_ok=True)
+    feeds = [feed.astype(np.float32) for rgb in images for feed in prepare(rgb)]
+    for index, feed in enumerate(feeds):
+        np.save(folder / f"feed_{index:04d}.npy", feed)
+    return feeds
+
+
+def write_stacked(feeds: List[np.ndarray], path: Path) -> Path:
+    """All calibration feeds in one [N, ...] array (ModelOpt's --calibration_data_path)."""
+    np.save(path, np.concatenate(feeds, 0))
+    return path
