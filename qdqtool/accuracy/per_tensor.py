@@ -3,7 +3,7 @@
 Two views of blame. *Local*: running the FP32 model and the Q/DQ model side by side, the FP32 tensor against the
 Q/DQ model's dequantized value of it (quantization of this tensor plus everything upstream). *Marginal*: the outputs
 of the model with only that one quantizer active (every other Q/DQ pair removed, weights float) against the model
-with none (the view `calibrate --keep-float` ranks by). Statistics are running sums per tensor, one sample alive.
+with none (the view calibrate's keep-float ranking uses). Statistics are running sums per tensor, one sample alive.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The picture of `compare --plot`: per-tensor error along the network depth, Adds and Concats marked, worst labelled.
+"""The picture `compare` draws on request: per-tensor error along the network depth, Adds and Concats marked,
+worst labelled.
 
 The one module that imports matplotlib (an optional extra: pip install 'qdqtool[plot]'), lazily.
 """

@@ -1,5 +1,5 @@
-"""TensorRT's log into the `qdqtool` logger (stderr), never stdout: trt.Logger prints with std::cout, so `--json`
-output would carry `[TRT] [W] ...` lines. The qdqtool logger's level (INFO or DEBUG when the CLI is verbose)
+"""TensorRT's log into the `qdqtool` logger (stderr), never stdout: trt.Logger prints with std::cout, so JSON
+output on stdout would carry `[TRT] [W] ...` lines. The qdqtool logger's level (INFO or DEBUG when the CLI is verbose)
 decides which TensorRT severities show: VERBOSE at DEBUG, INFO at INFO, WARNING and errors by default."""
 
 from __future__ import annotations

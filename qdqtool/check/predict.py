@@ -1,7 +1,7 @@
 """Predicting, from a Q/DQ graph alone, how TensorRT groups and types its layers (see docs/TRT_RULES.md).
 
 Shared by `qdqtool check` and `qdqtool fix-residuals`: a pure analysis of a QdqView, every finding with its reason
-and node names. Counts use the `--fail-on` gate names of qdqtool/gates.py.
+and node names. Counts use the gate names of qdqtool/trt/kinds.py (Gate).
 """
 
 from __future__ import annotations

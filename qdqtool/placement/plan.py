@@ -151,12 +151,13 @@ class _Planner:
             if spec is None:
                 continue
             if allowed is not None and node.op_type not in allowed:
-                self.decide(node, Rule.WEIGHTED, Outcome.FLOAT, f"{node.op_type} not in --op-types",
+                self.decide(node, Rule.WEIGHTED, Outcome.FLOAT, f"{node.op_type} not among the op types to quantize",
                             cause=Cause.OP_TYPE_NOT_SELECTED)
                 continue
             if self.config.excludes(node.name):
                 kept = node.name in self.kept_float
-                self.decide(node, Rule.WEIGHTED, Outcome.FLOAT, self.kept_float.get(node.name, "excluded by --exclude"),
+                reason = self.kept_float.get(node.name, "excluded by an exclude pattern")
+                self.decide(node, Rule.WEIGHTED, Outcome.FLOAT, reason,
                             cause=Cause.KEPT_FLOAT if kept else Cause.EXCLUDED)
                 continue
             if len(node.input) <= spec.weight_input:
@@ -203,7 +204,7 @@ class _Planner:
                 self.quantize(skip_tensor, node, skip, EdgeRule.RESIDUAL_SKIP)
                 self.groups.union(node.input)
                 cause = Cause.BOTH_ONE_SCALE
-                reason = (f"both inputs quantized with one scale (--residual-mode both); "
+                reason = (f"both inputs quantized with one scale (residual mode both); "
                           f"{conv_name} fuses the Add")
             else:
                 self.quantize(skip_tensor, node, skip, EdgeRule.RESIDUAL_SKIP)
@@ -232,7 +233,7 @@ class _Planner:
         for consumer, index in consumers:
             self.quantize(node.output[0], consumer, index, EdgeRule.STANDALONE_ADD)
         self.decide(node, Rule.STANDALONE_ADD, Outcome.INT8,
-                    "both inputs and the output quantized (--standalone-add int8)", [*node.input, node.output[0]],
+                    "both inputs and the output quantized (standalone Add mode int8)", [*node.input, node.output[0]],
                     Cause.MODE)
 
     # --- rule 4: Concat -------------------------------------------------------------------------------------

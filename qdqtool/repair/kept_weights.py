@@ -1,6 +1,6 @@
 """The weight quantization an existing Q/DQ model already has: int8 values and scales to keep exactly.
 
-`fix-residuals --scope all` re-places every activation Q/DQ but keeps each weight's int8 values and per-channel
+`fix-residuals` with scope all re-places every activation Q/DQ but keeps each weight's int8 values and per-channel
 scales, unless TensorRT cannot take them as they are (a per-channel axis other than the output-channel axis).
 """
 

@@ -125,15 +125,15 @@ class _Repairs:
                                 Cause.CONV_SIDE_QDQ)
             if keep:
                 self.insert((node.name, res.fused_index), node.input[res.fused_index],
-                            "--residual-mode both: the conv side shares the skip input's scale", Cause.BOTH_ONE_SCALE)
+                            "residual mode both: the conv side shares the skip input's scale", Cause.BOTH_ONE_SCALE)
 
     def standalone_add(self, node) -> None:
         mode = self.config.standalone_add
         out = node.output[0]
         if mode == "keep":
-            self.kept.append(f"{node.name}: standalone Add left as it is (--standalone-add keep)")
+            self.kept.append(f"{node.name}: standalone Add left as it is (standalone Add mode keep)")
         elif mode == "float":
-            reason = f"standalone Add {node.name} runs in float (--standalone-add float)"
+            reason = f"standalone Add {node.name} runs in float (standalone Add mode float)"
             for index in range(2):
                 self.remove((node.name, index), reason, Cause.MODE)
             for consumer, index in self.view.consumers(out):
@@ -145,7 +145,7 @@ class _Repairs:
         elif self.view.is_graph_output(out) or not self.view.consumers(out):
             self.kept.append(f"{node.name}: standalone Add output is a graph output, which stays float (rule 6)")
         else:
-            reason = f"standalone Add {node.name} in INT8 (--standalone-add int8): both inputs and the output"
+            reason = f"standalone Add {node.name} in INT8 (standalone Add mode int8): both inputs and the output"
             for index, tensor in enumerate(node.input):
                 self.insert((node.name, index), tensor, reason, Cause.MODE)
             for consumer, index in self.view.consumers(out):
@@ -301,4 +301,5 @@ def require_ranges(plan: FixPlan) -> None:
     if plan.missing:
         shown = ", ".join(plan.missing[:10]) + (" ..." if len(plan.missing) > 10 else "")
         raise RangeError(f"{len(plan.missing)} tensors need a range and no quantizer, ranges file or data gives one "
-                         f"({shown}); pass --ranges FILE from `qdqtool calibrate` or --data DIR")
+                         f"({shown}); give a ranges file from `qdqtool calibrate` or calibration data",
+                         settings=("ranges", "data"))

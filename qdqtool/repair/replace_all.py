@@ -1,4 +1,4 @@
-"""`fix-residuals --scope all`: re-place every Q/DQ of a model by calibrate's plan, with the model's own scales.
+"""`fix-residuals` with scope all: re-place every Q/DQ of a model by calibrate's plan, with the model's own scales.
 
 Pure planning: the Q/DQ are read off (the float view of qdqview), calibrate's placement is planned on the float graph,
 and every range comes from the model's own quantizers: a Q/DQ pair on a tensor gives its amax (the largest, when the
@@ -36,7 +36,7 @@ from qdqtool.trt.scales import amax_from_scale, same_scale, scale_from_amax
 
 
 class ChangeKind(StrEnum):
-    """What --scope all does with one Q/DQ of the input or of the result, in the order they are listed."""
+    """What scope all does with one Q/DQ of the input or of the result, in the order they are listed."""
 
     REMOVE = "remove"                        # an activation Q/DQ the plan does not place
     REMOVE_WEIGHT = "remove-weight"          # a constant's DQ the plan does not place (biases, float ops' constants)
@@ -70,7 +70,7 @@ UNCHANGED = (ChangeKind.KEEP, ChangeKind.KEEP_WEIGHT)
 
 @dataclass(frozen=True)
 class QdqChange:
-    """What --scope all does with one Q/DQ: keep | rescale | remove | move | insert (activation edges),
+    """What scope all does with one Q/DQ: keep | rescale | remove | move | insert (activation edges),
     keep-weight | requantize-weight | remove-weight (weights). cause: a machine-readable why (the plan's rule
     for a quantized edge, the reason it goes for a removed one)."""
 
@@ -164,7 +164,7 @@ class _Replacement:
             self.placement = self.keep_standalone_adds()
 
     def keep_standalone_adds(self) -> PlacementConfig:
-        """--standalone-add keep: an Add the model runs in INT8 stays INT8 where everything reading its output runs
+        """Standalone Add mode keep: an Add the model runs in INT8 stays INT8 where everything reading its output runs
         INT8 too (else the Q on its output would be a standalone layer); every other one runs in float."""
         plan = plan_placement(self.view, self.placement, self.ranges)
         planned = {(q.node, q.input_index) for q in plan.inputs}

@@ -1,4 +1,4 @@
-"""`fix-residuals --scope all` end to end: plan the re-placement, measure what the model gives no range for,
+"""`fix-residuals` with scope all, end to end: plan the re-placement, measure what the model gives no range for,
 apply with calibrate's applier, compare outputs and `check`'s counts with the input model."""
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ def require_replacement_ranges(plan: ReplacePlan) -> None:
     if plan.missing:
         shown = ", ".join(plan.missing[:10]) + (" ..." if len(plan.missing) > 10 else "")
         raise RangeError(f"{len(plan.missing)} tensors the placement quantizes have no quantizer in the model and "
-                         f"no range can be inferred ({shown}); pass --ranges FILE from `qdqtool calibrate` or "
-                         "--data DIR")
+                         f"no range can be inferred ({shown}); give a ranges file from `qdqtool calibrate` or "
+                         "calibration data", settings=("ranges", "data"))
 
 
 def replaced_model(qdq: QdqView, plan: ReplacePlan) -> onnx.ModelProto:

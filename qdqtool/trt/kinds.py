@@ -20,7 +20,7 @@ class StrEnum(str, Enum):
 
 
 class Gate(StrEnum):
-    """The `--fail-on` names: a gate fails when its count is above zero."""
+    """The gate names (the fail_on setting): a gate fails when its count is above zero."""
 
     FLOAT_ADD = "float-add"
     FLOAT_CONCAT = "float-concat"

@@ -50,7 +50,7 @@ def test_human_output_names_what_stayed_float(resnet, tmp_path):
     model, data = resnet
     result = invoke("calibrate", model, "--data", data, "-o", tmp_path / "o.onnx", "--exclude", "conv3")
     assert result.exit_code == 0
-    assert "float: Conv conv3: excluded by --exclude" in result.stdout
+    assert "float: Conv conv3: excluded by an exclude pattern" in result.stdout
     assert "residual Adds: 1 fused-int8" in result.stdout
 
 

@@ -72,9 +72,10 @@ def test_ort_shape_removes_conv_side_qdq_and_keeps_the_skip():
 
 def test_deeper_branch_is_fused_and_shortcut_conv_output_needs_a_measured_range():
     model = tiny_qdq.qat(tiny.two_conv_add())
-    with pytest.raises(RangeError, match="short_out"):
+    with pytest.raises(RangeError, match="short_out") as raised:
         from qdqtool.repair.plan import require_ranges
         require_ranges(plan_repairs(read_qdq(model), FixConfig(strict_scales=True)))
+    assert raised.value.settings == ("ranges", "data")
     plan, _ = fixed(model, measured={"short_out": 2.54})
     insert = next(e for e in plan.edits if e.kind == "insert")
     assert (insert.node, insert.input_index, insert.tensor) == ("add", 0, "short_out")

@@ -126,8 +126,9 @@ def test_skip_scale_falls_back_to_the_other_add_input_then_refuses():
     assert ("head", 0) not in read_qdq(out).edges                   # kept float, as the model had it
     assert [c.cause for c in plan.changes if (c.node, c.input_index) == ("add", 1)] == [ChangeCause.CONV_SIDE]
     bare = handmade(tiny.two_conv_add(), edges[:4])
-    with pytest.raises(RangeError, match="ranges"):
+    with pytest.raises(RangeError, match="ranges file") as raised:
         replace_model(read_qdq(bare), ALL, DataConfig())
+    assert raised.value.settings == ("ranges", "data")
     plan, _ = replaced(bare, measured={"short_out": 3.0})
     assert plan.tensor_amax["short_out"] == 3.0 and plan.range_sources["short_out"] == ScaleSource.MEASURED
 
