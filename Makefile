@@ -29,15 +29,14 @@ lint: $(STAMP)
 DEMO_DATA := --data calib_data/images --preset yolo --size 320
 demo: $(STAMP) $(ASSETS)
 	@mkdir -p $(OUT)
-	@echo "== 1/3 calibrate: FP32 YOLOv8n + 18 real photos -> Q/DQ ONNX placed by TensorRT's rules"
-	$(BIN)/qdqtool calibrate calib_data/models/yolov8n_320.onnx $(DEMO_DATA) --keep-float 3 \
+	@echo "== 1/3 calibrate (default flags: --method auto): FP32 YOLOv8n + 18 real photos -> Q/DQ ONNX placed by TensorRT's rules"
+	$(BIN)/qdqtool calibrate calib_data/models/yolov8n_320.onnx $(DEMO_DATA) \
 		-o $(OUT)/yolov8n.qdq.onnx --cache $(OUT)/yolov8n.calib.cache
 	@echo "== 2/3 check: how TensorRT will fuse and type the layers (from the graph alone)"
 	$(BIN)/qdqtool check $(OUT)/yolov8n.qdq.onnx --fail-on float-add,requant-concat
 	@echo "== 3/3 build: TensorRT if present with a GPU, else ONNX Runtime; per-layer precision"
 	$(BIN)/qdqtool build $(OUT)/yolov8n.qdq.onnx -o $(OUT)/yolov8n.engine $(DEMO_DATA) --runs 20 \
-		--ranges $(OUT)/yolov8n.qdq.ranges.json \
-		--report $(OUT)/yolov8n.layers.json --summary-only
+		--report $(OUT)/yolov8n.layers.json --show summary
 
 # Random graphs: 400 per property with fresh seeds (make test runs 25 with a fixed seed)
 fuzz: $(STAMP)

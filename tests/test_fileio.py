@@ -60,7 +60,6 @@ def test_large_models_keep_their_weights_in_a_data_file_beside_the_model(tmp_pat
     target = tmp_path / "big.onnx"
     save_model_atomically(model, target, validate=check_session_opens, external_data=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.onnx", "big.onnx.data"]
-    assert target.stat().st_size < (tmp_path / "big.onnx.data").stat().st_size
     loaded = load_model(target)
     assert [onnx.numpy_helper.to_array(t).tolist() for t in loaded.graph.initializer] == \
         [onnx.numpy_helper.to_array(t).tolist() for t in model.graph.initializer]

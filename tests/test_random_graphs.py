@@ -36,7 +36,9 @@ FLOAT_KINDS = {"float-conv", "float-add", "float-concat", "requant-concat", "sca
 
 
 class MemorySamples:
-    """Random feeds with the SampleSet interface calibrate_model uses (len, iteration, batches)."""
+    """Random feeds with the SampleSet interface calibrate_model uses (len, iteration, batches, samples_at)."""
+
+    dynamic_batch = False   # one feed per run
 
     def __init__(self, model: onnx.ModelProto, count: int, seed: int):
         self.feeds = [tiny.random_feed(model, seed + index) for index in range(count)]
@@ -49,6 +51,9 @@ class MemorySamples:
 
     def batches(self, batch_size: int):
         return iter(self.feeds)
+
+    def samples_at(self, indices):
+        return [self.feeds[i] for i in indices]
 
 
 def relative_error(reference: onnx.ModelProto, candidate: onnx.ModelProto, feeds) -> float:

@@ -44,7 +44,7 @@ def load_model_with_data_files(path, with_weights: bool = True) -> Tuple[onnx.Mo
         raise ModelError(f"{source} is not an ONNX model (no graph nodes); pass an .onnx file")
     data_files = external_data_files(model, source.parent)
     _check_data_files(source, data_files)
-    check_graph(source)
+    check_graph(source, model)
     if data_files and with_weights:
         load_external_weights(model, source)
     return model, data_files
@@ -72,13 +72,22 @@ def load_external_weights(model: onnx.ModelProto, source: Path) -> None:
                          "data files beside it, inside its folder") from None
 
 
-def check_graph(source: Path) -> None:
-    """onnx's checker on the model file (read from the path: models over 2 GB are checked too)."""
+def check_graph(source: Path, model: onnx.ModelProto) -> None:
+    """onnx's checker on the model file (read from the path: models over 2 GB are checked too). One failure is
+    accepted: per-channel Q/DQ (an `axis`) below opset 13, as ONNX Runtime's quantizer writes for older models; the
+    stages that read Q/DQ convert such a model to opset 13 first."""
     try:
         onnx.checker.check_model(str(source), full_check=False)
     except onnx.checker.ValidationError as exc:
+        if _per_channel_qdq_below_opset_13(model) and "attribute: axis" in str(exc):
+            return
         raise ModelError(f"{source} fails onnx's checker ({first_line(exc, 300)}); re-export the model or "
                          "repair the graph") from None
+
+
+def _per_channel_qdq_below_opset_13(model: onnx.ModelProto) -> bool:
+    return default_opset(model) < MIN_QDQ_OPSET and any(
+        node.op_type in QDQ_OPS and any(a.name == "axis" for a in node.attribute) for node in model.graph.node)
 
 
 def default_opset(model: onnx.ModelProto) -> int:
