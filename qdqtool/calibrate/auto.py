@@ -1,4 +1,4 @@
-"""`calibrate --method auto`: pick search and held-out samples, run the scale search, record the choice."""
+"""Calibration method auto: pick search and held-out samples, run the scale search, record the choice."""
 
 from __future__ import annotations
 

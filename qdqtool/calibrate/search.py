@@ -1,4 +1,4 @@
-"""`--method auto`: each scale's amax chosen among its candidates by how much the model's OUTPUTS change.
+"""Calibration method auto: each scale's amax chosen among its candidates by how much the model's OUTPUTS change.
 
 A tensor's own quantization error says little about what it does downstream: a detector's class logits need
 their largest values (clip them and confident detections vanish), a text detector's features are better clipped.
@@ -289,5 +289,5 @@ def search_indices(total: int, config: SearchConfig) -> List[int]:
 
 
 def holdout_indices(total: int, config: SearchConfig) -> List[int]:
-    """The calibration samples no search decision sees (auto's check, the --max-error target)."""
+    """The calibration samples no search decision sees (auto's check, the maximum-error target)."""
     return spread_indices(total, config.holdout_samples, skip=search_indices(total, config))

@@ -1,5 +1,5 @@
 """Mixed precision to a target: keep the consumers of the most harmful quantizers float, fewest first, until the
-output error measure on held-out calibration samples is at most the target (`calibrate --max-error E`).
+output error measure on held-out calibration samples is at most the target (the max_error setting of calibrate).
 
 Quantizers are ranked once by sensitivity (each alone quantized). The number kept float is searched by doubling
 then bisection (log2 of the quantizer count model builds), so the result is the smallest count of the ranking
