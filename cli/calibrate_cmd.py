@@ -9,6 +9,7 @@ import click
 import qdqtool
 from qdqtool.accuracy.report import error_lines
 from qdqtool.calibrate.observers import CALIBRATION_METHODS, DEFAULT_PERCENTILE
+from qdqtool.calibrate.ranges import ranges_beside
 from qdqtool.calibrate.summary import summary_lines
 from qdqtool.calibrate.trtcache import DEFAULT_VERSION_TAG
 from qdqtool.errors import DataError
@@ -17,10 +18,6 @@ from qdqtool.placement.plan import PlacementConfig
 from .common import emit_json, progress_bar, quiet_from
 from .data_options import DataOptions, data_options
 from .placement_options import placement_options
-
-
-def default_ranges_path(output: Path) -> Path:
-    return output.with_name(output.stem + ".ranges.json")
 
 
 @click.command("calibrate")
@@ -62,7 +59,7 @@ def calibrate_command(ctx: click.Context, model: Path, output: Path, method: str
     config = qdqtool.CalibrationConfig(method=method, percentile=percentile, batch_size=batch_size,
                                        max_samples=data.max_samples, preprocess=data.preprocess,
                                        placement=placement, keep_float=keep_float, max_error=max_error)
-    outputs = qdqtool.CalibrationOutputs(model=output, ranges=ranges_path or default_ranges_path(output),
+    outputs = qdqtool.CalibrationOutputs(model=output, ranges=ranges_path or ranges_beside(output),
                                          cache=cache_path, cache_version_tag=cache_header)
     with progress_bar("calibrating", quiet_from(ctx) or as_json) as (set_total, advance):
         result = qdqtool.calibrate_model(model, data.folder, config, outputs, progress=advance, on_samples=set_total)

@@ -11,6 +11,7 @@ import onnx
 
 from qdqtool.build.config import BuildConfig, BuildSettingError
 from qdqtool.build.trt_plan import profiles_for_inputs
+from qdqtool.calibrate.ranges import ranges_beside
 
 
 def sample_set(model: onnx.ModelProto, config: BuildConfig):
@@ -55,11 +56,6 @@ def check_profiles(model: onnx.ModelProto, config: BuildConfig) -> None:
 
     inputs = [(spec.name, [-1 if d is None else d for d in spec.shape]) for spec in model_input_specs(model)]
     profiles_for_inputs(inputs, config.shapes, every_dynamic_input=False)
-
-
-def ranges_beside(model: Path) -> Path:
-    """MODEL.ranges.json: where `qdqtool calibrate -o MODEL.onnx` writes its ranges by default."""
-    return model.with_name(model.stem + ".ranges.json")
 
 
 def ranges_file(config: BuildConfig) -> tuple[Path | None, bool]:

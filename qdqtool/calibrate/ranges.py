@@ -26,6 +26,11 @@ class TensorRange:
     candidates: Tuple[Tuple[str, float], ...] = ()   # method auto: (candidate name, amax) it chose from
 
 
+
+def ranges_beside(model: Path) -> Path:
+    """MODEL.ranges.json: where calibrate writes the ranges of MODEL.onnx by default, and where build looks."""
+    return Path(model).with_name(Path(model).stem + ".ranges.json")
+
 def save_ranges(path, ranges: Iterable[TensorRange], model_name: str = "") -> Path:
     payload = {
         "format": FORMAT,

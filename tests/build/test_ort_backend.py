@@ -9,7 +9,6 @@ import tiny
 from onnx import TensorProto, helper, numpy_helper
 
 from qdqtool.build.config import BuildConfig, BuildSettingError
-from qdqtool.build.feeds import ranges_beside
 from qdqtool.build.ort_backend import build_with_onnxruntime
 from qdqtool.build.ort_lowering import (
     activations_to_uint8,
@@ -19,7 +18,7 @@ from qdqtool.build.ort_lowering import (
 from qdqtool.build.ort_precision import map_node_precisions
 from qdqtool.build.shapes import parse_shapes
 from qdqtool.calibrate.collect import collect_ranges
-from qdqtool.calibrate.ranges import TensorRange, save_ranges
+from qdqtool.calibrate.ranges import TensorRange, ranges_beside, save_ranges
 from qdqtool.errors import ModelError, OutputError
 from qdqtool.report.layers import summarize
 from qdqtool.runner import create_session
