@@ -1,14 +1,16 @@
 """The accuracy bench's data: one fixed split of the 18 photos, deterministic crops, and per-model .npy feeds.
 
 Calibration: 9 photos (including text.png, so the text models see text) + augmented crops of them.
-Held out: the 9 other photos (including page.png and astronaut.png, which hold the text and the faces) + crops of them.
+Held out: the 9 other photos (including page.png and astronaut.png, which hold the text and the faces), plus, when
+fetched (bench/extra_models.py PHOTOS), Ultralytics' bus.jpg and zidane.jpg (people, a bus, faces: objects the
+detectors know), + crops of them.
 Each model's feeds are made once with its own pre-processing and saved as .npy, so every tool sees identical tensors.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable, List, Sequence
 
 import numpy as np
 from PIL import Image
@@ -22,7 +24,7 @@ CALIBRATION_PHOTOS = ("camera.png", "chelsea.png", "coins.png", "flower.jpg", "g
 HELD_OUT_PHOTOS = ("astronaut.png", "brick.png", "cell.png", "coffee.png", "color.png", "grass.png",
                    "hubble_deep_field.jpg", "moon.png", "page.png")
 CALIBRATION_CROPS = 7          # 9 photos + 7 crops = 16 calibration samples
-HELD_OUT_CROPS = 9             # 9 photos + 9 crops = 18 held-out images
+HELD_OUT_CROPS = 25            # 11 photos + 25 crops = 36 held-out images (9 + 25 without the extra photos)
 SEED = 0
 
 
@@ -30,17 +32,17 @@ def _rgb(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
-def _images(names: tuple, crops: int, work: Path, tag: str) -> List[np.ndarray]:
-    folder = work / f"photos_{tag}"
+def _images(sources: Sequence[Path], crops: int, work: Path, tag: str) -> List[np.ndarray]:
+    folder = work / f"photos_{tag}_{len(sources)}"
     folder.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        target = folder / name
+    for source in sources:
+        target = folder / source.name
         if not target.exists():
-            target.write_bytes((PHOTOS / name).read_bytes())
-    crop_folder = work / f"crops_{tag}"
+            target.write_bytes(source.read_bytes())
+    crop_folder = work / f"crops_{tag}_{len(sources)}"
     if len(list(crop_folder.glob("crop_*.png"))) != crops:
         write_augmented_crops(folder, crop_folder, crops, seed=SEED)
-    return [_rgb(folder / n) for n in names] + [_rgb(p) for p in sorted(crop_folder.glob("crop_*.png"))]
+    return [_rgb(folder / s.name) for s in sources] + [_rgb(p) for p in sorted(crop_folder.glob("crop_*.png"))]
 
 
 def turned_page() -> List[np.ndarray]:
@@ -49,10 +51,14 @@ def turned_page() -> List[np.ndarray]:
     return [np.asarray(image.rotate(90 * q, expand=True)) for q in range(4)]
 
 
-def photo_split(work: Path):
-    """(calibration RGB images, held-out RGB images), the same every run."""
-    return (_images(CALIBRATION_PHOTOS, CALIBRATION_CROPS, work, "calibration"),
-            _images(HELD_OUT_PHOTOS, HELD_OUT_CROPS, work, "held_out"))
+def held_out_sources(extra_photos: Sequence[Path] = ()) -> List[Path]:
+    return [PHOTOS / name for name in HELD_OUT_PHOTOS] + [p for p in extra_photos if p.is_file()]
+
+
+def photo_split(work: Path, extra_photos: Sequence[Path] = ()):
+    """(calibration RGB images, held-out RGB images), the same every run for the same extra photos."""
+    return (_images([PHOTOS / name for name in CALIBRATION_PHOTOS], CALIBRATION_CROPS, work, "calibration"),
+            _images(held_out_sources(extra_photos), HELD_OUT_CROPS, work, "held_out"))
 
 
 def write_feeds(images: List[np.ndarray], prepare: Callable, folder: Path) -> List[np.ndarray]:

@@ -36,6 +36,9 @@ OUT = ROOT / "bench_out"
 WORK = OUT / "accuracy"
 EXTRA_DIR = OUT / "extra_models"
 GATES = ("float-add", "requant-concat", "reformat")
+# `make bench` measures these (the shared models and the extra ones most unlike them, to keep a fresh clone's run
+# under 40 minutes); models=all measures every model of bench/accuracy_models.py.
+DEFAULT_MODELS = ("yolov8n_320", "ppocrv4_det", "orientation_cls", "ddddocr_yolox", "centerface", "ppocr_cls")
 TOOL_ORDER = ("fp32", "ort", "fix", "qdqtool", "modelopt")
 INCOMPLETE = " **Incomplete: the run was stopped before the remaining rows.**"
 HOW = ("Calibration: the same .npy feeds for every tool (9 photos + 7 crops of them, each model's own pre-processing);"
@@ -79,7 +82,8 @@ def saved_results(key: str) -> Optional[Dict]:
     return merged
 
 
-def bench_model(model: BenchModel, methods, has_max_error, default, peer, options: Dict[str, str]) -> Dict:
+def bench_model(model: BenchModel, methods, has_max_error, default, peer, options: Dict[str, str],
+                extra_photos: Sequence[Path] = ()) -> Dict:
     """One model's rows, kept in bench_out/accuracy/KEY/result.json (KEY.PART/ with part=PART; reuse=1 reads them
     instead of measuring; rows=ort,fix,qdqtool,modelopt,max-error picks tools)."""
     if options.get("reuse") == "1" and saved_results(model.key):
@@ -89,7 +93,7 @@ def bench_model(model: BenchModel, methods, has_max_error, default, peer, option
     tools_wanted = options.get("rows", "ort,fix,qdqtool,modelopt").split(",")
     work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    calibration, held_out = data.photo_split(WORK)
+    calibration, held_out = data.photo_split(WORK, extra_photos)
     if model.key == "orientation_cls":
         held_out = held_out + data.turned_page()
     fp32 = write_static_copy(model, EXTRA_DIR, work / "fp32.onnx")
@@ -174,13 +178,15 @@ def main(argv: Sequence[str] = ()) -> List[str]:
     start = time.perf_counter()
     options = dict(arg.split("=", 1) for arg in argv)
     chosen: Optional[List[str]] = options["models"].split(",") if "models" in options else None
-    keys = chosen or list(MODELS)
-    if any(MODELS[k].source == "extra" for k in keys) and extra_models.fetch(EXTRA_DIR) != 0:
-        print("extra models could not be fetched: their tables are skipped", flush=True)
-        keys = [k for k in keys if MODELS[k].source == "shared"]
+    keys = list(MODELS) if chosen == ["all"] else chosen or list(DEFAULT_MODELS)
+    extra_photos = [EXTRA_DIR / p.file for p in extra_models.PHOTOS.values()]
+    if extra_models.fetch(EXTRA_DIR) != 0:
+        print("extra models and photos could not be fetched: their tables are skipped, the held-out images are the "
+              "shared photos only", flush=True)
+        keys, extra_photos = [k for k in keys if MODELS[k].source == "shared"], []
     methods, default, has_max_error = tools.qdqtool_options()
     peer, peer_versions = tools.peer_python()
-    results = [bench_model(MODELS[k], methods, has_max_error, default, peer, options) for k in keys]
+    results = [bench_model(MODELS[k], methods, has_max_error, default, peer, options, extra_photos) for k in keys]
     seconds = sum(r["seconds"] for r in results) if "reuse" in options else time.perf_counter() - start
     info = versions(peer_versions)
     lines = ["## Accuracy against FP32, every tool on the same calibration tensors", "",
@@ -193,7 +199,8 @@ def main(argv: Sequence[str] = ()) -> List[str]:
     (OUT / "accuracy.md").write_text("\n".join(lines))
     (OUT / "accuracy.json").write_text(json.dumps({"versions": info, "seconds": round(seconds, 1),
                                                    "split": {"calibration": data.CALIBRATION_PHOTOS,
-                                                             "held_out": data.HELD_OUT_PHOTOS},
+                                                             "held_out": [p.name for p in data.held_out_sources(
+                                                                 extra_photos)]},
                                                    "models": results}, indent=1))
     return lines
 

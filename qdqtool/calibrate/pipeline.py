@@ -130,8 +130,8 @@ def calibrate_model(model: onnx.ModelProto, samples: SampleSet, config: Calibrat
             model, view, config.placement, amax, amax_map(ranges), plan,
             lambda: measure_sensitivity(model, plan, tensor_amax, feeds, references),
             samples.samples_at(holdout_indices(len(samples), config.search)), config.max_error)
-        if target.kept:
-            notes.append(f"kept float to meet the maximum output error: consumers of {', '.join(target.kept)}")
+        notes += [f"kept float to meet the maximum output error: consumers of {tensor} (costs: {cost.describe()})"
+                  for tensor, cost in zip(target.kept, target.costs)]
         tensor_amax = group_amax(plan, amax_map(ranges))
     quantized = apply_plan(model, plan, tensor_amax)
     names = [o.name for o in model.graph.output]
