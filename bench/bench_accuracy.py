@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+from collections import Counter
 from importlib.metadata import version
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -42,8 +43,11 @@ DEFAULT_MODELS = ("yolov8n_320", "ppocrv4_det", "orientation_cls", "ddddocr_yolo
 TOOL_ORDER = ("fp32", "ort", "fix", "qdqtool", "modelopt")
 INCOMPLETE = " **Incomplete: the run was stopped before the remaining rows.**"
 HOW = ("Calibration: the same .npy feeds for every tool (9 photos + 7 crops of them, each model's own pre-processing);"
-       " held out: 9 other photos + 9 crops (+ page.png turned 4 ways for orientation_cls). ORT: quantize_static, QDQ,"
-       " per-channel, symmetric int8 activations and weights. fix-residuals: ORT's MinMax output, `--data` the same"
+       " held out: 9 other photos + Ultralytics' bus.jpg and zidane.jpg + 25 crops of them (+ page.png turned 4 ways"
+       " for orientation_cls). ORT: quantize_static, QDQ, per-channel, symmetric int8 activations and weights (its"
+       " Entropy calibrator keeps its defaults of 128 histogram bins and 128 quantized bins, which leave one"
+       " candidate threshold, the whole range: ORT's Entropy gives MinMax's scales, and quantize_static has no option"
+       " to change that). fix-residuals: ORT's MinMax output, `--data` the same"
        " feeds. qdqtool: `calibrate --data FEEDS --method M`, nothing else. ModelOpt: `python -m"
        " modelopt.onnx.quantization --quantize_mode int8 --calibration_method M --calibration_data_path"
        " calibration.npy --calibration_eps cpu --high_precision_dtype fp32` on a copy of the model (it rewrites its"
@@ -123,11 +127,23 @@ def bench_model(model: BenchModel, methods, has_max_error, default, peer, option
                 continue
             entry.update(checks=check_counts(out), task=task_scores(model, reference, candidate),
                          error=headline_error(as_dicts(reference, names), as_dicts(candidate, names)))
+            choice = auto_choice(out.with_suffix(".ranges.json"))
+            if choice:
+                entry["auto_choice"] = choice
         result["rows"].append(entry)
         save(saved, result, start, partial=True)   # a stopped run keeps its rows
         print(f"  {model.key:16s} {row.name:44s} {run.seconds:6.1f} s "
               f"{entry.get('error', float('nan')):8.4f} {run.error or task_cell(model, entry['task'])}", flush=True)
     return save(saved, result, start, partial=False)
+
+
+def auto_choice(ranges_file: Path) -> Dict[str, int]:
+    """Tensors per candidate that `--method auto` chose, from the ranges file calibrate writes beside its output."""
+    if not ranges_file.is_file():
+        return {}
+    methods = [r["method"] for r in json.loads(ranges_file.read_text())["ranges"]]
+    chosen = Counter(m.split(": ", 1)[1] for m in methods if m.startswith("auto: "))
+    return dict(chosen.most_common())
 
 
 def save(path: Path, result: Dict, start: float, partial: bool) -> Dict:
@@ -154,6 +170,10 @@ def markdown_table(model: BenchModel, result: Dict) -> List[str]:
             lines.append(f"| {row['name']} | {row['seconds'] or 'n/a'} | {row['peak_mib'] or 'n/a'} | {counts} "
                          f"| {row['error']:.4f} "
                          f"| {task_cell(model, row['task'])} |")
+    choices = [f"{row['name']}: tensors per chosen candidate: "
+               + ", ".join(f"{n} {name}" for name, n in row["auto_choice"].items())
+               for row in result["rows"] if row.get("auto_choice")]
+    lines += ["", *choices] if choices else []
     return [*lines, ""]
 
 
