@@ -16,6 +16,7 @@ import onnx
 from PIL import Image
 
 from bench import extra_models as extra
+from qdqtool.onnxgraph.prepare import upgrade_opset
 from qdqtool.samples.images import PRESETS, Preprocess, image_to_array
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,7 +103,9 @@ def source_path(model: BenchModel, extra_dir: Path) -> Path:
 
 
 def write_static_copy(model: BenchModel, extra_dir: Path, dest: Path) -> Path:
-    """The FP32 model with its one image input pinned to model.shape (the graph every tool starts from)."""
+    """The FP32 model with its one image input pinned to model.shape and its opset raised to 13 when lower (the
+    graph every tool starts from: ONNX Runtime's quantize_static writes per-channel DequantizeLinear for it, which
+    only opset 13 has; ModelOpt raises it to 19 itself, qdqtool to 13)."""
     src = source_path(model, extra_dir)
     if model.key == "centerface":
         proto = extra.centerface_dynamic(src, model.shape[2], model.shape[3])
@@ -113,7 +116,7 @@ def write_static_copy(model: BenchModel, extra_dir: Path, dest: Path) -> Path:
         for dim, size in zip(image_input.type.tensor_type.shape.dim, model.shape):
             dim.ClearField("dim_param")
             dim.dim_value = size
-    onnx.save(proto, str(dest))
+    onnx.save(upgrade_opset(proto), str(dest))   # opset >= 13: ORT's per-channel output needs it to load
     return dest
 
 

@@ -79,6 +79,9 @@ def saved_results(key: str) -> Optional[Dict]:
         return None
     merged = {**parts[0], "rows": list(parts[0]["rows"])}
     for part in parts[1:]:
+        failed = {m["name"] for m in merged["rows"] if m.get("error_message")}
+        redone = {r["name"] for r in part["rows"] if r["name"] in failed and not r.get("error_message")}
+        merged["rows"] = [m for m in merged["rows"] if m["name"] not in redone]   # a later part's success wins
         merged["rows"] += [r for r in part["rows"] if r["name"] not in {m["name"] for m in merged["rows"]}]
         merged["partial"] = merged.get("partial", False) or part.get("partial", False)
         merged["seconds"] = merged["seconds"] + part["seconds"]
