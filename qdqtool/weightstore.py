@@ -10,8 +10,9 @@ meanwhile) and fills the bytes in from the source model by name (`fill_weights`)
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Optional
 
 import onnx
 
@@ -77,6 +78,25 @@ def skeleton_copy(model: onnx.ModelProto, min_bytes: int = MIN_EXTERNAL_BYTES) -
     return skeleton
 
 
+def detached_tensor(name: str, data_type: int, dims) -> onnx.TensorProto:
+    """A tensor with no bytes yet (marked DETACHED): its bytes are made when needed (see write_with_external_data's
+    weights, or fill_tensor)."""
+    tensor = onnx.TensorProto(name=name, data_type=data_type, dims=list(dims))
+    _set_location(tensor, DETACHED)
+    return tensor
+
+
+def is_detached(tensor: onnx.TensorProto) -> bool:
+    return _location(tensor) == DETACHED
+
+
+def fill_tensor(tensor: onnx.TensorProto, raw: bytes) -> None:
+    """Give a DETACHED tensor its bytes."""
+    del tensor.external_data[:]
+    tensor.ClearField("data_location")
+    tensor.raw_data = raw
+
+
 def fill_weights(skeleton: onnx.ModelProto, source: onnx.ModelProto) -> None:
     """Give every DETACHED initializer of skeleton the bytes of source's initializer of that name (one at a time;
     a source that is a skeleton itself leaves them detached)."""
@@ -84,9 +104,7 @@ def fill_weights(skeleton: onnx.ModelProto, source: onnx.ModelProto) -> None:
     for tensor in source.graph.initializer:
         target = detached.pop(tensor.name, None)
         if target is not None and tensor.HasField("raw_data"):
-            del target.external_data[:]
-            target.ClearField("data_location")
-            target.raw_data = tensor.raw_data
+            fill_tensor(target, tensor.raw_data)
 
 
 def _location(tensor: onnx.TensorProto) -> str:
@@ -95,8 +113,14 @@ def _location(tensor: onnx.TensorProto) -> str:
     return next((e.value for e in tensor.external_data if e.key == "location"), "")
 
 
-def write_with_external_data(model: onnx.ModelProto, path: Path, data_name: str, durable: bool = True) -> None:
+WeightSource = Callable[[onnx.TensorProto], bytes]
+
+
+def write_with_external_data(model: onnx.ModelProto, path: Path, data_name: str, durable: bool = True,
+                             weights: Optional[WeightSource] = None) -> None:
     """Write model to path and its large initializers to data_name in the same folder; model is not touched.
+    weights(tensor) gives the bytes of each DETACHED initializer (model may then be a skeleton: the bytes are made
+    or read one tensor at a time, written and dropped).
 
     Deterministic: tensors in initializer order at page-aligned offsets, the proto serialized deterministically.
     Memory: one tensor's bytes at a time beyond the model itself. durable=False skips fsync (scratch files)."""
@@ -105,12 +129,21 @@ def write_with_external_data(model: onnx.ModelProto, path: Path, data_name: str,
     _copy_fields(model.graph, skeleton.graph, frozenset({"initializer"}))
     with open(path.parent / data_name, "wb") as data:
         for tensor in model.graph.initializer:
-            if not _is_large(tensor, MIN_EXTERNAL_BYTES):
+            raw = weights(tensor) if weights is not None and is_detached(tensor) else None
+            if raw is not None and len(raw) < MIN_EXTERNAL_BYTES:   # as small as a filled model keeps inline
+                filled = skeleton.graph.initializer.add()
+                filled.CopyFrom(tensor)
+                fill_tensor(filled, raw)
+                if _is_large(filled, MIN_EXTERNAL_BYTES):
+                    skeleton.graph.initializer.pop()
+                else:
+                    continue
+            elif raw is None and not _is_large(tensor, MIN_EXTERNAL_BYTES):
                 skeleton.graph.initializer.add().CopyFrom(tensor)
                 continue
             offset = -(-data.tell() // ALIGNMENT) * ALIGNMENT
             data.write(b"\0" * (offset - data.tell()))
-            raw = tensor.raw_data
+            raw = tensor.raw_data if raw is None else raw
             data.write(raw)
             skeleton.graph.initializer.append(_skeleton_tensor(tensor, data_name, offset, len(raw)))
             del raw

@@ -114,6 +114,12 @@ def refuse_existing_qdq(model: onnx.ModelProto, source: str = "the model") -> No
                          "FP32 model: use `qdqtool fix-residuals` to repair an existing Q/DQ placement")
 
 
+def needs_node_names(graph: onnx.GraphProto) -> bool:
+    """Whether name_nodes would rename anything (a node without a name, or a name used twice)."""
+    names = [node.name for node in graph.node]
+    return not all(names) or len(set(names)) != len(names)
+
+
 def name_nodes(graph: onnx.GraphProto) -> int:
     """Give every node a unique name (edits and reports refer to nodes by name). Returns how many were renamed."""
     seen = set()
@@ -165,10 +171,13 @@ def upgrade_opset(model: onnx.ModelProto, target: int = MIN_QDQ_OPSET) -> onnx.M
     return converted
 
 
-def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+def infer_shapes(model: onnx.ModelProto, with_weights: bool = True) -> onnx.ModelProto:
+    """The model with inferred value_info (the model itself when inference fails). with_weights=False returns a
+    skeleton (large weights detached): enough to read types and shapes, and no copy of the weights."""
     try:
         inferred = onnx.shape_inference.infer_shapes(skeleton_copy(model))
-        fill_weights(inferred, model)
+        if with_weights:
+            fill_weights(inferred, model)
         return inferred
     except Exception as exc:  # noqa: BLE001 - shape inference is a help, not a requirement; any failure skips it
         log.debug("shape inference skipped: %s", exc)

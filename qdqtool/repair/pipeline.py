@@ -95,7 +95,7 @@ def compare_outputs(reference: onnx.ModelProto, candidate: onnx.ModelProto,
 def _samples(qdq: QdqView, data: DataConfig) -> SampleSet | None:
     if data.data_dir is None:
         return None
-    return open_samples(qdq.float_model, data.data_dir, data.preprocess, data.max_samples)
+    return open_samples(qdq.float_graph, data.data_dir, data.preprocess, data.max_samples)
 
 
 def plan_with_ranges(qdq: QdqView, data: DataConfig, planner: Callable[[dict[str, float]], P]
@@ -127,7 +127,7 @@ def compare_with_input(qdq: QdqView, fixed: onnx.ModelProto, samples: SampleSet 
         feeds = [s for _, s in zip(range(data.compare_samples), samples)]
         compared_on = f"{len(feeds)} samples from {data.data_dir}"
     else:
-        feeds = random_feeds(qdq.float_model, data.compare_samples)
+        feeds = random_feeds(qdq.float_graph, data.compare_samples)
         compared_on = f"{len(feeds)} random inputs"
     diff = compare_outputs(qdq.model, fixed, feeds)
     errors = {}
