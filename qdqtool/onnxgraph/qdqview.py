@@ -18,7 +18,7 @@ from functools import cached_property
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from qdqtool.onnxgraph.edit import copy_model, drop_unread_tensors
 from qdqtool.onnxgraph.graph import GraphView
