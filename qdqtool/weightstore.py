@@ -20,10 +20,30 @@ DETACHED = "qdqtool-detached-weights"   # the external-data location of a tensor
 MIN_EXTERNAL_BYTES = 1024               # smaller tensors stay in the proto (onnx's own default threshold)
 INLINE_LIMIT = 1_800_000_000            # weights above this go to a data file: a proto must stay below 2 GB
 ALIGNMENT = 4096                        # data-file offsets: page aligned, so ONNX Runtime can map them
+PREPACK_LIMIT = 512_000_000             # float weights above this: ONNX Runtime makes no pre-packed second copy
 
 def weight_bytes(model: onnx.ModelProto) -> int:
-    """Serialized bytes of the graph's initializers (ByteSize: no copy of the data is made)."""
-    return sum(t.ByteSize() for t in model.graph.initializer)
+    """Serialized bytes of the graph's initializers (ByteSize: no copy of the data is made), detached ones counted
+    at the size their bytes will have."""
+    return sum(_detached_bytes(t) if is_detached(t) else t.ByteSize() for t in model.graph.initializer)
+
+
+def _detached_bytes(tensor: onnx.TensorProto, at_least: int = 1) -> int:
+    count = 1
+    for dim in tensor.dims:
+        count *= dim
+    return count * max(at_least, onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize)
+
+
+def float_weight_bytes(model: onnx.ModelProto) -> int:
+    """The initializers' size as float32 (int8 weights count 4 bytes each: ONNX Runtime may dequantize them),
+    from their shapes alone: a model loaded without its external data is measured as well."""
+    return sum(_detached_bytes(t, 4) for t in model.graph.initializer)
+
+
+def needs_lean_session(model: onnx.ModelProto) -> bool:
+    """Whether ONNX Runtime should skip its pre-packed copies of the weights (which double their memory)."""
+    return needs_external_data(model) or float_weight_bytes(model) > PREPACK_LIMIT
 
 
 def needs_external_data(model: onnx.ModelProto) -> bool:
@@ -90,11 +110,11 @@ def is_detached(tensor: onnx.TensorProto) -> bool:
     return _location(tensor) == DETACHED
 
 
-def fill_tensor(tensor: onnx.TensorProto, raw: bytes) -> None:
+def fill_tensor(tensor: onnx.TensorProto, raw: "bytes | memoryview") -> None:
     """Give a DETACHED tensor its bytes."""
     del tensor.external_data[:]
     tensor.ClearField("data_location")
-    tensor.raw_data = raw
+    tensor.raw_data = raw if isinstance(raw, bytes) else bytes(raw)
 
 
 def fill_weights(skeleton: onnx.ModelProto, source: onnx.ModelProto) -> None:
@@ -113,7 +133,7 @@ def _location(tensor: onnx.TensorProto) -> str:
     return next((e.value for e in tensor.external_data if e.key == "location"), "")
 
 
-WeightSource = Callable[[onnx.TensorProto], bytes]
+WeightSource = Callable[[onnx.TensorProto], "bytes | memoryview"]   # a memoryview: of bytes (format "B")
 
 
 def write_with_external_data(model: onnx.ModelProto, path: Path, data_name: str, durable: bool = True,

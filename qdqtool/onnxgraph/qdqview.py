@@ -101,12 +101,13 @@ class QdqView:
                 fill_tensor(tensor, self.float_weight(tensor))
         return model
 
-    def float_weight(self, tensor: onnx.TensorProto) -> bytes:
-        """The bytes of a detached initializer of float_graph: a dequantized weight, or the Q/DQ model's own."""
+    def float_weight(self, tensor: onnx.TensorProto) -> bytes | memoryview:
+        """The bytes of a detached initializer of float_graph: a dequantized weight (a view of the one array made),
+        or the Q/DQ model's own."""
         recipe = self.dequantized.get(tensor.name)
         if recipe is None:
             return self._view.initializers[tensor.name].raw_data
-        return _dequantize(self._view, recipe).tobytes()
+        return memoryview(np.ascontiguousarray(_dequantize(self._view, recipe))).cast("B")
 
     @cached_property
     def _view(self) -> GraphView:

@@ -132,8 +132,8 @@ def compare_with_input(qdq: QdqView, fixed: onnx.ModelProto, samples: SampleSet 
     diff = compare_outputs(qdq.model, fixed, feeds)
     errors = {}
     if samples is not None:   # real data: the measure of both models against the float model behind the Q/DQ
-        errors = {"input": measure_models(qdq.float_model, qdq.model, feeds),
-                  "fixed": measure_models(qdq.float_model, fixed, feeds)}
+        errors = {"input": measure_models(qdq.float_graph, qdq.model, feeds, reference_weights=qdq.float_weight),
+                  "fixed": measure_models(qdq.float_graph, fixed, feeds, reference_weights=qdq.float_weight)}
     log.info("largest output difference, input vs fixed model: %.6g (%s)", max(diff.values(), default=0.0),
              compared_on)
     return diff, compared_on, errors
