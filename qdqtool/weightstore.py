@@ -106,6 +106,18 @@ def detached_tensor(name: str, data_type: int, dims) -> onnx.TensorProto:
     return tensor
 
 
+def detach(tensor: onnx.TensorProto) -> None:
+    """Mark a tensor whose bytes are not loaded (external data left unread) DETACHED: reading it fails clearly
+    instead of looking for its data file elsewhere."""
+    _set_location(tensor, DETACHED)
+
+
+def external_length(tensor: onnx.TensorProto) -> int:
+    """The byte length an external tensor declares (its element count times its size when it declares none)."""
+    length = next((e.value for e in tensor.external_data if e.key == "length"), "")
+    return int(length) if length.isdigit() else _detached_bytes(tensor)
+
+
 def is_detached(tensor: onnx.TensorProto) -> bool:
     return _location(tensor) == DETACHED
 

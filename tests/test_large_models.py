@@ -157,6 +157,7 @@ def test_streamed_write_of_a_skeleton_equals_the_write_of_the_filled_model(tmp_p
 
 def test_the_float_model_is_made_on_demand_and_streams_to_the_same_session(tmp_path):
     import tiny_qdq
+
     from qdqtool.onnxgraph.qdqview import read_qdq
 
     model = tiny_qdq.ort_static(tiny.resnet_block(channels=8))   # int8 weights behind DequantizeLinear
@@ -181,3 +182,21 @@ def test_a_lean_session_gives_the_same_outputs(monkeypatch):
     assert weightstore.needs_lean_session(model)
     lean = create_session(model).run(None, feed)
     assert all(np.array_equal(a, b) for a, b in zip(usual, lean))
+
+
+def test_check_reads_the_graph_and_scales_but_never_the_large_weights(tmp_path, monkeypatch):
+    from qdqtool.onnxgraph import prepare
+
+    source = external_model(tmp_path / "in")
+    out = tmp_path / "out" / "m.qdq.onnx"
+    out.parent.mkdir()
+    invoke("calibrate", source, "--data", samples(tmp_path / "data"), "-o", out)
+    before = invoke("check", out, "--json").output
+    monkeypatch.setattr(prepare, "SMALL_TENSOR_BYTES", 4096)   # the int8 conv and Gemm weights are larger
+    graph = prepare.load_model_graph(out)
+    detached = [t.name for t in graph.graph.initializer if weightstore.is_detached(t)]
+    assert len(detached) >= 3   # conv1, conv2 and the Gemm
+    data = out.parent / "m.qdq.onnx.data"
+    data.write_bytes(b"")   # the large weights' bytes are gone: reading any of them would fail
+    assert invoke("check", out, "--json").output == before
+    assert '"int8"' in before or "int8" in before

@@ -13,9 +13,11 @@ from onnx import numpy_helper
 
 from qdqtool.errors import ModelError, first_line
 from qdqtool.trt.rules import INTEGER_KERNEL_OPS, MIN_QDQ_OPSET, QDQ_OPS
-from qdqtool.weightstore import external_data_files, fill_weights, skeleton_copy
+from qdqtool.weightstore import detach, external_data_files, external_length, fill_weights, skeleton_copy
 
 log = logging.getLogger("qdqtool")
+
+SMALL_TENSOR_BYTES = 1 << 20   # external tensors up to this size are read when only the graph is loaded
 
 
 def load_model(path) -> onnx.ModelProto:
@@ -48,6 +50,31 @@ def load_model_with_data_files(path, with_weights: bool = True) -> Tuple[onnx.Mo
     if data_files and with_weights:
         load_external_weights(model, source)
     return model, data_files
+
+
+def load_model_graph(path) -> onnx.ModelProto:
+    """The model with its small tensors (scales, zero points, shapes, biases) and without its large external
+    weights, which are left DETACHED (never read): what reading the graph and its Q/DQ scales needs (check)."""
+    source = Path(path)
+    model, data_files = load_model_with_data_files(source, with_weights=False)
+    if not data_files:
+        return model
+    from onnx.external_data_helper import _get_all_tensors, load_external_data_for_tensor
+
+    for tensor in _get_all_tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        if external_length(tensor) > SMALL_TENSOR_BYTES:
+            detach(tensor)
+            continue
+        try:
+            load_external_data_for_tensor(tensor, str(source.parent))
+        except (onnx.checker.ValidationError, OSError, ValueError) as exc:
+            raise ModelError(f"{source}: its external weights cannot be read ({first_line(exc, 300)}); keep the "
+                             "model's data files beside it, inside its folder") from None
+        tensor.data_location = onnx.TensorProto.DEFAULT
+        del tensor.external_data[:]
+    return model
 
 
 def _check_data_files(source: Path, data_files: Tuple[Path, ...]) -> None:
