@@ -5,6 +5,8 @@ bytes, converted, shape-inferred or handed to ONNX Runtime as bytes. And protobu
 while a message lives: clearing a field frees nothing. So qdqtool never strips and refills a big model; it works on
 a *skeleton* (`skeleton_copy`: the model with every large initializer's bytes left out, marked as external data
 meanwhile) and fills the bytes in from the source model by name (`fill_weights`) once the skeleton is final.
+A skeleton can also be written without ever being filled: `write_with_external_data(..., weights=source)` asks for
+one detached tensor's bytes at a time (a Q/DQ model's float weights are made that way, see QdqView.float_weight).
 """
 
 from __future__ import annotations
