@@ -27,7 +27,7 @@ from qdqtool.calibrate.pipeline import (
 )
 from qdqtool.check.predict import CheckReport
 from qdqtool.check.predict import check_model as _predict
-from qdqtool.onnxgraph.prepare import load_model
+from qdqtool.onnxgraph.prepare import load_model, load_model_graph
 from qdqtool.onnxgraph.qdqview import read_qdq
 from qdqtool.placement.plan import PlacementConfig
 from qdqtool.repair.pipeline import DataConfig, FixResult, fix_file, fix_model, read_model_to_fix
@@ -88,8 +88,9 @@ def fix_residuals(model: ModelLike, output: Union[str, "os.PathLike[str]", None]
 
 
 def check_model(model: ModelLike, config: Optional[PlacementConfig] = None) -> CheckReport:
-    """Predict from the graph alone how TensorRT fuses and types the layers of a Q/DQ model."""
-    return _predict(read_qdq(_load(model)), config)
+    """Predict from the graph alone how TensorRT fuses and types the layers of a Q/DQ model (a model given as a
+    path: its large weights are never read, only the graph and its small tensors, scales and zero points)."""
+    return _predict(read_qdq(model if isinstance(model, onnx.ModelProto) else load_model_graph(model)), config)
 
 
 def read_report(layer_info: Union[str, "os.PathLike[str]"]) -> PrecisionReport:

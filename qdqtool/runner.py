@@ -11,7 +11,13 @@ import numpy as np
 import onnx
 
 from qdqtool.errors import ModelError, first_line
-from qdqtool.weightstore import MIN_EXTERNAL_BYTES, needs_external_data, write_with_external_data
+from qdqtool.weightstore import (
+    MIN_EXTERNAL_BYTES,
+    WeightSource,
+    needs_external_data,
+    needs_lean_session,
+    write_with_external_data,
+)
 
 log = logging.getLogger("qdqtool")
 
@@ -47,8 +53,13 @@ def create_session(
     optimized_model_path: Optional[Union[str, Path]] = None,
     providers: Optional[Sequence[str]] = None,
     intra_op_threads: int = 0,
+    weights: Optional[WeightSource] = None,
 ):
-    """An InferenceSession; optimize=False keeps every tensor name (for calibration and comparisons)."""
+    """An InferenceSession; optimize=False keeps every tensor name (for calibration and comparisons).
+
+    weights: model is a skeleton whose detached initializers get their bytes from weights(tensor), one at a time,
+    as the model is written to a temp folder (with its data file) that ONNX Runtime opens from the path; the
+    complete model never exists as one proto or one bytes object in this process."""
     ort = _ort()
     options = ort.SessionOptions()
     options.log_severity_level = 3
@@ -57,6 +68,10 @@ def create_session(
         ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     )
     large = isinstance(model, onnx.ModelProto) and needs_external_data(model)
+    if _lean(model):  # a large model: no pre-packed second copy of the weights, and tensors made while running
+        # (dequantized weights of an unfused DequantizeLinear) freed after each run, not kept by the memory arena
+        options.add_session_config_entry("session.disable_prepacking", "1")
+        options.enable_cpu_mem_arena = False
     if optimized_model_path is not None:
         options.optimized_model_filepath = str(optimized_model_path)
         if large:  # the optimised graph is over 2 GB too: its weights go to a data file beside it
@@ -65,16 +80,27 @@ def create_session(
             options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes",
                                              str(MIN_EXTERNAL_BYTES))
     chosen = list(providers or default_providers())
-    if large:  # a proto over 2 GB cannot become bytes: ONNX Runtime reads it from a file and its data file
+    if large or weights is not None:  # a proto over 2 GB cannot become bytes: ORT reads it from a file set
         with tempfile.TemporaryDirectory(prefix="qdqtool-session-") as folder:
             path = Path(folder) / "model.onnx"
-            write_with_external_data(model, path, "model.onnx.data", durable=False)
+            write_with_external_data(model, path, "model.onnx.data", durable=False, weights=weights)
             return _session(ort, str(path), options, chosen)
     if isinstance(model, onnx.ModelProto):
         model = model.SerializeToString()
     elif isinstance(model, Path):
         model = str(model)
     return _session(ort, model, options, chosen)
+
+
+def _lean(model: ModelSource) -> bool:
+    if isinstance(model, onnx.ModelProto):
+        return needs_lean_session(model)
+    if isinstance(model, (str, Path)):
+        try:   # the model read without its weights: shapes are enough
+            return needs_lean_session(onnx.load(str(model), load_external_data=False))
+        except Exception:  # noqa: BLE001 - an unreadable model fails in ONNX Runtime itself, with its own message
+            return False
+    return False
 
 
 def _session(ort, model: Union[str, bytes], options, providers: List[str]):

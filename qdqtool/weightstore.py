@@ -5,13 +5,16 @@ bytes, converted, shape-inferred or handed to ONNX Runtime as bytes. And protobu
 while a message lives: clearing a field frees nothing. So qdqtool never strips and refills a big model; it works on
 a *skeleton* (`skeleton_copy`: the model with every large initializer's bytes left out, marked as external data
 meanwhile) and fills the bytes in from the source model by name (`fill_weights`) once the skeleton is final.
+A skeleton can also be written without ever being filled: `write_with_external_data(..., weights=source)` asks for
+one detached tensor's bytes at a time (a Q/DQ model's float weights are made that way, see QdqView.float_weight).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Optional
 
 import onnx
 
@@ -19,10 +22,30 @@ DETACHED = "qdqtool-detached-weights"   # the external-data location of a tensor
 MIN_EXTERNAL_BYTES = 1024               # smaller tensors stay in the proto (onnx's own default threshold)
 INLINE_LIMIT = 1_800_000_000            # weights above this go to a data file: a proto must stay below 2 GB
 ALIGNMENT = 4096                        # data-file offsets: page aligned, so ONNX Runtime can map them
+PREPACK_LIMIT = 512_000_000             # float weights above this: ONNX Runtime makes no pre-packed second copy
 
 def weight_bytes(model: onnx.ModelProto) -> int:
-    """Serialized bytes of the graph's initializers (ByteSize: no copy of the data is made)."""
-    return sum(t.ByteSize() for t in model.graph.initializer)
+    """Serialized bytes of the graph's initializers (ByteSize: no copy of the data is made), detached ones counted
+    at the size their bytes will have."""
+    return sum(_detached_bytes(t) if is_detached(t) else t.ByteSize() for t in model.graph.initializer)
+
+
+def _detached_bytes(tensor: onnx.TensorProto, at_least: int = 1) -> int:
+    count = 1
+    for dim in tensor.dims:
+        count *= dim
+    return count * max(at_least, onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize)
+
+
+def float_weight_bytes(model: onnx.ModelProto) -> int:
+    """The initializers' size as float32 (int8 weights count 4 bytes each: ONNX Runtime may dequantize them),
+    from their shapes alone: a model loaded without its external data is measured as well."""
+    return sum(_detached_bytes(t, 4) for t in model.graph.initializer)
+
+
+def needs_lean_session(model: onnx.ModelProto) -> bool:
+    """Whether ONNX Runtime should skip its pre-packed copies of the weights (which double their memory)."""
+    return needs_external_data(model) or float_weight_bytes(model) > PREPACK_LIMIT
 
 
 def needs_external_data(model: onnx.ModelProto) -> bool:
@@ -77,6 +100,37 @@ def skeleton_copy(model: onnx.ModelProto, min_bytes: int = MIN_EXTERNAL_BYTES) -
     return skeleton
 
 
+def detached_tensor(name: str, data_type: int, dims) -> onnx.TensorProto:
+    """A tensor with no bytes yet (marked DETACHED): its bytes are made when needed (see write_with_external_data's
+    weights, or fill_tensor)."""
+    tensor = onnx.TensorProto(name=name, data_type=data_type, dims=list(dims))
+    _set_location(tensor, DETACHED)
+    return tensor
+
+
+def detach(tensor: onnx.TensorProto) -> None:
+    """Mark a tensor whose bytes are not loaded (external data left unread) DETACHED: reading it fails clearly
+    instead of looking for its data file elsewhere."""
+    _set_location(tensor, DETACHED)
+
+
+def external_length(tensor: onnx.TensorProto) -> int:
+    """The byte length an external tensor declares (its element count times its size when it declares none)."""
+    length = next((e.value for e in tensor.external_data if e.key == "length"), "")
+    return int(length) if length.isdigit() else _detached_bytes(tensor)
+
+
+def is_detached(tensor: onnx.TensorProto) -> bool:
+    return _location(tensor) == DETACHED
+
+
+def fill_tensor(tensor: onnx.TensorProto, raw: "bytes | memoryview") -> None:
+    """Give a DETACHED tensor its bytes."""
+    del tensor.external_data[:]
+    tensor.ClearField("data_location")
+    tensor.raw_data = raw if isinstance(raw, bytes) else bytes(raw)
+
+
 def fill_weights(skeleton: onnx.ModelProto, source: onnx.ModelProto) -> None:
     """Give every DETACHED initializer of skeleton the bytes of source's initializer of that name (one at a time;
     a source that is a skeleton itself leaves them detached)."""
@@ -84,9 +138,7 @@ def fill_weights(skeleton: onnx.ModelProto, source: onnx.ModelProto) -> None:
     for tensor in source.graph.initializer:
         target = detached.pop(tensor.name, None)
         if target is not None and tensor.HasField("raw_data"):
-            del target.external_data[:]
-            target.ClearField("data_location")
-            target.raw_data = tensor.raw_data
+            fill_tensor(target, tensor.raw_data)
 
 
 def _location(tensor: onnx.TensorProto) -> str:
@@ -95,8 +147,14 @@ def _location(tensor: onnx.TensorProto) -> str:
     return next((e.value for e in tensor.external_data if e.key == "location"), "")
 
 
-def write_with_external_data(model: onnx.ModelProto, path: Path, data_name: str, durable: bool = True) -> None:
+WeightSource = Callable[[onnx.TensorProto], "bytes | memoryview"]   # a memoryview: of bytes (format "B")
+
+
+def write_with_external_data(model: onnx.ModelProto, path: Path, data_name: str, durable: bool = True,
+                             weights: Optional[WeightSource] = None) -> None:
     """Write model to path and its large initializers to data_name in the same folder; model is not touched.
+    weights(tensor) gives the bytes of each DETACHED initializer (model may then be a skeleton: the bytes are made
+    or read one tensor at a time, written and dropped).
 
     Deterministic: tensors in initializer order at page-aligned offsets, the proto serialized deterministically.
     Memory: one tensor's bytes at a time beyond the model itself. durable=False skips fsync (scratch files)."""
@@ -105,12 +163,21 @@ def write_with_external_data(model: onnx.ModelProto, path: Path, data_name: str,
     _copy_fields(model.graph, skeleton.graph, frozenset({"initializer"}))
     with open(path.parent / data_name, "wb") as data:
         for tensor in model.graph.initializer:
-            if not _is_large(tensor, MIN_EXTERNAL_BYTES):
+            raw = weights(tensor) if weights is not None and is_detached(tensor) else None
+            if raw is not None and len(raw) < MIN_EXTERNAL_BYTES:   # as small as a filled model keeps inline
+                filled = skeleton.graph.initializer.add()
+                filled.CopyFrom(tensor)
+                fill_tensor(filled, raw)
+                if _is_large(filled, MIN_EXTERNAL_BYTES):
+                    skeleton.graph.initializer.pop()
+                else:
+                    continue
+            elif raw is None and not _is_large(tensor, MIN_EXTERNAL_BYTES):
                 skeleton.graph.initializer.add().CopyFrom(tensor)
                 continue
             offset = -(-data.tell() // ALIGNMENT) * ALIGNMENT
             data.write(b"\0" * (offset - data.tell()))
-            raw = tensor.raw_data
+            raw = tensor.raw_data if raw is None else raw
             data.write(raw)
             skeleton.graph.initializer.append(_skeleton_tensor(tensor, data_name, offset, len(raw)))
             del raw

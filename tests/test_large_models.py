@@ -135,3 +135,68 @@ def test_skeleton_copy_then_fill_is_byte_exact_and_leaves_the_source_alone():
     assert again.SerializeToString(deterministic=True) == skeleton.SerializeToString(deterministic=True)
     weightstore.fill_weights(skeleton, model)
     assert skeleton.SerializeToString(deterministic=True) == expected
+
+
+def test_streamed_write_of_a_skeleton_equals_the_write_of_the_filled_model(tmp_path):
+    model = tiny.resnet_block(channels=16)
+    skeleton = weightstore.skeleton_copy(model)
+    source = {t.name: t for t in model.graph.initializer}
+    asked = []
+
+    def weights(tensor):
+        asked.append(tensor.name)
+        return memoryview(source[tensor.name].raw_data)
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    weightstore.write_with_external_data(model, tmp_path / "a" / "m.onnx", "m.data", durable=False)
+    weightstore.write_with_external_data(skeleton, tmp_path / "b" / "m.onnx", "m.data", durable=False, weights=weights)
+    assert asked and set(asked) == {t.name for t in skeleton.graph.initializer if weightstore.is_detached(t)}
+    assert digests(tmp_path / "a") == digests(tmp_path / "b")
+
+
+def test_the_float_model_is_made_on_demand_and_streams_to_the_same_session(tmp_path):
+    import tiny_qdq
+
+    from qdqtool.onnxgraph.qdqview import read_qdq
+
+    model = tiny_qdq.ort_static(tiny.resnet_block(channels=8))   # int8 weights behind DequantizeLinear
+    view = read_qdq(model)
+    detached = [t.name for t in view.float_graph.graph.initializer if weightstore.is_detached(t)]
+    assert set(view.dequantized) <= set(detached) and view.dequantized
+    assert "float_model" not in view.__dict__        # nothing dequantized yet (check and fix plans never need it)
+    assert not any(weightstore.is_detached(t) for t in view.float_model.graph.initializer)
+    assert weightstore.float_weight_bytes(view.float_graph) == weightstore.float_weight_bytes(view.float_model)
+    feed = tiny.random_feed(model, 0)
+    whole = create_session(view.float_model, optimize=False).run(None, feed)
+    streamed = create_session(view.float_graph, optimize=False, weights=view.float_weight).run(None, feed)
+    assert all(np.array_equal(a, b) for a, b in zip(whole, streamed))
+
+
+def test_a_lean_session_gives_the_same_outputs(monkeypatch):
+    model = tiny.resnet_block(channels=8)
+    feed = tiny.random_feed(model, 1)
+    usual = create_session(model).run(None, feed)
+    assert not weightstore.needs_lean_session(model)
+    monkeypatch.setattr(weightstore, "PREPACK_LIMIT", 1000)   # no pre-packing, no arena: memory, not results
+    assert weightstore.needs_lean_session(model)
+    lean = create_session(model).run(None, feed)
+    assert all(np.array_equal(a, b) for a, b in zip(usual, lean))
+
+
+def test_check_reads_the_graph_and_scales_but_never_the_large_weights(tmp_path, monkeypatch):
+    from qdqtool.onnxgraph import prepare
+
+    source = external_model(tmp_path / "in")
+    out = tmp_path / "out" / "m.qdq.onnx"
+    out.parent.mkdir()
+    invoke("calibrate", source, "--data", samples(tmp_path / "data"), "-o", out)
+    before = invoke("check", out, "--json").output
+    monkeypatch.setattr(prepare, "SMALL_TENSOR_BYTES", 4096)   # the int8 conv and Gemm weights are larger
+    graph = prepare.load_model_graph(out)
+    detached = [t.name for t in graph.graph.initializer if weightstore.is_detached(t)]
+    assert len(detached) >= 3   # conv1, conv2 and the Gemm
+    data = out.parent / "m.qdq.onnx.data"
+    data.write_bytes(b"")   # the large weights' bytes are gone: reading any of them would fail
+    assert invoke("check", out, "--json").output == before
+    assert '"int8"' in before or "int8" in before

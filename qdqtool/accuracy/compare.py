@@ -19,6 +19,7 @@ from qdqtool.onnxgraph.qdqview import read_qdq
 from qdqtool.runner import create_session
 from qdqtool.samples.images import Preprocess
 from qdqtool.samples.sets import SampleSet, model_input_specs, open_samples
+from qdqtool.weightstore import WeightSource
 
 log = logging.getLogger("qdqtool")
 
@@ -72,9 +73,11 @@ def measure_outputs(names: Sequence[str], references: Sequence[Sequence[np.ndarr
 
 
 def measure_models(reference: onnx.ModelProto, candidate: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]],
-                   config: MeasureConfig = DEFAULT_MEASURE) -> ErrorSummary:
-    """The measure of candidate against reference on a few feeds (for the summaries of fix-residuals and build)."""
-    first, second = create_session(reference), create_session(candidate)
+                   config: MeasureConfig = DEFAULT_MEASURE, reference_weights: Optional[WeightSource] = None,
+                   ) -> ErrorSummary:
+    """The measure of candidate against reference on a few feeds (for the summaries of fix-residuals and build).
+    reference_weights: reference is a skeleton (e.g. a QdqView's float_graph) whose weights come from it."""
+    first, second = create_session(reference, weights=reference_weights), create_session(candidate)
     names = [o.name for o in first.get_outputs()]
     meter = OutputErrorMeter(config)
     for feed in feeds:

@@ -22,7 +22,7 @@ from qdqtool.build.ort_precision import map_node_precisions
 from qdqtool.errors import ModelError
 from qdqtool.fileio import atomic_output_folder, check_not_data_file, check_output_path
 from qdqtool.onnxgraph.prepare import load_model, load_model_with_data_files, refuse_integer_kernels
-from qdqtool.onnxgraph.qdqview import strip_qdq
+from qdqtool.onnxgraph.qdqview import read_qdq
 from qdqtool.report.layers import LatencyComparison, PrecisionReport, make_report
 from qdqtool.runner import create_session, default_providers, onnxruntime_version
 from qdqtool.trt.rules import QDQ_OPS
@@ -77,16 +77,19 @@ def lower_for_onnxruntime(model: onnx.ModelProto, amax: Mapping[str, float]) -> 
     return lowered, notes
 
 
-def _reference_model(model: onnx.ModelProto, config: BuildConfig) -> tuple[onnx.ModelProto, str]:
+def _reference_session(model: onnx.ModelProto, config: BuildConfig, providers):
+    """The FP32 session to time against: the reference model, or the model without Q/DQ, whose float weights are
+    made one at a time as ONNX Runtime's copy of it is written (this process never holds them all)."""
     if config.reference is not None:
-        return load_model(config.reference), str(config.reference)
-    return strip_qdq(model), "the model without Q/DQ (FP32)"
+        return create_session(load_model(config.reference), optimize=True, providers=providers), str(config.reference)
+    qdq = read_qdq(model)
+    session = create_session(qdq.float_graph, optimize=True, providers=providers, weights=qdq.float_weight)
+    return session, "the model without Q/DQ (FP32)"
 
 
 def _latency(int8_session, model: onnx.ModelProto, config: BuildConfig, feeds, providers) -> LatencyComparison:
     engine = measure_latency(lambda: int8_session.run(None, feeds), config.runs, config.warmup)
-    reference, reference_name = _reference_model(model, config)
-    reference_session = create_session(reference, optimize=True, providers=providers)
+    reference_session, reference_name = _reference_session(model, config, providers)
     timed = measure_latency(lambda: reference_session.run(None, feeds), config.runs, config.warmup)
     return LatencyComparison(engine, timed, reference_name)
 
@@ -116,6 +119,7 @@ def build_with_onnxruntime(config: BuildConfig) -> BuildResult:
     lowered, lowering_notes = lower_for_onnxruntime(model, amax)
     providers = default_providers()
     session, optimized = _build_and_save(lowered, config.engine, providers)
+    del lowered   # ONNX Runtime holds its own copy of the weights now
     report = make_report(f"onnxruntime {onnxruntime_version()} ({', '.join(session.get_providers())})",
                          str(config.model), map_node_precisions(optimized),
                          notes + range_notes + lowering_notes,

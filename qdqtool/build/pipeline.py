@@ -14,7 +14,7 @@ from qdqtool.build import ort_backend, tensorrt_backend
 from qdqtool.build.config import BuildConfig, BuildResult
 from qdqtool.build.trtexec import shell_line, trtexec_commands
 from qdqtool.onnxgraph.prepare import load_model
-from qdqtool.onnxgraph.qdqview import strip_qdq
+from qdqtool.onnxgraph.qdqview import read_qdq
 from qdqtool.samples.sets import open_samples
 
 log = logging.getLogger("qdqtool")
@@ -25,9 +25,12 @@ def measure_output_error(config: BuildConfig) -> ErrorSummary | None:
     if config.data_folder is None:
         return None
     model = load_model(config.model)
-    reference = load_model(config.reference) if config.reference is not None else strip_qdq(model)
     count = config.max_samples or config.calibration_samples
-    return measure_models(reference, model, list(open_samples(model, config.data_folder, config.preprocess, count)))
+    samples = list(open_samples(model, config.data_folder, config.preprocess, count))
+    if config.reference is not None:
+        return measure_models(load_model(config.reference), model, samples)
+    qdq = read_qdq(model)   # the float weights are made one at a time as ONNX Runtime's copy is written
+    return measure_models(qdq.float_graph, model, samples, reference_weights=qdq.float_weight)
 
 
 def choose_backend(requested: str) -> tuple[str, tensorrt_backend.TensorRTStatus | None, str]:

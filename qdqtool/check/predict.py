@@ -73,7 +73,7 @@ class Analysis:
 
     def __init__(self, qdq: QdqView, config: PlacementConfig | None = None):
         self.qdq, self.config = qdq, config or PlacementConfig()
-        self.view = GraphView(qdq.float_model)
+        self.view = GraphView(qdq.float_graph)
         self.edges = qdq.edges
         self._in: dict[Edge, float | None] = {}
         self.by_tensor: dict[str, list[tuple[Edge, Quantizer]]] = {}

@@ -60,6 +60,17 @@ class GraphView:
         node = self.producer(tensor)
         return node is not None and node.op_type == "Constant"
 
+    def constant_dims(self, tensor: str) -> Optional[List[int]]:
+        """The shape of a constant (initializer or Constant value) without reading its bytes; None if not one."""
+        if tensor in self.initializers:
+            return list(self.initializers[tensor].dims)
+        node = self.producer(tensor)
+        if node is not None and node.op_type == "Constant":
+            attr = next((a for a in node.attribute if a.name == "value"), None)
+            if attr is not None:
+                return list(attr.t.dims)
+        return None
+
     def constant_value(self, tensor: str) -> Optional[np.ndarray]:
         if tensor in self.initializers:
             return numpy_helper.to_array(self.initializers[tensor])

@@ -13,9 +13,11 @@ from onnx import numpy_helper
 
 from qdqtool.errors import ModelError, first_line
 from qdqtool.trt.rules import INTEGER_KERNEL_OPS, MIN_QDQ_OPSET, QDQ_OPS
-from qdqtool.weightstore import external_data_files, fill_weights, skeleton_copy
+from qdqtool.weightstore import detach, external_data_files, external_length, fill_weights, skeleton_copy
 
 log = logging.getLogger("qdqtool")
+
+SMALL_TENSOR_BYTES = 1 << 20   # external tensors up to this size are read when only the graph is loaded
 
 
 def load_model(path) -> onnx.ModelProto:
@@ -48,6 +50,31 @@ def load_model_with_data_files(path, with_weights: bool = True) -> Tuple[onnx.Mo
     if data_files and with_weights:
         load_external_weights(model, source)
     return model, data_files
+
+
+def load_model_graph(path) -> onnx.ModelProto:
+    """The model with its small tensors (scales, zero points, shapes, biases) and without its large external
+    weights, which are left DETACHED (never read): what reading the graph and its Q/DQ scales needs (check)."""
+    source = Path(path)
+    model, data_files = load_model_with_data_files(source, with_weights=False)
+    if not data_files:
+        return model
+    from onnx.external_data_helper import _get_all_tensors, load_external_data_for_tensor
+
+    for tensor in _get_all_tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        if external_length(tensor) > SMALL_TENSOR_BYTES:
+            detach(tensor)
+            continue
+        try:
+            load_external_data_for_tensor(tensor, str(source.parent))
+        except (onnx.checker.ValidationError, OSError, ValueError) as exc:
+            raise ModelError(f"{source}: its external weights cannot be read ({first_line(exc, 300)}); keep the "
+                             "model's data files beside it, inside its folder") from None
+        tensor.data_location = onnx.TensorProto.DEFAULT
+        del tensor.external_data[:]
+    return model
 
 
 def _check_data_files(source: Path, data_files: Tuple[Path, ...]) -> None:
@@ -114,6 +141,12 @@ def refuse_existing_qdq(model: onnx.ModelProto, source: str = "the model") -> No
                          "FP32 model: use `qdqtool fix-residuals` to repair an existing Q/DQ placement")
 
 
+def needs_node_names(graph: onnx.GraphProto) -> bool:
+    """Whether name_nodes would rename anything (a node without a name, or a name used twice)."""
+    names = [node.name for node in graph.node]
+    return not all(names) or len(set(names)) != len(names)
+
+
 def name_nodes(graph: onnx.GraphProto) -> int:
     """Give every node a unique name (edits and reports refer to nodes by name). Returns how many were renamed."""
     seen = set()
@@ -165,10 +198,13 @@ def upgrade_opset(model: onnx.ModelProto, target: int = MIN_QDQ_OPSET) -> onnx.M
     return converted
 
 
-def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+def infer_shapes(model: onnx.ModelProto, with_weights: bool = True) -> onnx.ModelProto:
+    """The model with inferred value_info (the model itself when inference fails). with_weights=False returns a
+    skeleton (large weights detached): enough to read types and shapes, and no copy of the weights."""
     try:
         inferred = onnx.shape_inference.infer_shapes(skeleton_copy(model))
-        fill_weights(inferred, model)
+        if with_weights:
+            fill_weights(inferred, model)
         return inferred
     except Exception as exc:  # noqa: BLE001 - shape inference is a help, not a requirement; any failure skips it
         log.debug("shape inference skipped: %s", exc)

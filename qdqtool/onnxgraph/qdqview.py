@@ -13,18 +13,20 @@ come from the model, ONNX type inference and propagation (onnxgraph.types), neve
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
-from qdqtool.onnxgraph.edit import drop_unread_tensors
+from qdqtool.onnxgraph.edit import copy_model, drop_unread_tensors
 from qdqtool.onnxgraph.graph import GraphView
-from qdqtool.onnxgraph.prepare import default_opset, name_nodes, refuse_integer_kernels
+from qdqtool.onnxgraph.prepare import default_opset, name_nodes, needs_node_names, refuse_integer_kernels
 from qdqtool.onnxgraph.types import add_value_info, inferred_types, is_no_op, propagate_types
 from qdqtool.trt.kinds import ProblemKind
 from qdqtool.trt.rules import DEQUANTIZE, MIN_QDQ_OPSET, QUANTIZE
+from qdqtool.weightstore import detached_tensor, fill_tensor, is_detached, skeleton_copy
 
 log = logging.getLogger("qdqtool")
 
@@ -67,14 +69,65 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class Dequantized:
+    """A float weight made from an int8 initializer by its DequantizeLinear: (value - zero point) * scale."""
+
+    value: str          # the int8 constant
+    scale: str
+    zero_point: str     # "" when the DQ has none
+    axis: int | None    # per-channel axis, None per tensor
+
+
+@dataclass(frozen=True)
 class QdqView:
+    """float_graph is the float model with its large weights detached (no bytes): enough for structure, types and
+    shapes, and cheap for a model of any size. float_model (made on first use, then kept) has every weight; the
+    `float_weight` bytes of one detached tensor let a writer stream the float model instead."""
+
     model: onnx.ModelProto                   # the input with unique node names; repair edits apply to this one
-    float_model: onnx.ModelProto
+    float_graph: onnx.ModelProto
     edges: dict[Edge, Quantizer]
     weights: dict[Edge, WeightQuantizer]
     problems: tuple[Problem, ...]
     renamed: dict[str, str]                  # original tensor name -> float-model name (quantized graph outputs)
     see_through: tuple[str, ...] = ()        # no-op Cast/Identity nodes read as the tensor behind them
+    dequantized: dict[str, Dequantized] = field(default_factory=dict, repr=False)   # float weight name -> recipe
+
+    @cached_property
+    def float_model(self) -> onnx.ModelProto:
+        model = copy_model(self.float_graph)
+        for tensor in model.graph.initializer:
+            if is_detached(tensor):
+                fill_tensor(tensor, self.float_weight(tensor))
+        return model
+
+    def float_weight(self, tensor: onnx.TensorProto) -> bytes | memoryview:
+        """The bytes of a detached initializer of float_graph: a dequantized weight (a view of the one array made),
+        or the Q/DQ model's own."""
+        recipe = self.dequantized.get(tensor.name)
+        if recipe is None:
+            return self._view.initializers[tensor.name].raw_data
+        return memoryview(np.ascontiguousarray(_dequantize(self._view, recipe))).cast("B")
+
+    @cached_property
+    def _view(self) -> GraphView:
+        return GraphView(self.model)
+
+
+def _dequantize(view: GraphView, recipe: Dequantized) -> np.ndarray:
+    value = view.constant_value(recipe.value)
+    scale = view.constant_value(recipe.scale)
+    zero = view.constant_value(recipe.zero_point) if recipe.zero_point else None
+    shaped = scale
+    if recipe.axis is not None:
+        shape = [1] * value.ndim
+        shape[recipe.axis % value.ndim] = -1
+        shaped = scale.reshape(shape)
+    offset = 0 if zero is None else (zero.reshape(shaped.shape) if recipe.axis is not None else zero)
+    weight = value.astype(np.float32)   # in place from here: one float copy of the weight
+    weight -= np.float32(offset)
+    weight *= shaped
+    return weight
 
 
 def _scalar_or_array(view: GraphView, tensor: str) -> np.ndarray | None:
@@ -97,7 +150,8 @@ class _Reader:
         self.problems: list[Problem] = []
         self.replace: dict[str, str] = {}       # DQ output -> float tensor feeding its consumers
         self.removed: set[str] = set()          # Q/DQ node names dropped from the float model
-        self.float_weights: list[onnx.TensorProto] = []
+        self.float_weights: list[onnx.TensorProto] = []   # detached: made from dequantized when needed
+        self.dequantized: dict[str, Dequantized] = {}
 
     def problem(self, kind: ProblemKind, node: str, message: str) -> None:
         self.problems.append(Problem(kind, node, message))
@@ -161,18 +215,12 @@ class _Reader:
             else:
                 self.record_activation(dq, q, source, scale, zero, per_channel)
             return
-        value = self.view.constant_value(x)
-        if value is not None:
+        dims = self.view.constant_dims(x)
+        if dims is not None:
             self.removed.add(dq.name)
-            axis = _axis(dq) if per_channel else None
-            shaped = scale
-            if per_channel:
-                shape = [1] * value.ndim
-                shape[axis % value.ndim] = -1
-                shaped = scale.reshape(shape)
-            offset = 0 if zero is None else (zero.reshape(shaped.shape) if per_channel else zero)
-            weight = ((value.astype(np.float32) - np.float32(offset)) * shaped).astype(np.float32)
-            self.float_weights.append(numpy_helper.from_array(weight, dq.output[0]))
+            self.float_weights.append(detached_tensor(dq.output[0], onnx.TensorProto.FLOAT, dims))
+            self.dequantized[dq.output[0]] = Dequantized(x, dq.input[1], dq.input[2] if len(dq.input) > 2 else "",
+                                                         _axis(dq) if per_channel else None)
             self.record_weight(dq, dq.output[0], None, per_channel, zero_nonzero)
             return
         self.problem(ProblemKind.DQ_WITHOUT_Q, dq.name,
@@ -221,8 +269,7 @@ def _output_renames(reader: _Reader) -> dict[str, str]:
 
 
 def _build_float_model(reader: _Reader, renames: dict[str, str]) -> onnx.ModelProto:
-    model = onnx.ModelProto()
-    model.CopyFrom(reader.model)
+    model = skeleton_copy(reader.model)   # weights the float model shares with the Q/DQ model stay detached too
     graph = model.graph
 
     def resolve(tensor: str) -> str:
@@ -256,11 +303,10 @@ def _build_float_model(reader: _Reader, renames: dict[str, str]) -> onnx.ModelPr
 def read_qdq(model: onnx.ModelProto) -> QdqView:
     """Parse a Q/DQ model. Refuses integer-kernel models (QLinear*, ConvInteger); other trouble goes to problems."""
     refuse_integer_kernels(model)
-    named = onnx.ModelProto()
-    named.CopyFrom(model)
-    renamed_nodes = name_nodes(named.graph)
-    if renamed_nodes:
-        log.info("%d nodes without a unique name were given one", renamed_nodes)
+    named = model   # read only; copied only when its nodes need names
+    if needs_node_names(model.graph):
+        named = copy_model(model)
+        log.info("%d nodes without a unique name were given one", name_nodes(named.graph))
     types = propagate_types(named.graph.node, inferred_types(named))
     reader = _Reader(named, types)
     reader.read()
@@ -271,7 +317,7 @@ def read_qdq(model: onnx.ModelProto) -> QdqView:
     add_value_info(float_model, {renames.get(name, name): kind for name, kind in types.items()})
     edges = {edge: _renamed(q, renames) for edge, q in reader.edges.items()}
     return QdqView(named, float_model, edges, dict(reader.weights), tuple(reader.problems), renames,
-                   tuple(reader.see_through))
+                   tuple(reader.see_through), dict(reader.dequantized))
 
 
 def _renamed(quantizer: Quantizer, renames: dict[str, str]) -> Quantizer:

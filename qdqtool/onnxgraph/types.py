@@ -54,7 +54,7 @@ def declared_types(model: onnx.ModelProto) -> dict[str, int]:
 def inferred_types(model: onnx.ModelProto) -> dict[str, int]:
     """Declared types plus ONNX shape/type inference (on a copy); inference failures leave only the declared."""
     types = declared_types(model)
-    for name, kind in declared_types(infer_shapes(model)).items():
+    for name, kind in declared_types(infer_shapes(model, with_weights=False)).items():
         types.setdefault(name, kind)
     return types
 

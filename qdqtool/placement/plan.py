@@ -172,15 +172,15 @@ class _Planner:
                 self.decide(node, Rule.WEIGHTED, Outcome.FLOAT,
                             f"fed by {decode}: detection-head decode stays float (rule 6)", cause=Cause.DECODE)
                 continue
-            value = self.view.constant_value(weight)
-            if value is None:
+            dims = self.view.constant_dims(weight)   # the shape only: a weight's bytes are never read here
+            if dims is None:
                 if node.op_type != "MatMul" or not self.view.is_float(weight):
                     self.decide(node, Rule.WEIGHTED, Outcome.FLOAT, "weight is not constant",
                                 cause=Cause.WEIGHT_NOT_CONSTANT)
                     continue
                 self.quantize(weight, node, spec.weight_input, EdgeRule.WEIGHTED_INPUT)
             else:
-                axis = weight_channel_axis(node, value.ndim)
+                axis = weight_channel_axis(node, len(dims))
                 self.weights.append(QuantizedWeight(weight, node.name, spec.weight_input, axis))
             self.quantize(act, node, spec.activation_input, EdgeRule.WEIGHTED_INPUT)
             self.int8_convs.add(node.name)

@@ -15,7 +15,6 @@ from onnx import helper
 from qdqtool.onnxgraph.edit import (
     Names,
     add_initializer,
-    copy_model,
     drop_dead_nodes,
     drop_unread_tensors,
     insert_after_producers,
@@ -27,6 +26,7 @@ from qdqtool.onnxgraph.qdqview import GRAPH_OUTPUT, QdqView, Quantizer
 from qdqtool.trt.kinds import Cause, EditKind, ScaleSource
 from qdqtool.trt.rules import DEQUANTIZE, MIN_QDQ_OPSET, QUANTIZE
 from qdqtool.trt.scales import same_scale
+from qdqtool.weightstore import fill_weights, skeleton_copy
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class RepairEdit:
 class _Editor:
     def __init__(self, qdq: QdqView):
         self.qdq = qdq
-        self.model = copy_model(qdq.model)
+        self.model = skeleton_copy(qdq.model)   # edits touch nodes and small tensors; the weights are filled last
         self.graph = self.model.graph
         self.names = Names(self.model)
         self.nodes = {n.name: n for n in self.graph.node}
@@ -106,6 +106,7 @@ class _Editor:
         insert_after_producers(self.graph, self.after)
         drop_dead_nodes(self.graph, (QUANTIZE, DEQUANTIZE, "Identity"))
         drop_unread_tensors(self.graph)
+        fill_weights(self.model, self.qdq.model)
         return self.model
 
 

@@ -95,7 +95,7 @@ def compare_outputs(reference: onnx.ModelProto, candidate: onnx.ModelProto,
 def _samples(qdq: QdqView, data: DataConfig) -> SampleSet | None:
     if data.data_dir is None:
         return None
-    return open_samples(qdq.float_model, data.data_dir, data.preprocess, data.max_samples)
+    return open_samples(qdq.float_graph, data.data_dir, data.preprocess, data.max_samples)
 
 
 def plan_with_ranges(qdq: QdqView, data: DataConfig, planner: Callable[[dict[str, float]], P]
@@ -127,13 +127,13 @@ def compare_with_input(qdq: QdqView, fixed: onnx.ModelProto, samples: SampleSet 
         feeds = [s for _, s in zip(range(data.compare_samples), samples)]
         compared_on = f"{len(feeds)} samples from {data.data_dir}"
     else:
-        feeds = random_feeds(qdq.float_model, data.compare_samples)
+        feeds = random_feeds(qdq.float_graph, data.compare_samples)
         compared_on = f"{len(feeds)} random inputs"
     diff = compare_outputs(qdq.model, fixed, feeds)
     errors = {}
     if samples is not None:   # real data: the measure of both models against the float model behind the Q/DQ
-        errors = {"input": measure_models(qdq.float_model, qdq.model, feeds),
-                  "fixed": measure_models(qdq.float_model, fixed, feeds)}
+        errors = {"input": measure_models(qdq.float_graph, qdq.model, feeds, reference_weights=qdq.float_weight),
+                  "fixed": measure_models(qdq.float_graph, fixed, feeds, reference_weights=qdq.float_weight)}
     log.info("largest output difference, input vs fixed model: %.6g (%s)", max(diff.values(), default=0.0),
              compared_on)
     return diff, compared_on, errors

@@ -37,16 +37,19 @@ def same_scale(a: float, b: float) -> bool:
 
 def quantize_weight(value: np.ndarray, axis: Optional[int]) -> tuple:
     """(int8 weights, float32 scales) with scale = amax / 127 per output channel (or per tensor)."""
-    value = value.astype(np.float32)
+    value = np.asarray(value, dtype=np.float32)   # memory: one float temporary the weight's size (no |value|)
     if axis is None:
-        scale = np.array(scale_from_amax(np.abs(value).max(initial=0.0), WEIGHT_MAX), dtype=np.float32)
+        amax = np.maximum(value.max(initial=0.0), -value.min(initial=0.0))
+        scale = np.array(scale_from_amax(amax, WEIGHT_MAX), dtype=np.float32)
         shaped = scale
     else:
         reduce_axes = tuple(a for a in range(value.ndim) if a != axis)
-        amax = np.abs(value).max(axis=reduce_axes)
+        amax = np.maximum(value.max(axis=reduce_axes), -value.min(axis=reduce_axes))
         scale = (np.maximum(amax, SCALE_FLOOR) / WEIGHT_MAX).astype(np.float32)
         shape = [1] * value.ndim
         shape[axis] = -1
         shaped = scale.reshape(shape)
-    quantized = np.clip(np.round(value / shaped), -WEIGHT_MAX, WEIGHT_MAX).astype(np.int8)
-    return quantized, scale
+    scaled = value / shaped
+    np.round(scaled, out=scaled)
+    np.clip(scaled, -WEIGHT_MAX, WEIGHT_MAX, out=scaled)
+    return scaled.astype(np.int8), scale
