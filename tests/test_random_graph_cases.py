@@ -6,7 +6,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pytest
 import tiny
 import tiny_qdq
 from test_random_graphs import MemorySamples, sample_folder
@@ -40,8 +39,6 @@ def concat_finding(model):
     return next(f for f in report.findings if f.node == "cat")
 
 
-@pytest.mark.xfail(strict=True, reason="known: a float Concat whose output reaches a quantized Gemm/Conv input "
-                   "through commuting ops keeps that Q, which TensorRT hoists in front of the Concat's inputs")
 def test_fix_keeps_a_spread_concat_float_even_before_a_gemm():
     model = spread_concat_into_gemm()
     static = tiny_qdq.ort_static(model)
@@ -51,8 +48,6 @@ def test_fix_keeps_a_spread_concat_float_even_before_a_gemm():
     assert concat_finding(result.model).kind in ("float-concat", "float-region")
 
 
-@pytest.mark.xfail(strict=True, reason="known: calibrate decides the spread Concat float but quantizes the Gemm "
-                   "input behind the commuting Flatten; TensorRT hoists that Q in front of the Concat's inputs")
 def test_calibrate_keeps_a_spread_concat_float_even_before_a_gemm():
     model = spread_concat_into_gemm()
     result = calibrate_model(model, MemorySamples(model, 6, seed=0), CalibrationConfig())
@@ -76,9 +71,6 @@ def spread_concat_into_residual():
     return b.model([b.op("Relu", [b.op("Add", [y, cat], "add")], "out")])
 
 
-@pytest.mark.xfail(strict=True, reason="known: calibrate decides the spread Concat float yet quantizes its output "
-                   "as the residual Add's skip input (TensorRT hoists that Q in front of the Concat's inputs); "
-                   "fix-residuals then removes it, so calibrate's output is not a fixed point of fix-residuals")
 def test_calibrate_output_with_a_spread_concat_as_residual_skip_is_a_fixed_point():
     model = spread_concat_into_residual()
     result = calibrate_model(model, MemorySamples(model, 6, seed=0), CalibrationConfig())

@@ -88,20 +88,26 @@ class _Repairs:
         self.ranges: dict[str, float] = {}
         self.skips: dict[Edge, ResidualAdd] = {}               # skip edges to insert -> their residual Add
         self.inferred: set[str] = set()                          # tensors whose scale was inferred
+        self.placement: PlacementPlan | None = None
+
+    def hoist_block(self, tensor: str):
+        """The placement policy (trt.analysis.hoist_block): a Q TensorRT would hoist onto a spread Concat's inputs."""
+        return self.placement.hoist_block(self.view, tensor) if self.placement is not None else None
 
     def plan(self) -> PlacementPlan:
         ranges = {t: amax for t, (amax, _) in self.existing.items()}
         ranges.update(self.measured)
         self.ranges = ranges
         standalone = "int8" if self.config.standalone_add == "int8" else "float"
-        return plan_placement(self.view, replace(self.config.placement, standalone_add=standalone), ranges)
+        self.placement = plan_placement(self.view, replace(self.config.placement, standalone_add=standalone), ranges)
+        return self.placement
 
     def remove(self, edge: Edge, reason: str, cause: Cause) -> None:
         if edge in self.qdq.edges:
             self.removes.setdefault(edge, (reason, cause))
 
     def insert(self, edge: Edge, tensor: str, reason: str, cause: Cause) -> None:
-        if self.analysis.in_scale(*edge) is None:
+        if self.analysis.in_scale(*edge) is None and self.hoist_block(tensor) is None:
             self.inserts.setdefault(edge, (tensor, reason, cause))
 
     # --- rules ------------------------------------------------------------------------------------------------
@@ -114,6 +120,11 @@ class _Repairs:
                 self.standalone_add(node)
                 continue
             skip = node.input[res.skip_index]
+            if self.hoist_block(skip) is not None:   # the skip stays float (removed by hoisted()), the conv side too
+                for edge in res.conv_side_edges:
+                    self.remove(edge, f"Q/DQ on the conv side of {node.name} splits the fusion of {res.conv} into it",
+                                Cause.CONV_SIDE_QDQ)
+                continue
             self.skips[(node.name, res.skip_index)] = res
             self.insert((node.name, res.skip_index), skip,
                         f"skip input of {node.name}: {res.conv} fuses the Add only when the skip arrives in INT8",
@@ -180,6 +191,16 @@ class _Repairs:
             for position, name in enumerate(self.view.output_names):
                 if name == node.output[0]:
                     self.remove((GRAPH_OUTPUT, position), reason, Cause.RANGE_SPREAD)
+
+    def hoisted(self) -> None:
+        """Every Q TensorRT would hoist onto the inputs of a Concat kept float for range spread goes (its reader runs
+        in float): the same policy placement follows, so calibrate's output is a fixed point."""
+        for edge, quantizer in self.qdq.edges.items():
+            block = self.hoist_block(quantizer.tensor)
+            if block is not None:
+                reader = "the graph output" if edge[0] == GRAPH_OUTPUT else edge[0]
+                self.remove(edge, f"Concat {block.concat} stays float: {block.reason}; {reader} reads it in float",
+                            Cause.HOISTED_ONTO_FLOAT_CONCAT)
 
     def commuting_closure(self, tensors: list[str]) -> tuple[str, ...]:
         """The tensors plus those TensorRT ties to them by moving Q/DQ through commuting ops (both directions)."""
@@ -285,6 +306,7 @@ def plan_repairs(qdq: QdqView, config: FixConfig | None = None,
     repairs = _Repairs(qdq, config, dict(measured or {}))
     plan = repairs.plan()
     repairs.residuals()
+    repairs.hoisted()
     repairs.concats(plan)
     repairs.two_scales()
     repairs.groups(plan)
