@@ -52,8 +52,18 @@ def test_calibrate_keeps_a_spread_concat_float_even_before_a_gemm():
     model = spread_concat_into_gemm()
     result = calibrate_model(model, MemorySamples(model, 6, seed=0), CalibrationConfig())
     decision = next(d for d in result.plan.decisions if d.node == "cat")
-    assert decision.outcome == "float" and decision.cause == "range-spread"
+    assert decision.outcome == "float" and decision.cause == "range-spread" and "fc" in decision.reason
+    gemm = next(d for d in result.plan.decisions if d.node == "fc")
+    assert gemm.outcome == "float" and gemm.cause == "hoisted-onto-float-concat"
+    assert "Concat cat" in gemm.reason and f"differ {decision.spread:.1f}x" in gemm.reason
+    assert not any(q.node == "fc" for q in result.plan.inputs) and not any(w.node == "fc" for w in result.plan.weights)
     assert concat_finding(result.model).kind in ("float-concat", "float-region")
+    predicted = {f.node: f for f in check_model(read_qdq(result.model)).findings}
+    assert predicted["fc"].kind == "float-conv" and predicted["fc"].cause == "hoisted-onto-float-concat"
+    assert predicted["small"].kind == predicted["big"].kind == "int8-conv"
+    with tempfile.TemporaryDirectory() as folder:
+        again = fix_model(read_qdq(result.model), FixConfig(), DataConfig(data_dir=sample_folder(model, Path(folder))))
+    assert again.plan.edits == ()
 
 
 def spread_concat_into_residual():
@@ -74,7 +84,33 @@ def spread_concat_into_residual():
 def test_calibrate_output_with_a_spread_concat_as_residual_skip_is_a_fixed_point():
     model = spread_concat_into_residual()
     result = calibrate_model(model, MemorySamples(model, 6, seed=0), CalibrationConfig())
-    assert next(d for d in result.plan.decisions if d.node == "cat").outcome == "float"
+    concat = next(d for d in result.plan.decisions if d.node == "cat")
+    assert concat.outcome == "float" and concat.cause == "range-spread" and "add" in concat.reason
+    add = next(d for d in result.plan.decisions if d.node == "add")
+    assert add.outcome == "float" and add.cause == "hoisted-onto-float-concat" and add.conv == "conv2"
+    assert "Concat cat" in add.reason and f"differ {concat.spread:.1f}x" in add.reason
+    assert not any(q.node == "add" for q in result.plan.inputs)
+    predicted = {f.node: f for f in check_model(read_qdq(result.model)).findings}
+    assert predicted["cat"].kind in ("float-concat", "float-region")
+    assert predicted["add"].kind == "float-add" and predicted["add"].cause == "hoisted-onto-float-concat"
+    assert predicted["conv2"].kind == "int8-conv"   # conv1 reads the Concat: its Q would be hoisted too
+    assert predicted["conv1"].kind == "float-conv" and predicted["conv1"].cause == "hoisted-onto-float-concat"
     with tempfile.TemporaryDirectory() as folder:
         again = fix_model(read_qdq(result.model), FixConfig(), DataConfig(data_dir=sample_folder(model, Path(folder))))
     assert again.plan.edits == ()
+
+
+def test_fix_removes_a_skip_quantizer_hoisted_onto_a_spread_concat():
+    model = spread_concat_into_residual()
+    static = tiny_qdq.ort_static(model)
+    with tempfile.TemporaryDirectory() as folder:
+        data = DataConfig(data_dir=sample_folder(model, Path(folder)))
+        result = fix_model(read_qdq(static), FixConfig(), data)
+        removed = {(e.node, e.input_index): e for e in result.plan.edits if e.kind == "remove"}
+        assert "Concat cat" in removed[("add", 1)].reason and "Concat cat" in removed[("conv1", 0)].reason
+        assert not any(e.kind == "insert" and e.node == "add" for e in result.plan.edits)
+        predicted = {f.node: f for f in check_model(read_qdq(result.model)).findings}
+        assert predicted["cat"].kind in ("float-concat", "float-region")
+        assert predicted["add"].cause == "hoisted-onto-float-concat"
+        again = fix_model(read_qdq(result.model), FixConfig(), data)
+    assert again.plan.edits == (), [f"{e.kind} {e.node}: {e.reason}" for e in again.plan.edits]

@@ -304,11 +304,16 @@ class _Planner:
             if not self.reaches_int8(node.output[0]):
                 mixed = ratio is not None and ratio > self.config.concat_ratio
                 left = self.blocked.get(node.name, [])
-                held = (f"; so are the ops reading it, whose Q TensorRT would hoist onto its inputs "
-                        f"({', '.join(left)}; rules 4, 5)" if left else "")
-                why = (f"; {ratio_text} (> {self.config.concat_ratio:g}x), so one int8 scale would also crush the "
-                       f"small-range inputs{held}" if mixed else f" ({ratio_text})")
-                self.decide(node, Rule.CONCAT, Outcome.FLOAT, f"output feeds no INT8 op{why}", inputs,
+                if mixed and left:
+                    why = (f"{ratio_text} (> {self.config.concat_ratio:g}x): one int8 scale would crush the "
+                           "small-range inputs, so the Concat stays float, and so do the ops reading it, whose Q "
+                           f"TensorRT would hoist onto its inputs ({', '.join(left)}; rules 4, 5)")
+                elif mixed:
+                    why = (f"output feeds no INT8 op; {ratio_text} (> {self.config.concat_ratio:g}x), so one int8 "
+                           "scale would also crush the small-range inputs")
+                else:
+                    why = f"output feeds no INT8 op ({ratio_text})"
+                self.decide(node, Rule.CONCAT, Outcome.FLOAT, why, inputs,
                             Cause.RANGE_SPREAD if mixed else Cause.NO_INT8_CONSUMER, spread=ratio)
                 continue
             members = self.groups.members(node.output[0]) | set().union(*(self.groups.members(t) for t in inputs))

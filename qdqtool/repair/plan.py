@@ -199,7 +199,7 @@ class _Repairs:
             block = self.hoist_block(quantizer.tensor)
             if block is not None:
                 reader = "the graph output" if edge[0] == GRAPH_OUTPUT else edge[0]
-                self.remove(edge, f"Concat {block.concat} stays float: {block.reason}; {reader} reads it in float",
+                self.remove(edge, f"{block.reason}; {reader} reads it in float",
                             Cause.HOISTED_ONTO_FLOAT_CONCAT)
 
     def commuting_closure(self, tensors: list[str]) -> tuple[str, ...]:
