@@ -10,15 +10,32 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
 
+from qdqtool.errors import ModelError
 from qdqtool.onnxgraph.graph import GraphView
 from qdqtool.onnxgraph.qdqview import GRAPH_OUTPUT, Edge, Problem, QdqView, Quantizer
 from qdqtool.placement.plan import PlacementConfig
 from qdqtool.trt.analysis import ResidualAdd, activation_inputs, concats_hoisted_onto, is_two_input_add, residual_add
-from qdqtool.trt.kinds import KIND_GATES, Cause, Gate, Kind
+from qdqtool.trt.kinds import KIND_GATES, Cause, Gate, Kind, ProblemKind
 from qdqtool.trt.rules import WEIGHTED_OPS, is_commuting
 from qdqtool.trt.scales import same_scale
 
 COMMUTING_WALK = 16   # how far a scale is followed through commuting ops (rule 5)
+# problems TensorRT refuses to build (symmetric int8 only, per-tensor activations): problem kind -> the way out
+UNTAKEABLE = {
+    ProblemKind.ZERO_POINT: "re-quantize with symmetric int8 activations and weights (zero point 0)",
+    ProblemKind.PER_CHANNEL_ACTIVATION: "re-quantize activations per tensor",
+}
+
+
+def refuse_untakeable(qdq: QdqView) -> None:
+    """One ModelError for quantizers TensorRT cannot take (a non-zero zero point, a per-channel activation): no
+    prediction or repair of such a model means anything, since TensorRT refuses to build it."""
+    refused = [p for p in qdq.problems if p.kind in UNTAKEABLE]
+    if refused:
+        kinds = sorted({p.kind for p in refused})
+        shown = ", ".join(p.node for p in refused[:5]) + (" ..." if len(refused) > 5 else "")
+        raise ModelError(f"{len(refused)} quantizers TensorRT cannot take ({', '.join(kinds)}: {shown}); "
+                         f"{'; '.join(UNTAKEABLE[k] for k in kinds)}")
 
 
 @dataclass(frozen=True)
@@ -344,7 +361,10 @@ class Analysis:
 
 
 def check_model(qdq: QdqView, config: PlacementConfig | None = None) -> CheckReport:
-    """Predict TensorRT's INT8/float grouping of a Q/DQ model from its graph."""
+    """Predict TensorRT's INT8/float grouping of a Q/DQ model from its graph. A model TensorRT cannot build (non-zero
+    zero points, per-channel activations) is refused with a ModelError rather than passed with a problem line: a CI
+    gate on check must not pass a model the builder rejects."""
+    refuse_untakeable(qdq)
     return Analysis(qdq, config).report()
 
 

@@ -14,15 +14,15 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from qdqtool.check.predict import Analysis, CheckReport
-from qdqtool.errors import ModelError, RangeError
+from qdqtool.check.predict import Analysis, CheckReport, refuse_untakeable
+from qdqtool.errors import RangeError
 from qdqtool.onnxgraph.graph import GraphView
 from qdqtool.onnxgraph.qdqview import GRAPH_OUTPUT, Edge, QdqView
 from qdqtool.placement.plan import PlacementConfig, PlacementPlan, plan_placement
 from qdqtool.repair.apply import RepairEdit
 from qdqtool.repair.infer import infer_skip_scale
 from qdqtool.trt.analysis import ResidualAdd, activation_inputs, is_two_input_add, range_spread
-from qdqtool.trt.kinds import Cause, EditKind, Outcome, ProblemKind, Rule, ScaleSource
+from qdqtool.trt.kinds import Cause, EditKind, Outcome, Rule, ScaleSource
 from qdqtool.trt.rules import WEIGHTED_OPS, is_commuting
 from qdqtool.trt.scales import amax_from_scale, same_scale, scale_from_amax
 
@@ -30,10 +30,6 @@ log = logging.getLogger("qdqtool")
 
 STANDALONE_ADD_CHOICES = ("int8", "float", "keep")
 SCOPES = ("residuals", "all")
-REFUSED_PROBLEMS = {
-    ProblemKind.ZERO_POINT: "re-quantize with symmetric int8 activations and weights (zero point 0)",
-    ProblemKind.PER_CHANNEL_ACTIVATION: "re-quantize activations per tensor",
-}
 KIND_ORDER = {kind: order for order, kind in enumerate(EditKind)}   # convert-opset, remove, set-scale, insert
 
 
@@ -60,12 +56,8 @@ class FixPlan:
 
 
 def refuse_unfixable(qdq: QdqView) -> None:
-    refused = [p for p in qdq.problems if p.kind in REFUSED_PROBLEMS]
-    if refused:
-        kinds = sorted({p.kind for p in refused})
-        shown = ", ".join(p.node for p in refused[:5]) + (" ..." if len(refused) > 5 else "")
-        raise ModelError(f"{len(refused)} quantizers TensorRT cannot take ({', '.join(kinds)}: {shown}); "
-                         f"{'; '.join(REFUSED_PROBLEMS[k] for k in kinds)}, then run fix-residuals again")
+    """Quantizers TensorRT cannot take are refused, as `check` refuses them (check.predict.refuse_untakeable)."""
+    refuse_untakeable(qdq)
 
 
 class _Repairs:
