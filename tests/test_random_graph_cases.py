@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 import tiny
 import tiny_qdq
+from random_graphs import draw_model
 from test_random_graphs import MemorySamples, sample_folder
 
 from qdqtool.calibrate.pipeline import CalibrationConfig, calibrate_model
 from qdqtool.check.predict import check_model
+from qdqtool.onnxgraph.prepare import prepare_float_model
 from qdqtool.onnxgraph.qdqview import read_qdq
 from qdqtool.repair.pipeline import DataConfig, fix_model
 from qdqtool.repair.plan import FixConfig
@@ -114,3 +116,36 @@ def test_fix_removes_a_skip_quantizer_hoisted_onto_a_spread_concat():
         assert predicted["add"].cause == "hoisted-onto-float-concat"
         again = fix_model(read_qdq(result.model), FixConfig(), data)
     assert again.plan.edits == (), [f"{e.kind} {e.node}: {e.reason}" for e in again.plan.edits]
+
+
+def scripted(choices: dict):
+    """A `draw` for random_graphs.draw_model that answers each label from choices (a value, or a function of the
+    strategy for the sampled tensors): replays a case `make fuzz` shrank to."""
+    def draw(strategy, label):
+        choice = choices[label]
+        return choice(strategy) if callable(choice) else choice
+    return draw
+
+
+def named(name: str):
+    return lambda strategy: next(t for t in strategy.elements if t is not None and t.name == name)
+
+
+def test_fix_gates_worsen_only_for_ops_left_float_on_purpose():
+    """make fuzz (test_fixed_quantize_static_random_graphs): a spread Concat, a Gemm head and a second output; the
+    fix leaves the Gemm float (its Q would be hoisted onto the Concat's inputs), the only float-conv it adds."""
+    model = draw_model(scripted({
+        "seed": 0, "channels": 1, "side": 4, "stem": 1, "steps": 1, "op": "concat_spread",
+        "input": lambda strategy: strategy.elements[0], "gain": 100.0, "c1": 1, "c2": 1, "gemm head": True,
+        "second output": named("Conv_3_out")}))
+    prepared, _ = prepare_float_model(model)
+    static = tiny_qdq.ort_static(prepared)
+    with tempfile.TemporaryDirectory() as folder:
+        data = DataConfig(data_dir=sample_folder(prepared, Path(folder)))
+        result = fix_model(read_qdq(static), FixConfig(), data)
+        report = check_model(read_qdq(result.model))
+        before, after = result.plan.before.counts(), report.counts()
+        added = [f for f in report.findings if f.cause == "hoisted-onto-float-concat"]
+        assert [f.kind for f in added] == ["float-conv"] and after["float-conv"] == before["float-conv"] + 1
+        assert after["requant-concat"] == 0 < before["requant-concat"]
+        assert fix_model(read_qdq(result.model), FixConfig(), data).plan.edits == ()
