@@ -13,6 +13,7 @@ from test_random_graphs import MemorySamples, sample_folder
 
 from qdqtool.calibrate.pipeline import CalibrationConfig, calibrate_model
 from qdqtool.check.predict import check_model
+from qdqtool.onnxgraph.graph import GraphView
 from qdqtool.onnxgraph.prepare import prepare_float_model
 from qdqtool.onnxgraph.qdqview import read_qdq
 from qdqtool.repair.pipeline import DataConfig, fix_model
@@ -149,3 +150,21 @@ def test_fix_gates_worsen_only_for_ops_left_float_on_purpose():
         assert [f.kind for f in added] == ["float-conv"] and after["float-conv"] == before["float-conv"] + 1
         assert after["requant-concat"] == 0 < before["requant-concat"]
         assert fix_model(read_qdq(result.model), FixConfig(), data).plan.edits == ()
+
+
+def test_fix_leaves_the_scales_of_a_concat_whose_output_meets_no_q():
+    """make fuzz (test_fixed_quantize_static_random_graphs): quantize_static quantizes the inputs of a Concat whose
+    output nothing reads; TensorRT dequantizes them first and runs that Concat in float, so nothing is hoisted and
+    tying Conv_8_out's quantizer (shared with Conv_24) to the Concat's larger scale only cost accuracy."""
+    ops, inputs = iter(["relu", "standalone_add", "concat", "conv_bn_relu", "conv"]), iter(["x"] * 4 + ["Conv_8_out"])
+    model = draw_model(scripted({
+        "seed": 230, "channels": 2, "side": 8, "stem": 3, "steps": 5, "op": lambda strategy: next(ops),
+        "input": lambda strategy: named(next(inputs))(strategy), "other": named("x"), "c1": 1, "c2": 1, "cout": 1,
+        "k": 3, "gemm head": True, "second output": named("Conv_3_out")}))
+    prepared, _ = prepare_float_model(model)
+    static = tiny_qdq.ort_static(prepared)
+    assert ("Concat_12", 0) in read_qdq(static).edges and not GraphView(prepared).consumers("Concat_12_out")
+    with tempfile.TemporaryDirectory() as folder:
+        result = fix_model(read_qdq(static), FixConfig(), DataConfig(data_dir=sample_folder(prepared, Path(folder))))
+    assert not any(e.tensor == "Conv_8_out" for e in result.plan.edits), result.plan.edits
+    assert any("Concat_12" in kept for kept in result.plan.kept)

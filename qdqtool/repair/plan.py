@@ -160,8 +160,9 @@ class _Repairs:
                 continue
             node = self.view.by_name[decision.node]
             inputs = [t for _, t in activation_inputs(self.view, node)]
-            around = bool(self.analysis.out_scales(node.output[0])) or any(
-                self.analysis.in_scale(node.name, i) is not None for i, _ in activation_inputs(self.view, node))
+            # only a Q after the Concat ties its inputs to one scale (TensorRT hoists it onto them, rule 4); DQ inputs
+            # alone are dequantized first and the Concat runs float, so their scales need not change
+            around = bool(self.analysis.out_scales(node.output[0]))
             spread = range_spread(self.ranges, inputs)
             spread_too_wide = spread is not None and spread > self.config.placement.concat_ratio
             too_wide = decision.cause == Cause.RANGE_SPREAD or spread_too_wide
