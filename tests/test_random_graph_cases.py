@@ -168,3 +168,23 @@ def test_fix_leaves_the_scales_of_a_concat_whose_output_meets_no_q():
         result = fix_model(read_qdq(static), FixConfig(), DataConfig(data_dir=sample_folder(prepared, Path(folder))))
     assert not any(e.tensor == "Conv_8_out" for e in result.plan.edits), result.plan.edits
     assert any("Concat_12" in kept for kept in result.plan.kept)
+
+
+def test_fix_runs_a_standalone_add_of_a_spread_concat_in_float_all_round():
+    """make test (ci profile): Add(cat, cat) of a spread Concat; its input Qs would be hoisted onto the Concat's
+    inputs, so they go, and so does its output Q: a float Add with no Q/DQ around it, not a partly quantized one."""
+    ops, inputs = iter(["concat_spread", "relu", "standalone_add"]), iter(["x", "x", "Concat_10_out"])
+    model = draw_model(scripted({
+        "seed": 0, "channels": 1, "side": 4, "stem": 1, "steps": 3, "op": lambda strategy: next(ops),
+        "input": lambda strategy: named(next(inputs))(strategy), "gain": 100.0, "c1": 1, "c2": 1,
+        "other": named("Concat_10_out"), "gemm head": False, "second output": named("Conv_3_out")}))
+    prepared, _ = prepare_float_model(model)
+    static = tiny_qdq.ort_static(prepared)
+    with tempfile.TemporaryDirectory() as folder:
+        data = DataConfig(data_dir=sample_folder(prepared, Path(folder)))
+        result = fix_model(read_qdq(static), FixConfig(), data)
+        report = check_model(read_qdq(result.model))
+        add = next(f for f in report.findings if f.op_type == "Add")
+        assert add.kind == "float-region" and report.counts()["float-add"] == 0
+        assert any(e.cause == "hoisted-onto-float-concat" and e.node == add.node for e in result.plan.edits)
+        assert fix_model(read_qdq(result.model), FixConfig(), data).plan.edits == ()

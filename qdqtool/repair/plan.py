@@ -133,18 +133,14 @@ class _Repairs:
     def standalone_add(self, node) -> None:
         mode = self.config.standalone_add
         out = node.output[0]
-        if mode == "keep":
+        block = next((b for b in map(self.hoist_block, node.input) if b is not None), None)
+        if block is not None:   # its input Qs go (hoisted()): it runs float, so its output Q goes too
+            self.float_add(node, f"standalone Add {node.name} runs in float: {block.reason}",
+                           Cause.HOISTED_ONTO_FLOAT_CONCAT)
+        elif mode == "keep":
             self.kept.append(f"{node.name}: standalone Add left as it is (standalone Add mode keep)")
         elif mode == "float":
-            reason = f"standalone Add {node.name} runs in float (standalone Add mode float)"
-            for index in range(2):
-                self.remove((node.name, index), reason, Cause.MODE)
-            for consumer, index in self.view.consumers(out):
-                if consumer.op_type not in WEIGHTED_OPS and consumer.op_type != "Concat":
-                    self.remove((consumer.name, index), reason, Cause.MODE)
-            for position, name in enumerate(self.view.output_names):
-                if name == out:
-                    self.remove((GRAPH_OUTPUT, position), reason, Cause.MODE)
+            self.float_add(node, f"standalone Add {node.name} runs in float (standalone Add mode float)", Cause.MODE)
         elif self.view.is_graph_output(out) or not self.view.consumers(out):
             self.kept.append(f"{node.name}: standalone Add output is a graph output, which stays float (rule 6)")
         else:
@@ -153,6 +149,17 @@ class _Repairs:
                 self.insert((node.name, index), tensor, reason, Cause.MODE)
             for consumer, index in self.view.consumers(out):
                 self.insert((consumer.name, index), out, reason, Cause.MODE)
+
+    def float_add(self, node, reason: str, cause: Cause) -> None:
+        """A standalone Add that runs in float: no Q/DQ on its inputs, nor on what reads its output in float."""
+        for index in range(2):
+            self.remove((node.name, index), reason, cause)
+        for consumer, index in self.view.consumers(node.output[0]):
+            if consumer.op_type not in WEIGHTED_OPS and consumer.op_type != "Concat":
+                self.remove((consumer.name, index), reason, cause)
+        for position, name in enumerate(self.view.output_names):
+            if name == node.output[0]:
+                self.remove((GRAPH_OUTPUT, position), reason, cause)
 
     def concats(self, plan: PlacementPlan) -> None:
         for decision in plan.decisions_for(Rule.CONCAT):
