@@ -188,3 +188,21 @@ def test_fix_runs_a_standalone_add_of_a_spread_concat_in_float_all_round():
         assert add.kind == "float-region" and report.counts()["float-add"] == 0
         assert any(e.cause == "hoisted-onto-float-concat" and e.node == add.node for e in result.plan.edits)
         assert fix_model(read_qdq(result.model), FixConfig(), data).plan.edits == ()
+
+
+def test_fix_runs_a_standalone_add_of_a_spread_concat_float_through_commuting_ops():
+    """make fuzz: as above, with a nearest Resize between the Add and the graph output (its Q moves through it)."""
+    ops = iter(["concat_spread", "standalone_add", "conv_bn_relu", "conv_bn_relu", "conv_bn_relu", "resize"])
+    inputs = iter(["x", "Concat_10_out", "x", "x", "x", "Add_11_out"])
+    model = draw_model(scripted({
+        "seed": 0, "channels": 1, "side": 4, "stem": 1, "steps": 6, "op": lambda strategy: next(ops),
+        "input": lambda strategy: named(next(inputs))(strategy), "gain": 100.0, "c1": 1, "c2": 1, "cout": 1,
+        "other": named("Concat_10_out"), "gemm head": False, "second output": named("Conv_3_out")}))
+    prepared, _ = prepare_float_model(model)
+    static = tiny_qdq.ort_static(prepared)
+    with tempfile.TemporaryDirectory() as folder:
+        data = DataConfig(data_dir=sample_folder(prepared, Path(folder)))
+        result = fix_model(read_qdq(static), FixConfig(), data)
+        report = check_model(read_qdq(result.model))
+        assert report.counts()["float-add"] == 0, report.to_json()["findings"]
+        assert fix_model(read_qdq(result.model), FixConfig(), data).plan.edits == ()

@@ -151,15 +151,22 @@ class _Repairs:
                 self.insert((consumer.name, index), out, reason, Cause.MODE)
 
     def float_add(self, node, reason: str, cause: Cause) -> None:
-        """A standalone Add that runs in float: no Q/DQ on its inputs, nor on what reads its output in float."""
+        """A standalone Add that runs in float: no Q/DQ on its inputs, nor on what reads its output in float (directly
+        or behind commuting ops, rule 5)."""
         for index in range(2):
             self.remove((node.name, index), reason, cause)
-        for consumer, index in self.view.consumers(node.output[0]):
-            if consumer.op_type not in WEIGHTED_OPS and consumer.op_type != "Concat":
-                self.remove((consumer.name, index), reason, cause)
-        for position, name in enumerate(self.view.output_names):
-            if name == node.output[0]:
-                self.remove((GRAPH_OUTPUT, position), reason, cause)
+        todo, seen = [node.output[0]], set()
+        while todo and len(seen) < 256:
+            tensor = todo.pop()
+            seen.add(tensor)
+            for consumer, index in self.view.consumers(tensor):
+                if consumer.op_type not in WEIGHTED_OPS and consumer.op_type != "Concat":
+                    self.remove((consumer.name, index), reason, cause)
+                if index == 0 and is_commuting(consumer):
+                    todo += [o for o in consumer.output if o and o not in seen]
+            for position, name in enumerate(self.view.output_names):
+                if name == tensor:
+                    self.remove((GRAPH_OUTPUT, position), reason, cause)
 
     def concats(self, plan: PlacementPlan) -> None:
         for decision in plan.decisions_for(Rule.CONCAT):
