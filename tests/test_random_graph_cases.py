@@ -6,13 +6,15 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pytest
 import tiny
 import tiny_qdq
+from random_graphs import draw_model
 from test_random_graphs import MemorySamples, sample_folder
 
 from qdqtool.calibrate.pipeline import CalibrationConfig, calibrate_model
 from qdqtool.check.predict import check_model
+from qdqtool.onnxgraph.graph import GraphView
+from qdqtool.onnxgraph.prepare import prepare_float_model
 from qdqtool.onnxgraph.qdqview import read_qdq
 from qdqtool.repair.pipeline import DataConfig, fix_model
 from qdqtool.repair.plan import FixConfig
@@ -40,8 +42,6 @@ def concat_finding(model):
     return next(f for f in report.findings if f.node == "cat")
 
 
-@pytest.mark.xfail(strict=True, reason="known: a float Concat whose output reaches a quantized Gemm/Conv input "
-                   "through commuting ops keeps that Q, which TensorRT hoists in front of the Concat's inputs")
 def test_fix_keeps_a_spread_concat_float_even_before_a_gemm():
     model = spread_concat_into_gemm()
     static = tiny_qdq.ort_static(model)
@@ -51,14 +51,22 @@ def test_fix_keeps_a_spread_concat_float_even_before_a_gemm():
     assert concat_finding(result.model).kind in ("float-concat", "float-region")
 
 
-@pytest.mark.xfail(strict=True, reason="known: calibrate decides the spread Concat float but quantizes the Gemm "
-                   "input behind the commuting Flatten; TensorRT hoists that Q in front of the Concat's inputs")
 def test_calibrate_keeps_a_spread_concat_float_even_before_a_gemm():
     model = spread_concat_into_gemm()
     result = calibrate_model(model, MemorySamples(model, 6, seed=0), CalibrationConfig())
     decision = next(d for d in result.plan.decisions if d.node == "cat")
-    assert decision.outcome == "float" and decision.cause == "range-spread"
+    assert decision.outcome == "float" and decision.cause == "range-spread" and "fc" in decision.reason
+    gemm = next(d for d in result.plan.decisions if d.node == "fc")
+    assert gemm.outcome == "float" and gemm.cause == "hoisted-onto-float-concat"
+    assert "Concat cat" in gemm.reason and f"differ {decision.spread:.1f}x" in gemm.reason
+    assert not any(q.node == "fc" for q in result.plan.inputs) and not any(w.node == "fc" for w in result.plan.weights)
     assert concat_finding(result.model).kind in ("float-concat", "float-region")
+    predicted = {f.node: f for f in check_model(read_qdq(result.model)).findings}
+    assert predicted["fc"].kind == "float-conv" and predicted["fc"].cause == "hoisted-onto-float-concat"
+    assert predicted["small"].kind == predicted["big"].kind == "int8-conv"
+    with tempfile.TemporaryDirectory() as folder:
+        again = fix_model(read_qdq(result.model), FixConfig(), DataConfig(data_dir=sample_folder(model, Path(folder))))
+    assert again.plan.edits == ()
 
 
 def spread_concat_into_residual():
@@ -76,13 +84,125 @@ def spread_concat_into_residual():
     return b.model([b.op("Relu", [b.op("Add", [y, cat], "add")], "out")])
 
 
-@pytest.mark.xfail(strict=True, reason="known: calibrate decides the spread Concat float yet quantizes its output "
-                   "as the residual Add's skip input (TensorRT hoists that Q in front of the Concat's inputs); "
-                   "fix-residuals then removes it, so calibrate's output is not a fixed point of fix-residuals")
 def test_calibrate_output_with_a_spread_concat_as_residual_skip_is_a_fixed_point():
     model = spread_concat_into_residual()
     result = calibrate_model(model, MemorySamples(model, 6, seed=0), CalibrationConfig())
-    assert next(d for d in result.plan.decisions if d.node == "cat").outcome == "float"
+    concat = next(d for d in result.plan.decisions if d.node == "cat")
+    assert concat.outcome == "float" and concat.cause == "range-spread" and "add" in concat.reason
+    add = next(d for d in result.plan.decisions if d.node == "add")
+    assert add.outcome == "float" and add.cause == "hoisted-onto-float-concat" and add.conv == "conv2"
+    assert "Concat cat" in add.reason and f"differ {concat.spread:.1f}x" in add.reason
+    assert not any(q.node == "add" for q in result.plan.inputs)
+    predicted = {f.node: f for f in check_model(read_qdq(result.model)).findings}
+    assert predicted["cat"].kind in ("float-concat", "float-region")
+    assert predicted["add"].kind == "float-add" and predicted["add"].cause == "hoisted-onto-float-concat"
+    assert predicted["conv2"].kind == "int8-conv"   # conv1 reads the Concat: its Q would be hoisted too
+    assert predicted["conv1"].kind == "float-conv" and predicted["conv1"].cause == "hoisted-onto-float-concat"
     with tempfile.TemporaryDirectory() as folder:
         again = fix_model(read_qdq(result.model), FixConfig(), DataConfig(data_dir=sample_folder(model, Path(folder))))
     assert again.plan.edits == ()
+
+
+def test_fix_removes_a_skip_quantizer_hoisted_onto_a_spread_concat():
+    model = spread_concat_into_residual()
+    static = tiny_qdq.ort_static(model)
+    with tempfile.TemporaryDirectory() as folder:
+        data = DataConfig(data_dir=sample_folder(model, Path(folder)))
+        result = fix_model(read_qdq(static), FixConfig(), data)
+        removed = {(e.node, e.input_index): e for e in result.plan.edits if e.kind == "remove"}
+        assert "Concat cat" in removed[("add", 1)].reason and "Concat cat" in removed[("conv1", 0)].reason
+        assert not any(e.kind == "insert" and e.node == "add" for e in result.plan.edits)
+        predicted = {f.node: f for f in check_model(read_qdq(result.model)).findings}
+        assert predicted["cat"].kind in ("float-concat", "float-region")
+        assert predicted["add"].cause == "hoisted-onto-float-concat"
+        again = fix_model(read_qdq(result.model), FixConfig(), data)
+    assert again.plan.edits == (), [f"{e.kind} {e.node}: {e.reason}" for e in again.plan.edits]
+
+
+def scripted(choices: dict):
+    """A `draw` for random_graphs.draw_model that answers each label from choices (a value, or a function of the
+    strategy for the sampled tensors): replays a case `make fuzz` shrank to."""
+    def draw(strategy, label):
+        choice = choices[label]
+        return choice(strategy) if callable(choice) else choice
+    return draw
+
+
+def named(name: str):
+    return lambda strategy: next(t for t in strategy.elements if t is not None and t.name == name)
+
+
+def test_fix_gates_worsen_only_for_ops_left_float_on_purpose():
+    """make fuzz (test_fixed_quantize_static_random_graphs): a spread Concat, a Gemm head and a second output; the
+    fix leaves the Gemm float (its Q would be hoisted onto the Concat's inputs), the only float-conv it adds."""
+    model = draw_model(scripted({
+        "seed": 0, "channels": 1, "side": 4, "stem": 1, "steps": 1, "op": "concat_spread",
+        "input": lambda strategy: strategy.elements[0], "gain": 100.0, "c1": 1, "c2": 1, "gemm head": True,
+        "second output": named("Conv_3_out")}))
+    prepared, _ = prepare_float_model(model)
+    static = tiny_qdq.ort_static(prepared)
+    with tempfile.TemporaryDirectory() as folder:
+        data = DataConfig(data_dir=sample_folder(prepared, Path(folder)))
+        result = fix_model(read_qdq(static), FixConfig(), data)
+        report = check_model(read_qdq(result.model))
+        before, after = result.plan.before.counts(), report.counts()
+        added = [f for f in report.findings if f.cause == "hoisted-onto-float-concat"]
+        assert [f.kind for f in added] == ["float-conv"] and after["float-conv"] == before["float-conv"] + 1
+        assert after["requant-concat"] == 0 < before["requant-concat"]
+        assert fix_model(read_qdq(result.model), FixConfig(), data).plan.edits == ()
+
+
+def test_fix_leaves_the_scales_of_a_concat_whose_output_meets_no_q():
+    """make fuzz (test_fixed_quantize_static_random_graphs): quantize_static quantizes the inputs of a Concat whose
+    output nothing reads; TensorRT dequantizes them first and runs that Concat in float, so nothing is hoisted and
+    tying Conv_8_out's quantizer (shared with Conv_24) to the Concat's larger scale only cost accuracy."""
+    ops, inputs = iter(["relu", "standalone_add", "concat", "conv_bn_relu", "conv"]), iter(["x"] * 4 + ["Conv_8_out"])
+    model = draw_model(scripted({
+        "seed": 230, "channels": 2, "side": 8, "stem": 3, "steps": 5, "op": lambda strategy: next(ops),
+        "input": lambda strategy: named(next(inputs))(strategy), "other": named("x"), "c1": 1, "c2": 1, "cout": 1,
+        "k": 3, "gemm head": True, "second output": named("Conv_3_out")}))
+    prepared, _ = prepare_float_model(model)
+    static = tiny_qdq.ort_static(prepared)
+    assert ("Concat_12", 0) in read_qdq(static).edges and not GraphView(prepared).consumers("Concat_12_out")
+    with tempfile.TemporaryDirectory() as folder:
+        result = fix_model(read_qdq(static), FixConfig(), DataConfig(data_dir=sample_folder(prepared, Path(folder))))
+    assert not any(e.tensor == "Conv_8_out" for e in result.plan.edits), result.plan.edits
+    assert any("Concat_12" in kept for kept in result.plan.kept)
+
+
+def test_fix_runs_a_standalone_add_of_a_spread_concat_in_float_all_round():
+    """make test (ci profile): Add(cat, cat) of a spread Concat; its input Qs would be hoisted onto the Concat's
+    inputs, so they go, and so does its output Q: a float Add with no Q/DQ around it, not a partly quantized one."""
+    ops, inputs = iter(["concat_spread", "relu", "standalone_add"]), iter(["x", "x", "Concat_10_out"])
+    model = draw_model(scripted({
+        "seed": 0, "channels": 1, "side": 4, "stem": 1, "steps": 3, "op": lambda strategy: next(ops),
+        "input": lambda strategy: named(next(inputs))(strategy), "gain": 100.0, "c1": 1, "c2": 1,
+        "other": named("Concat_10_out"), "gemm head": False, "second output": named("Conv_3_out")}))
+    prepared, _ = prepare_float_model(model)
+    static = tiny_qdq.ort_static(prepared)
+    with tempfile.TemporaryDirectory() as folder:
+        data = DataConfig(data_dir=sample_folder(prepared, Path(folder)))
+        result = fix_model(read_qdq(static), FixConfig(), data)
+        report = check_model(read_qdq(result.model))
+        add = next(f for f in report.findings if f.op_type == "Add")
+        assert add.kind == "float-region" and report.counts()["float-add"] == 0
+        assert any(e.cause == "hoisted-onto-float-concat" and e.node == add.node for e in result.plan.edits)
+        assert fix_model(read_qdq(result.model), FixConfig(), data).plan.edits == ()
+
+
+def test_fix_runs_a_standalone_add_of_a_spread_concat_float_through_commuting_ops():
+    """make fuzz: as above, with a nearest Resize between the Add and the graph output (its Q moves through it)."""
+    ops = iter(["concat_spread", "standalone_add", "conv_bn_relu", "conv_bn_relu", "conv_bn_relu", "resize"])
+    inputs = iter(["x", "Concat_10_out", "x", "x", "x", "Add_11_out"])
+    model = draw_model(scripted({
+        "seed": 0, "channels": 1, "side": 4, "stem": 1, "steps": 6, "op": lambda strategy: next(ops),
+        "input": lambda strategy: named(next(inputs))(strategy), "gain": 100.0, "c1": 1, "c2": 1, "cout": 1,
+        "other": named("Concat_10_out"), "gemm head": False, "second output": named("Conv_3_out")}))
+    prepared, _ = prepare_float_model(model)
+    static = tiny_qdq.ort_static(prepared)
+    with tempfile.TemporaryDirectory() as folder:
+        data = DataConfig(data_dir=sample_folder(prepared, Path(folder)))
+        result = fix_model(read_qdq(static), FixConfig(), data)
+        report = check_model(read_qdq(result.model))
+        assert report.counts()["float-add"] == 0, report.to_json()["findings"]
+        assert fix_model(read_qdq(result.model), FixConfig(), data).plan.edits == ()

@@ -9,6 +9,7 @@ Bounded in `make test` (the "ci" profile in tests/conftest.py: a fixed seed, 25 
 from __future__ import annotations
 
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -109,8 +110,11 @@ def test_fixed_quantize_static_random_graphs(data):
         onnx.checker.check_model(fixed, full_check=True)
         feeds = MemorySamples(prepared, 3, seed=100).feeds  # fixing may not cost accuracy quantize_static had
         assert relative_error(prepared, fixed, feeds) <= relative_error(prepared, static, feeds) + FIX_ERROR_MARGIN
-        after, before = check_model(read_qdq(fixed)).counts(), result.plan.before.counts()
-        # never worse on any gate but float-concat (making a spread Concat float is a repair); requant-concat is
-        # not always 0: see tests/test_random_graph_cases.py for the known case (a spread Concat before a Gemm)
-        assert all(after[gate] <= before[gate] for gate in after if gate != "float-concat"), (before, after)
+        report = check_model(read_qdq(fixed))
+        after, before = report.counts(), result.plan.before.counts()
+        # never worse on any gate but float-concat (making a spread Concat float is a repair), apart from the ops
+        # left float on purpose: a Q there would be hoisted onto a spread Concat's inputs (test_random_graph_cases)
+        on_purpose = Counter(f.gate for f in report.findings if f.cause == "hoisted-onto-float-concat")
+        assert all(after[gate] - on_purpose[gate] <= before[gate] for gate in after if gate != "float-concat"), (
+            before, after, on_purpose)
         assert_fixed_point(fixed, config)

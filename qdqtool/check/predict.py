@@ -10,15 +10,32 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
 
+from qdqtool.errors import ModelError
 from qdqtool.onnxgraph.graph import GraphView
 from qdqtool.onnxgraph.qdqview import GRAPH_OUTPUT, Edge, Problem, QdqView, Quantizer
 from qdqtool.placement.plan import PlacementConfig
-from qdqtool.trt.analysis import ResidualAdd, activation_inputs, is_two_input_add, residual_add
-from qdqtool.trt.kinds import KIND_GATES, Cause, Gate, Kind
+from qdqtool.trt.analysis import ResidualAdd, activation_inputs, concats_hoisted_onto, is_two_input_add, residual_add
+from qdqtool.trt.kinds import KIND_GATES, Cause, Gate, Kind, ProblemKind
 from qdqtool.trt.rules import WEIGHTED_OPS, is_commuting
 from qdqtool.trt.scales import same_scale
 
 COMMUTING_WALK = 16   # how far a scale is followed through commuting ops (rule 5)
+# problems TensorRT refuses to build (symmetric int8 only, per-tensor activations): problem kind -> the way out
+UNTAKEABLE = {
+    ProblemKind.ZERO_POINT: "re-quantize with symmetric int8 activations and weights (zero point 0)",
+    ProblemKind.PER_CHANNEL_ACTIVATION: "re-quantize activations per tensor",
+}
+
+
+def refuse_untakeable(qdq: QdqView) -> None:
+    """One ModelError for quantizers TensorRT cannot take (a non-zero zero point, a per-channel activation): no
+    prediction or repair of such a model means anything, since TensorRT refuses to build it."""
+    refused = [p for p in qdq.problems if p.kind in UNTAKEABLE]
+    if refused:
+        kinds = sorted({p.kind for p in refused})
+        shown = ", ".join(p.node for p in refused[:5]) + (" ..." if len(refused) > 5 else "")
+        raise ModelError(f"{len(refused)} quantizers TensorRT cannot take ({', '.join(kinds)}: {shown}); "
+                         f"{'; '.join(UNTAKEABLE[k] for k in kinds)}")
 
 
 @dataclass(frozen=True)
@@ -130,6 +147,30 @@ class Analysis:
     def is_int8_conv(self, name: str) -> bool:
         return self.int8_weighted.get(name) == ""
 
+    def float_concat_behind(self, tensor: str) -> str | None:
+        """The float Concat (no Q on its output) a Q on this float tensor would be hoisted onto (rules 4, 5), if any:
+        placement leaves such a tensor float when the Concat is kept float for range spread (trt.analysis)."""
+        for name in concats_hoisted_onto(self.view, tensor):
+            if not self.out_scales(self.node(name).output[0]):
+                return name
+        return None
+
+    def hoist_note(self, tensor: str) -> str:
+        concat = self.float_concat_behind(tensor)
+        return "" if concat is None else (
+            f"; {tensor} comes from float Concat {concat}: a Q on it would be hoisted in front of {concat}'s inputs "
+            "and make it INT8 at one scale (rules 4, 5), which placement avoids when their ranges differ too much")
+
+    def weighted_finding(self, node) -> Finding:
+        reason = self.int8_weighted[node.name]
+        if not reason:
+            return Finding(Kind.INT8_CONV, node.name, node.op_type, "activation and weight quantized (rule 1)",
+                           (node.name,), Cause.QUANTIZED)
+        act = node.input[WEIGHTED_OPS[node.op_type].activation_input]
+        note = "" if (node.name, WEIGHTED_OPS[node.op_type].activation_input) in self.edges else self.hoist_note(act)
+        return Finding(Kind.FLOAT_CONV, node.name, node.op_type, reason + note, (node.name,),
+                       Cause.HOISTED_ONTO_FLOAT_CONCAT if note else Cause.NOT_QUANTIZED)
+
     # --- residual Adds -----------------------------------------------------------------------------------------
     def residual(self, add) -> ResidualAdd | None:
         """The residual shape of an Add with two activation inputs, when a convolution (INT8 here) can fuse it."""
@@ -149,9 +190,11 @@ class Analysis:
             return Finding(Kind.FUSED_ADD, add.name, "Add", f"fuses into INT8 {res.conv} ({how}; rule 2)", group,
                            Cause.BOTH_ONE_SCALE if both_ok else Cause.SKIP_QUANTIZED, (skip_tensor,), (skip_scale,))
         if skip_scale is None:
+            note = self.hoist_note(skip_tensor)
             reason = (f"skip input {skip_tensor} is float: {res.conv} outputs float and the Add stays float "
-                      "(rule 2; quantize the skip input)")
-            return Finding(Kind.FLOAT_ADD, add.name, "Add", reason, group, Cause.FLOAT_SKIP, (skip_tensor,))
+                      f"(rule 2; {'quantize the skip input' if not note else 'left float'}){note}")
+            return Finding(Kind.FLOAT_ADD, add.name, "Add", reason, group,
+                           Cause.HOISTED_ONTO_FLOAT_CONCAT if note else Cause.FLOAT_SKIP, (skip_tensor,))
         quantizers = sorted({self.edges[e].q_node for e in quantized_side})
         dq_nodes = sorted({self.edges[e].dq_node for e in quantized_side})
         reason = (f"Q/DQ on the conv side ({', '.join(dq_nodes)}) splits the fusion of {res.conv} into the Add "
@@ -296,10 +339,7 @@ class Analysis:
         int8_nodes: set[str] = set()
         for node in self.view.nodes:
             if node.op_type in WEIGHTED_OPS and node.name in self.int8_weighted:
-                reason = self.int8_weighted[node.name]
-                findings.append(Finding(Kind.FLOAT_CONV if reason else Kind.INT8_CONV, node.name, node.op_type,
-                                        reason or "activation and weight quantized (rule 1)", (node.name,),
-                                        Cause.NOT_QUANTIZED if reason else Cause.QUANTIZED))
+                findings.append(self.weighted_finding(node))
             elif is_two_input_add(self.view, node):
                 res = self.residual(node)
                 found = self.residual_finding(node, res) if res else self.standalone_add_finding(node)
@@ -321,7 +361,10 @@ class Analysis:
 
 
 def check_model(qdq: QdqView, config: PlacementConfig | None = None) -> CheckReport:
-    """Predict TensorRT's INT8/float grouping of a Q/DQ model from its graph."""
+    """Predict TensorRT's INT8/float grouping of a Q/DQ model from its graph. A model TensorRT cannot build (non-zero
+    zero points, per-channel activations) is refused with a ModelError rather than passed with a problem line: a CI
+    gate on check must not pass a model the builder rejects."""
+    refuse_untakeable(qdq)
     return Analysis(qdq, config).report()
 
 

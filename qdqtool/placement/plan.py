@@ -12,7 +12,16 @@ from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Set, Tuple
 
 from qdqtool.onnxgraph.graph import GraphView
-from qdqtool.trt.analysis import activation_inputs, add_sides, is_two_input_add, range_spread, residual_add
+from qdqtool.trt.analysis import (
+    HoistBlock,
+    activation_inputs,
+    add_sides,
+    hoist_block,
+    is_two_input_add,
+    range_spread,
+    residual_add,
+    spread_concats,
+)
 from qdqtool.trt.kinds import Cause, EdgeRule, Outcome, Rule
 from qdqtool.trt.rules import DECODE_OPS, WEIGHTED_OPS, is_commuting, weight_channel_axis
 
@@ -77,6 +86,11 @@ class PlacementPlan:
     decisions: Tuple[Decision, ...]
     observe: Tuple[str, ...]                # tensors whose ranges the plan needs or reports
     config: PlacementConfig = field(default_factory=PlacementConfig)
+    spread: Tuple[Tuple[str, float], ...] = ()   # (Concat, input range spread): Concats kept float for spread
+
+    def hoist_block(self, view: GraphView, tensor: str) -> Optional[HoistBlock]:
+        """Why a Q on tensor may not be placed (it would be hoisted onto a spread Concat's inputs), or None."""
+        return hoist_block(view, tensor, dict(self.spread), self.config.concat_ratio)
 
     def quantized_tensors(self) -> List[str]:
         return sorted({q.tensor for q in self.inputs})
@@ -124,6 +138,18 @@ class _Planner:
         self.observe: Set[str] = set()
         self.int8_convs: Set[str] = set()
         self.kept_float: Dict[str, str] = dict(config.keep_float)
+        self.spread = spread_concats(view, ranges, config.concat_ratio, config.excludes)
+        self.blocked: Dict[str, List[str]] = {}    # spread Concat -> the nodes left float because of it
+
+    def block(self, node, tensors: Iterable[str]) -> Optional[HoistBlock]:
+        """The policy of trt.analysis.hoist_block: the first of the tensors whose Q TensorRT would hoist onto a spread
+        Concat's inputs; the node is recorded as left float because of that Concat."""
+        for tensor in tensors:
+            found = hoist_block(self.view, tensor, self.spread, self.config.concat_ratio)
+            if found is not None:
+                self.blocked.setdefault(found.concat, []).append(node.name)
+                return found
+        return None
 
     # --- helpers --------------------------------------------------------------------------------------------
     def quantize(self, tensor: str, node, index: int, rule: EdgeRule) -> None:
@@ -173,6 +199,11 @@ class _Planner:
                             f"fed by {decode}: detection-head decode stays float (rule 6)", cause=Cause.DECODE)
                 continue
             dims = self.view.constant_dims(weight)   # the shape only: a weight's bytes are never read here
+            blocked = self.block(node, [act] if dims is not None else [act, weight])
+            if blocked is not None:
+                self.decide(node, Rule.WEIGHTED, Outcome.FLOAT, f"{blocked.reason}: the activation stays float, so "
+                            f"{node.op_type} runs in float", [blocked.tensor], Cause.HOISTED_ONTO_FLOAT_CONCAT)
+                continue
             if dims is None:
                 if node.op_type != "MatMul" or not self.view.is_float(weight):
                     self.decide(node, Rule.WEIGHTED, Outcome.FLOAT, "weight is not constant",
@@ -199,6 +230,12 @@ class _Planner:
                 continue
             fused, skip, conv_name = residual.fused_index, residual.skip_index, residual.conv
             skip_tensor = node.input[skip]
+            blocked = self.block(node, [skip_tensor])
+            if blocked is not None:
+                self.decide(node, Rule.RESIDUAL_ADD, Outcome.FLOAT,
+                            f"skip input left float: {blocked.reason}; {conv_name} still fuses the Add, with a float "
+                            "output (rule 2)", [skip_tensor], Cause.HOISTED_ONTO_FLOAT_CONCAT, conv=conv_name)
+                continue
             if self.config.residual_mode == "both":
                 self.quantize(node.input[fused], node, fused, EdgeRule.RESIDUAL_BOTH)
                 self.quantize(skip_tensor, node, skip, EdgeRule.RESIDUAL_SKIP)
@@ -227,6 +264,11 @@ class _Planner:
         if self.view.is_graph_output(node.output[0]) or not consumers:
             self.decide(node, Rule.STANDALONE_ADD, Outcome.FLOAT,
                         "output is a graph output, which stays float (rule 6)", cause=Cause.GRAPH_OUTPUT)
+            return
+        blocked = self.block(node, node.input)
+        if blocked is not None:
+            self.decide(node, Rule.STANDALONE_ADD, Outcome.FLOAT, f"{blocked.reason}: the Add runs in float (rule 3)",
+                        [blocked.tensor], Cause.HOISTED_ONTO_FLOAT_CONCAT)
             return
         for index, tensor in enumerate(node.input):
             self.quantize(tensor, node, index, EdgeRule.STANDALONE_ADD)
@@ -261,9 +303,17 @@ class _Planner:
             ratio_text = f"input ranges differ {ratio:.1f}x" if ratio is not None else "input ranges not measured"
             if not self.reaches_int8(node.output[0]):
                 mixed = ratio is not None and ratio > self.config.concat_ratio
-                why = (f"; {ratio_text} (> {self.config.concat_ratio:g}x), so one int8 scale would also crush the "
-                       "small-range inputs" if mixed else f" ({ratio_text})")
-                self.decide(node, Rule.CONCAT, Outcome.FLOAT, f"output feeds no INT8 op{why}", inputs,
+                left = self.blocked.get(node.name, [])
+                if mixed and left:
+                    why = (f"{ratio_text} (> {self.config.concat_ratio:g}x): one int8 scale would crush the "
+                           "small-range inputs, so the Concat stays float, and so do the ops reading it, whose Q "
+                           f"TensorRT would hoist onto its inputs ({', '.join(left)}; rules 4, 5)")
+                elif mixed:
+                    why = (f"output feeds no INT8 op; {ratio_text} (> {self.config.concat_ratio:g}x), so one int8 "
+                           "scale would also crush the small-range inputs")
+                else:
+                    why = f"output feeds no INT8 op ({ratio_text})"
+                self.decide(node, Rule.CONCAT, Outcome.FLOAT, why, inputs,
                             Cause.RANGE_SPREAD if mixed else Cause.NO_INT8_CONSUMER, spread=ratio)
                 continue
             members = self.groups.members(node.output[0]) | set().union(*(self.groups.members(t) for t in inputs))
@@ -315,6 +365,7 @@ class _Planner:
             decisions=tuple(self.decisions),
             observe=tuple(sorted(self.observe)),
             config=self.config,
+            spread=tuple(sorted(self.spread.items())),
         )
 
 

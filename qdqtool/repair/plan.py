@@ -14,15 +14,15 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from qdqtool.check.predict import Analysis, CheckReport
-from qdqtool.errors import ModelError, RangeError
+from qdqtool.check.predict import Analysis, CheckReport, refuse_untakeable
+from qdqtool.errors import RangeError
 from qdqtool.onnxgraph.graph import GraphView
 from qdqtool.onnxgraph.qdqview import GRAPH_OUTPUT, Edge, QdqView
 from qdqtool.placement.plan import PlacementConfig, PlacementPlan, plan_placement
 from qdqtool.repair.apply import RepairEdit
 from qdqtool.repair.infer import infer_skip_scale
 from qdqtool.trt.analysis import ResidualAdd, activation_inputs, is_two_input_add, range_spread
-from qdqtool.trt.kinds import Cause, EditKind, Outcome, ProblemKind, Rule, ScaleSource
+from qdqtool.trt.kinds import Cause, EditKind, Outcome, Rule, ScaleSource
 from qdqtool.trt.rules import WEIGHTED_OPS, is_commuting
 from qdqtool.trt.scales import amax_from_scale, same_scale, scale_from_amax
 
@@ -30,10 +30,6 @@ log = logging.getLogger("qdqtool")
 
 STANDALONE_ADD_CHOICES = ("int8", "float", "keep")
 SCOPES = ("residuals", "all")
-REFUSED_PROBLEMS = {
-    ProblemKind.ZERO_POINT: "re-quantize with symmetric int8 activations and weights (zero point 0)",
-    ProblemKind.PER_CHANNEL_ACTIVATION: "re-quantize activations per tensor",
-}
 KIND_ORDER = {kind: order for order, kind in enumerate(EditKind)}   # convert-opset, remove, set-scale, insert
 
 
@@ -60,12 +56,8 @@ class FixPlan:
 
 
 def refuse_unfixable(qdq: QdqView) -> None:
-    refused = [p for p in qdq.problems if p.kind in REFUSED_PROBLEMS]
-    if refused:
-        kinds = sorted({p.kind for p in refused})
-        shown = ", ".join(p.node for p in refused[:5]) + (" ..." if len(refused) > 5 else "")
-        raise ModelError(f"{len(refused)} quantizers TensorRT cannot take ({', '.join(kinds)}: {shown}); "
-                         f"{'; '.join(REFUSED_PROBLEMS[k] for k in kinds)}, then run fix-residuals again")
+    """Quantizers TensorRT cannot take are refused, as `check` refuses them (check.predict.refuse_untakeable)."""
+    refuse_untakeable(qdq)
 
 
 class _Repairs:
@@ -88,20 +80,26 @@ class _Repairs:
         self.ranges: dict[str, float] = {}
         self.skips: dict[Edge, ResidualAdd] = {}               # skip edges to insert -> their residual Add
         self.inferred: set[str] = set()                          # tensors whose scale was inferred
+        self.placement: PlacementPlan | None = None
+
+    def hoist_block(self, tensor: str):
+        """The placement policy (trt.analysis.hoist_block): a Q TensorRT would hoist onto a spread Concat's inputs."""
+        return self.placement.hoist_block(self.view, tensor) if self.placement is not None else None
 
     def plan(self) -> PlacementPlan:
         ranges = {t: amax for t, (amax, _) in self.existing.items()}
         ranges.update(self.measured)
         self.ranges = ranges
         standalone = "int8" if self.config.standalone_add == "int8" else "float"
-        return plan_placement(self.view, replace(self.config.placement, standalone_add=standalone), ranges)
+        self.placement = plan_placement(self.view, replace(self.config.placement, standalone_add=standalone), ranges)
+        return self.placement
 
     def remove(self, edge: Edge, reason: str, cause: Cause) -> None:
         if edge in self.qdq.edges:
             self.removes.setdefault(edge, (reason, cause))
 
     def insert(self, edge: Edge, tensor: str, reason: str, cause: Cause) -> None:
-        if self.analysis.in_scale(*edge) is None:
+        if self.analysis.in_scale(*edge) is None and self.hoist_block(tensor) is None:
             self.inserts.setdefault(edge, (tensor, reason, cause))
 
     # --- rules ------------------------------------------------------------------------------------------------
@@ -114,6 +112,11 @@ class _Repairs:
                 self.standalone_add(node)
                 continue
             skip = node.input[res.skip_index]
+            if self.hoist_block(skip) is not None:   # the skip stays float (removed by hoisted()), the conv side too
+                for edge in res.conv_side_edges:
+                    self.remove(edge, f"Q/DQ on the conv side of {node.name} splits the fusion of {res.conv} into it",
+                                Cause.CONV_SIDE_QDQ)
+                continue
             self.skips[(node.name, res.skip_index)] = res
             self.insert((node.name, res.skip_index), skip,
                         f"skip input of {node.name}: {res.conv} fuses the Add only when the skip arrives in INT8",
@@ -130,18 +133,14 @@ class _Repairs:
     def standalone_add(self, node) -> None:
         mode = self.config.standalone_add
         out = node.output[0]
-        if mode == "keep":
+        block = next((b for b in map(self.hoist_block, node.input) if b is not None), None)
+        if block is not None:   # its input Qs go (hoisted()): it runs float, so its output Q goes too
+            self.float_add(node, f"standalone Add {node.name} runs in float: {block.reason}",
+                           Cause.HOISTED_ONTO_FLOAT_CONCAT)
+        elif mode == "keep":
             self.kept.append(f"{node.name}: standalone Add left as it is (standalone Add mode keep)")
         elif mode == "float":
-            reason = f"standalone Add {node.name} runs in float (standalone Add mode float)"
-            for index in range(2):
-                self.remove((node.name, index), reason, Cause.MODE)
-            for consumer, index in self.view.consumers(out):
-                if consumer.op_type not in WEIGHTED_OPS and consumer.op_type != "Concat":
-                    self.remove((consumer.name, index), reason, Cause.MODE)
-            for position, name in enumerate(self.view.output_names):
-                if name == out:
-                    self.remove((GRAPH_OUTPUT, position), reason, Cause.MODE)
+            self.float_add(node, f"standalone Add {node.name} runs in float (standalone Add mode float)", Cause.MODE)
         elif self.view.is_graph_output(out) or not self.view.consumers(out):
             self.kept.append(f"{node.name}: standalone Add output is a graph output, which stays float (rule 6)")
         else:
@@ -151,14 +150,33 @@ class _Repairs:
             for consumer, index in self.view.consumers(out):
                 self.insert((consumer.name, index), out, reason, Cause.MODE)
 
+    def float_add(self, node, reason: str, cause: Cause) -> None:
+        """A standalone Add that runs in float: no Q/DQ on its inputs, nor on what reads its output in float (directly
+        or behind commuting ops, rule 5)."""
+        for index in range(2):
+            self.remove((node.name, index), reason, cause)
+        todo, seen = [node.output[0]], set()
+        while todo and len(seen) < 256:
+            tensor = todo.pop()
+            seen.add(tensor)
+            for consumer, index in self.view.consumers(tensor):
+                if consumer.op_type not in WEIGHTED_OPS and consumer.op_type != "Concat":
+                    self.remove((consumer.name, index), reason, cause)
+                if index == 0 and is_commuting(consumer):
+                    todo += [o for o in consumer.output if o and o not in seen]
+            for position, name in enumerate(self.view.output_names):
+                if name == tensor:
+                    self.remove((GRAPH_OUTPUT, position), reason, cause)
+
     def concats(self, plan: PlacementPlan) -> None:
         for decision in plan.decisions_for(Rule.CONCAT):
             if decision.outcome != Outcome.FLOAT:
                 continue
             node = self.view.by_name[decision.node]
             inputs = [t for _, t in activation_inputs(self.view, node)]
-            around = bool(self.analysis.out_scales(node.output[0])) or any(
-                self.analysis.in_scale(node.name, i) is not None for i, _ in activation_inputs(self.view, node))
+            # only a Q after the Concat ties its inputs to one scale (TensorRT hoists it onto them, rule 4); DQ inputs
+            # alone are dequantized first and the Concat runs float, so their scales need not change
+            around = bool(self.analysis.out_scales(node.output[0]))
             spread = range_spread(self.ranges, inputs)
             spread_too_wide = spread is not None and spread > self.config.placement.concat_ratio
             too_wide = decision.cause == Cause.RANGE_SPREAD or spread_too_wide
@@ -180,6 +198,16 @@ class _Repairs:
             for position, name in enumerate(self.view.output_names):
                 if name == node.output[0]:
                     self.remove((GRAPH_OUTPUT, position), reason, Cause.RANGE_SPREAD)
+
+    def hoisted(self) -> None:
+        """Every Q TensorRT would hoist onto the inputs of a Concat kept float for range spread goes (its reader runs
+        in float): the same policy placement follows, so calibrate's output is a fixed point."""
+        for edge, quantizer in self.qdq.edges.items():
+            block = self.hoist_block(quantizer.tensor)
+            if block is not None:
+                reader = "the graph output" if edge[0] == GRAPH_OUTPUT else edge[0]
+                self.remove(edge, f"{block.reason}; {reader} reads it in float",
+                            Cause.HOISTED_ONTO_FLOAT_CONCAT)
 
     def commuting_closure(self, tensors: list[str]) -> tuple[str, ...]:
         """The tensors plus those TensorRT ties to them by moving Q/DQ through commuting ops (both directions)."""
@@ -285,6 +313,7 @@ def plan_repairs(qdq: QdqView, config: FixConfig | None = None,
     repairs = _Repairs(qdq, config, dict(measured or {}))
     plan = repairs.plan()
     repairs.residuals()
+    repairs.hoisted()
     repairs.concats(plan)
     repairs.two_scales()
     repairs.groups(plan)

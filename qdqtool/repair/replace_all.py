@@ -30,7 +30,7 @@ from qdqtool.repair.kept_weights import KeptWeight, WeightDecision, keep_weights
 from qdqtool.repair.plan import FixConfig, refuse_unfixable
 from qdqtool.trt.analysis import residual_add
 from qdqtool.trt.fusion import gated_activation_input
-from qdqtool.trt.kinds import EdgeRule, Kind, Outcome, Rule, ScaleSource, StrEnum
+from qdqtool.trt.kinds import Cause, EdgeRule, Kind, Outcome, Rule, ScaleSource, StrEnum
 from qdqtool.trt.rules import FUSIBLE_EPILOGUES, WEIGHTED_OPS, is_commuting
 from qdqtool.trt.scales import amax_from_scale, same_scale, scale_from_amax
 
@@ -56,6 +56,7 @@ class ChangeCause(StrEnum):
     CONV_SIDE = "conv-side"                  # rule 2: the conv side of a residual Add
     STANDALONE_ADD = "standalone-add"        # rule 3: a standalone Add left float
     FLOAT_CONCAT = "float-concat"            # rule 4: a Concat that stays float (range spread)
+    HOISTED = "hoisted-onto-float-concat"    # rules 4, 5: TensorRT would hoist the Q onto a spread Concat's inputs
     CONCAT_INPUT = "concat-input"            # rule 4: TensorRT hoists the output's Q onto the inputs
     COMMUTING_OP = "commuting-op"            # rule 5
     ACTIVATION = "activation"                # an epilogue TensorRT fuses into the convolution before it
@@ -219,7 +220,7 @@ class _Replacement:
         int8 = {d.node for d in plan.decisions_for(Rule.WEIGHTED) if d.outcome == Outcome.INT8}
         for decision in plan.decisions_for(Rule.RESIDUAL_ADD):
             skip = decision.tensors[0]
-            if skip in amax:
+            if skip in amax or decision.outcome == Outcome.FLOAT:
                 continue
             res = residual_add(self.view, self.view.by_name[decision.node], int8.__contains__)
             found = None if res is None or self.config.strict_scales else infer_skip_scale(self.analysis, res)
@@ -253,6 +254,9 @@ class _Replacement:
         if op in WEIGHTED_OPS:
             why = decision.reason if decision else "not an input TensorRT quantizes"
             return ChangeCause.FLOAT_WEIGHTED_OP, f"{op} {node_name} stays float: {why}"
+        if decision is not None and decision.cause == Cause.HOISTED_ONTO_FLOAT_CONCAT and (
+                node.input[index] in decision.tensors):
+            return ChangeCause.HOISTED, decision.reason
         if op == "Add" and decision is not None and decision.rule == Rule.RESIDUAL_ADD:
             return ChangeCause.CONV_SIDE, (f"conv side of residual Add {node_name}: a Q/DQ there splits the fusion "
                                            "of the convolution into the Add (rule 2)")

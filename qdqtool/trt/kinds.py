@@ -131,6 +131,7 @@ class Cause(StrEnum):
     COMMUTING_SCALES = "commuting-scales"
     TWO_SCALES = "two-scales"
     FLOAT_CONSUMER = "float-consumer"
+    HOISTED_ONTO_FLOAT_CONCAT = "hoisted-onto-float-concat"   # its Q would move in front of a float Concat's inputs
     # repairs
     MODE = "mode"                    # an explicit choice of the user (residual/standalone-add mode)
     GROUP_SCALE = "group-scale"

@@ -1,11 +1,15 @@
 import json
 
+import numpy as np
+import pytest
 import tiny
 import tiny_qdq
 from click.testing import CliRunner
+from onnx import numpy_helper
 from qdqtool.cli.main import cli
 
 from qdqtool.check.predict import check_model, report_lines
+from qdqtool.errors import ModelError
 from qdqtool.onnxgraph.qdqview import read_qdq
 from qdqtool.placement.plan import PlacementConfig
 from qdqtool.trt.kinds import Cause, Kind
@@ -86,3 +90,20 @@ def test_cli_json_and_fail_on_exit_status(tmp_path):
     assert passed.exit_code == 0
     unknown = runner.invoke(cli, ["check", str(path), "--fail-on", "nonsense"])
     assert unknown.exit_code == 2 and "unknown gate(s) nonsense" in unknown.output   # a bad option value
+
+
+def test_a_conv_reading_a_float_concat_names_it():
+    """mixed_range_concat's Conv reads the Concat; left unquantized, check says a Q there would make it INT8."""
+    conv = by_node(findings(tiny_qdq.qat(tiny.mixed_range_concat(), skip=["after"])), "after")
+    assert conv.kind == Kind.FLOAT_CONV and conv.cause == Cause.HOISTED_ONTO_FLOAT_CONCAT
+    assert "float Concat head_cat" in conv.reason
+    quantized = by_node(findings(tiny_qdq.qat(tiny.mixed_range_concat())), "after")
+    assert quantized.kind == Kind.INT8_CONV
+
+
+def test_zero_points_tensorrt_cannot_take_are_refused():
+    model = tiny_qdq.qat(tiny.resnet_block())
+    zero = next(t for t in model.graph.initializer if t.name.endswith("zero_point") and t.data_type == 3)
+    zero.CopyFrom(numpy_helper.from_array(np.array(5, np.int8), zero.name))
+    with pytest.raises(ModelError, match="zero point 0"):
+        check_model(read_qdq(model))

@@ -86,7 +86,13 @@ def test_concat_ratio_decides_shared_scale_or_float(ratio, expected):
     assert grouped == (expected == "int8")
     if expected == "float":
         assert decision.cause == Cause.RANGE_SPREAD and decision.spread == pytest.approx(ratio)
-        assert edges(plan)[("after", 0)] == "head_cat_out"  # the Conv still gets its own quantizer
+        # a Q on the Conv's input would be hoisted in front of the Concat's inputs (rule 4): the Conv runs float
+        assert ("after", 0) not in edges(plan) and not any(w.node == "after" for w in plan.weights)
+        conv = next(d for d in plan.decisions if d.node == "after")
+        assert conv.outcome == Outcome.FLOAT and conv.cause == Cause.HOISTED_ONTO_FLOAT_CONCAT
+        assert "head_cat" in conv.reason and f"{ratio:.1f}x" in conv.reason and "after" in decision.reason
+    else:
+        assert edges(plan)[("after", 0)] == "head_cat_out"
 
 
 def test_concat_feeding_graph_output_stays_float_and_reports_ratio():

@@ -16,7 +16,7 @@ from qdqtool.placement.plan import PlacementConfig
 from qdqtool.repair.apply import apply_repairs
 from qdqtool.repair.pipeline import DataConfig, fix_file, fix_model
 from qdqtool.repair.plan import FixConfig, plan_repairs
-from qdqtool.trt.kinds import Cause, EditKind, Kind, ScaleSource
+from qdqtool.trt.kinds import Cause, Kind, ScaleSource
 from qdqtool.trt.rules import QUANTIZE
 
 
@@ -88,13 +88,18 @@ def test_mixed_range_concat_loses_its_qdq_only_beyond_the_ratio(ratio, removed):
     model = tiny_qdq.ort_static(float_model)
     measured = {"scale_up_out": ratio, "sigmoid_out": 1.0, "head_cat_out": ratio}
     plan, out = fixed(model, measured=measured)
-    cat_edges = {e.node for e in plan.edits if e.kind == "remove"}
-    assert (cat_edges == {"head_cat"}) is removed
+    removes = {(e.node, e.input_index): e for e in plan.edits if e.kind == "remove"}
+    assert ({n for n, _ in removes} == {"head_cat", "after"}) is removed
     after = read_qdq(out)
     assert (("head_cat", 1) not in after.edges) is removed
-    assert ("after", 0) in after.edges          # the following Conv keeps its input quantizer
+    # the following Conv's input Q would be hoisted in front of a spread Concat's inputs: it goes, the Conv runs float
+    assert (("after", 0) not in after.edges) is removed
     if removed:
-        assert all(e.cause == Cause.RANGE_SPREAD for e in plan.edits if e.kind == EditKind.REMOVE)
+        assert all(e.cause == Cause.RANGE_SPREAD for (n, _), e in removes.items() if n == "head_cat")
+        assert removes[("after", 0)].cause == Cause.HOISTED_ONTO_FLOAT_CONCAT
+        assert "head_cat" in removes[("after", 0)].reason
+        assert next(f for f in check_model(after).findings if f.node == "head_cat").kind in (
+            "float-concat", "float-region")
 
 
 def test_standalone_add_modes():
