@@ -24,7 +24,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import onnx
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from qdqtool.accuracy.measure import MeasureConfig, OutputErrorMeter, headline_error
 from qdqtool.calibrate.observers import CANDIDATES
@@ -32,7 +32,7 @@ from qdqtool.calibrate.ranges import TensorRange
 from qdqtool.placement.apply import apply_plan
 from qdqtool.placement.plan import PlacementPlan
 from qdqtool.runner import create_session
-from qdqtool.trt.rules import QUANTIZE
+from qdqtool.trt.rules import DEQUANTIZE, QUANTIZE
 from qdqtool.trt.scales import scale_from_amax
 
 log = logging.getLogger("qdqtool")
@@ -127,7 +127,43 @@ def scale_fed_model(model: onnx.ModelProto, plan: PlacementPlan, units: Sequence
     del graph.initializer[:]
     graph.initializer.extend(kept)
     graph.input.extend(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, []) for name in sorted(fed))
-    return quantized, names
+    return dequantized_weights(quantized), names
+
+
+def dequantized_weights(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with each constant DequantizeLinear (a quantized weight) replaced by its float result, computed as
+    ONNX Runtime does ((q - zero point) * scale in float32): the same outputs, without dequantizing every weight on
+    every trial run (the trial session runs unoptimised). Edits `model` in place and returns it."""
+    graph = model.graph
+    constants = {t.name: t for t in graph.initializer}
+    folded, kept = [], []
+    for node in graph.node:
+        if node.op_type == DEQUANTIZE and all(name in constants for name in node.input if name):
+            folded.append(numpy_helper.from_array(_dequantize(node, constants), node.output[0]))
+        else:
+            kept.append(node)
+    if not folded:
+        return model
+    used = {name for node in kept for name in node.input} | {o.name for o in graph.output}
+    remaining = [t for t in graph.initializer if t.name in used]
+    del graph.node[:]
+    graph.node.extend(kept)
+    del graph.initializer[:]
+    graph.initializer.extend(remaining + folded)
+    return model
+
+
+def _dequantize(node: onnx.NodeProto, constants: Mapping[str, onnx.TensorProto]) -> np.ndarray:
+    q = numpy_helper.to_array(constants[node.input[0]]).astype(np.float32)
+    scale = numpy_helper.to_array(constants[node.input[1]]).astype(np.float32)
+    zero = (numpy_helper.to_array(constants[node.input[2]]).astype(np.float32)
+            if len(node.input) > 2 and node.input[2] else np.zeros_like(scale))
+    if scale.ndim == 1 and q.ndim > 1:
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1) % q.ndim
+        shape = [1] * q.ndim
+        shape[axis] = -1
+        scale, zero = scale.reshape(shape), zero.reshape(shape)
+    return ((q - zero) * scale).astype(np.float32)
 
 
 class Trials:
