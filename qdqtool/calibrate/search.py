@@ -144,7 +144,8 @@ def dequantized_weights(model: onnx.ModelProto) -> onnx.ModelProto:
             kept.append(node)
     if not folded:
         return model
-    used = {name for node in kept for name in node.input} | {o.name for o in graph.output}
+    used = ({name for node in kept for name in node.input} | {o.name for o in graph.output}
+            | {i.name for i in graph.input})   # an initializer listed as a graph input (IR < 4) must stay
     remaining = [t for t in graph.initializer if t.name in used]
     del graph.node[:]
     graph.node.extend(kept)
