@@ -7,15 +7,15 @@ themselves), and with --max-error when offered; NVIDIA ModelOpt's ONNX PTQ (max,
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
+
+from bench import peak_rss
 
 ROOT = Path(__file__).resolve().parents[1]
 QDQTOOL = str(Path(sys.executable).with_name("qdqtool"))
@@ -39,19 +39,16 @@ class RunResult:
 
 
 def run_measured(command: Sequence[str], log: Path) -> RunResult:
-    """Run one command in a fresh process; its wall time and peak RSS, and its last stderr line on failure."""
-    start = time.perf_counter()
+    """Run one command in a fresh process (through bench.peak_rss); its wall time, peak RSS and last stderr line on
+    failure."""
     with open(log, "wb") as sink:
-        process = subprocess.Popen(list(command), cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
+        run = peak_rss.run_measured(command, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
     error = None
-    if code != 0:
+    if run.code != 0:
         lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
-        killed = " (killed by SIGKILL: out of memory?)" if code == -9 else ""
-        error = f"exit {code}{killed}: {lines[-1][:200] if lines else 'no output'}"
-    return RunResult(seconds, usage.ru_maxrss / 1024, error)
+        killed = " (killed by SIGKILL: out of memory?)" if run.code == 128 + 9 else ""
+        error = f"exit {run.code}{killed}: {lines[-1][:200] if lines else 'no output'}"
+    return RunResult(run.seconds, run.peak_mib, error)
 
 
 def qdqtool_options() -> Tuple[List[str], str, bool]:

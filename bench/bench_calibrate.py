@@ -5,13 +5,12 @@ Each measurement is a fresh process; peak memory is that process's max RSS (os.w
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+from bench.peak_rss import run_measured
 from qdqtool.samples.images import write_augmented_crops
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,15 +30,12 @@ def crops(count: int) -> Path:
 
 def measure(tool: str, samples: int, data: Path) -> Tuple[float, float]:
     """(wall seconds, peak RSS in MiB) of one calibration in its own process."""
-    start = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "bench.calibrate_once", tool, str(samples), str(data),
-                                str(WORK / f"{tool}_{samples}")], cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise RuntimeError(f"{tool} calibration on {samples} samples failed (exit {process.returncode})")
-    return time.perf_counter() - start, usage.ru_maxrss / 1024
+    run = run_measured([sys.executable, "-m", "bench.calibrate_once", tool, str(samples), str(data),
+                        str(WORK / f"{tool}_{samples}")], cwd=ROOT, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    if run.code != 0:
+        raise RuntimeError(f"{tool} calibration on {samples} samples failed (exit {run.code})")
+    return run.seconds, run.peak_mib
 
 
 def main() -> List[str]:

@@ -7,16 +7,17 @@ this process never holds them) and everything is deleted afterwards.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
 from typing import List, Tuple
 
 import numpy as np
 from onnx import TensorProto, helper
+
+from bench.peak_rss import run_measured
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench_out" / "large"
@@ -70,15 +71,14 @@ def samples(folder: Path, count: int = 4) -> Path:
 
 def run(args: List[str]) -> Tuple[float, float, int]:
     """(wall seconds, peak RSS in MiB, exit status) of one qdqtool command in its own process."""
-    start = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-c", "from qdqtool.cli.main import main; main()", *args],
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    stderr = process.stderr.read().decode(errors="replace").strip() if process.stderr else ""
-    code = os.waitstatus_to_exitcode(status)
-    if code not in (0, 3):
-        print(f"  {' '.join(args[:1])} failed ({code}): {stderr.splitlines()[-1] if stderr else ''}", flush=True)
-    return time.perf_counter() - start, usage.ru_maxrss / 1024, code
+    with tempfile.TemporaryFile() as errors:
+        run = run_measured([sys.executable, "-c", "from qdqtool.cli.main import main; main()", *args], cwd=ROOT,
+                           stdout=subprocess.DEVNULL, stderr=errors)
+        errors.seek(0)
+        stderr = errors.read().decode(errors="replace").strip()
+    if run.code not in (0, 3):
+        print(f"  {' '.join(args[:1])} failed ({run.code}): {stderr.splitlines()[-1] if stderr else ''}", flush=True)
+    return run.seconds, run.peak_mib, run.code
 
 
 def size_of(*paths: Path) -> int:
