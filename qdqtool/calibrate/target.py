@@ -111,6 +111,10 @@ class _Evaluator:
         placement = replace(self.placement, keep_float=self.placement.keep_float + tuple(kept_nodes))
         return plan_placement(self.view, placement, self.decision_amax)
 
+    def has_ranges(self, plan: PlacementPlan) -> bool:
+        """Every tensor the plan quantizes has a calibrated range (its own or its scale group's)."""
+        return len(group_amax(plan, self.tensor_ranges)) == len(plan.quantized_tensors())
+
     def error(self, plan: PlacementPlan) -> float:
         quantized = apply_plan(self.model, plan, group_amax(plan, self.tensor_ranges))
         got = [dict(zip(self.names, out)) for out in model_outputs(quantized, self.feeds)]
@@ -127,8 +131,14 @@ def meet_error_target(model: onnx.ModelProto, view: GraphView, placement: Placem
     before = evaluator.error(plan)
     if before <= target:
         return plan, TargetResult(target, before, before, int8_coverage(plan), int8_coverage(plan), (), True)
-    sensitivities = ranked()
-    costs = [fusion_cost(plan, evaluator.plan(keep_float_nodes([s], 1))) for s in sensitivities]
+    sensitivities, costs = [], []
+    for item in ranked():
+        alone = evaluator.plan(keep_float_nodes([item], 1))
+        if evaluator.has_ranges(alone):   # a re-plan may quantize a tensor calibration never observed: skip it
+            sensitivities.append(item)
+            costs.append(fusion_cost(plan, alone))
+        else:
+            log.info("max-error: keeping the consumers of %s float would quantize tensors with no range", item.tensor)
     pairs = by_gain_per_layer(sensitivities, costs)
     order = [s for s, _ in pairs]
     tried: Dict[int, Tuple[PlacementPlan, float]] = {0: (plan, before)}
@@ -136,7 +146,8 @@ def meet_error_target(model: onnx.ModelProto, view: GraphView, placement: Placem
     def attempt(count: int) -> float:
         if count not in tried:
             candidate = evaluator.plan(keep_float_nodes(order, count))
-            tried[count] = (candidate, evaluator.error(candidate))
+            error = evaluator.error(candidate) if evaluator.has_ranges(candidate) else float("inf")
+            tried[count] = (candidate, error)
             log.info("max-error: %d quantizers kept float -> error %.4f", count, tried[count][1])
         return tried[count][1]
 
@@ -150,6 +161,8 @@ def meet_error_target(model: onnx.ModelProto, view: GraphView, placement: Placem
                 high = middle
             else:
                 low = middle
+    if tried[high][1] == float("inf"):   # unmet, and that plan needs ranges nobody has: the best one that has them
+        high = min((c for c in tried if tried[c][1] < float("inf")), key=lambda c: (tried[c][1], c))
     chosen, after = tried[high]
     result = TargetResult(target, before, after, int8_coverage(plan), int8_coverage(chosen),
                           tuple(s.tensor for s in order[:high]), after <= target, tuple(c for _, c in pairs[:high]))

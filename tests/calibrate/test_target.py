@@ -39,3 +39,25 @@ def test_ranking_prefers_the_gain_that_breaks_no_fusion():
              "c": FusionCost(("c3",), ("add2",), ())}
     order = [s.tensor for s, _ in by_gain_per_layer([big, block, lone], [costs["c"], costs["b"], costs["a"]])]
     assert order == ["c", "a", "b"]   # 0.25 per layer, then 0.10 alone before 0.12 that also costs a fusion
+
+
+def test_max_error_never_picks_a_plan_that_needs_a_range_calibration_did_not_observe():
+    """Keeping deep2 float moves the Add's fusion onto `short`, whose plan quantizes deep2's output as the skip:
+    without a range for it, that quantizer is left out of the ranking instead of failing the whole command."""
+    from qdqtool.calibrate.sensitivity import model_outputs
+    from qdqtool.calibrate.target import meet_error_target
+    from qdqtool.placement.apply import apply_plan
+    from qdqtool.placement.plan import group_amax
+
+    model = tiny.two_conv_add()
+    view = GraphView(model)
+    plan = plan_placement(view, PlacementConfig())
+    ranges = {t: 4.0 for t in plan.quantized_tensors()}
+    assert "deep2_out" not in ranges
+    ranked = [Sensitivity("deep_relu_out", ("deep2",), 0.5), Sensitivity("out_relu_out", ("head",), 0.1)]
+    feeds = [tiny.random_feed(model, seed=s) for s in range(2)]
+    chosen, result = meet_error_target(model, view, PlacementConfig(), ranges, ranges, plan, lambda: ranked,
+                                       feeds, 1e-9)
+    assert "deep_relu_out" not in result.kept and "deep2_out" not in chosen.quantized_tensors()
+    quantized = apply_plan(model, chosen, group_amax(chosen, ranges))   # applies: every range is there
+    assert len(model_outputs(quantized, feeds)) == 2
