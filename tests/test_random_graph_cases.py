@@ -170,39 +170,38 @@ def test_fix_leaves_the_scales_of_a_concat_whose_output_meets_no_q():
     assert any("Concat_12" in kept for kept in result.plan.kept)
 
 
-def test_fix_runs_a_standalone_add_of_a_spread_concat_in_float_all_round():
-    """make test (ci profile): Add(cat, cat) of a spread Concat; its input Qs would be hoisted onto the Concat's
-    inputs, so they go, and so does its output Q: a float Add with no Q/DQ around it, not a partly quantized one."""
-    ops, inputs = iter(["concat_spread", "relu", "standalone_add"]), iter(["x", "x", "Concat_10_out"])
+def fix_scripted_spread_concat(ops, inputs, **drawn):
+    """ORT's quantize_static output of a scripted random graph around a spread Concat (Concat_10), fixed: (fix
+    result, check's report of it, the edits a second fix-residuals run plans)."""
+    ops, inputs, steps = iter(ops), iter(inputs), len(ops)
     model = draw_model(scripted({
-        "seed": 0, "channels": 1, "side": 4, "stem": 1, "steps": 3, "op": lambda strategy: next(ops),
+        "seed": 0, "channels": 1, "side": 4, "stem": 1, "steps": steps, "op": lambda strategy: next(ops),
         "input": lambda strategy: named(next(inputs))(strategy), "gain": 100.0, "c1": 1, "c2": 1,
-        "other": named("Concat_10_out"), "gemm head": False, "second output": named("Conv_3_out")}))
+        "other": named("Concat_10_out"), "gemm head": False, "second output": named("Conv_3_out"), **drawn}))
     prepared, _ = prepare_float_model(model)
     static = tiny_qdq.ort_static(prepared)
     with tempfile.TemporaryDirectory() as folder:
         data = DataConfig(data_dir=sample_folder(prepared, Path(folder)))
         result = fix_model(read_qdq(static), FixConfig(), data)
-        report = check_model(read_qdq(result.model))
-        add = next(f for f in report.findings if f.op_type == "Add")
-        assert add.kind == "float-region" and report.counts()["float-add"] == 0
-        assert any(e.cause == "hoisted-onto-float-concat" and e.node == add.node for e in result.plan.edits)
-        assert fix_model(read_qdq(result.model), FixConfig(), data).plan.edits == ()
+        again = fix_model(read_qdq(result.model), FixConfig(), data).plan.edits
+    return result, check_model(read_qdq(result.model)), again
+
+
+def test_fix_runs_a_standalone_add_of_a_spread_concat_in_float_all_round():
+    """make test (ci profile): Add(cat, cat) of a spread Concat; its input Qs would be hoisted onto the Concat's
+    inputs, so they go, and so does its output Q: a float Add with no Q/DQ around it, not a partly quantized one."""
+    result, report, again = fix_scripted_spread_concat(["concat_spread", "relu", "standalone_add"],
+                                                       ["x", "x", "Concat_10_out"])
+    add = next(f for f in report.findings if f.op_type == "Add")
+    assert add.kind == "float-region" and report.counts()["float-add"] == 0
+    assert any(e.cause == "hoisted-onto-float-concat" and e.node == add.node for e in result.plan.edits)
+    assert again == ()
 
 
 def test_fix_runs_a_standalone_add_of_a_spread_concat_float_through_commuting_ops():
     """make fuzz: as above, with a nearest Resize between the Add and the graph output (its Q moves through it)."""
-    ops = iter(["concat_spread", "standalone_add", "conv_bn_relu", "conv_bn_relu", "conv_bn_relu", "resize"])
-    inputs = iter(["x", "Concat_10_out", "x", "x", "x", "Add_11_out"])
-    model = draw_model(scripted({
-        "seed": 0, "channels": 1, "side": 4, "stem": 1, "steps": 6, "op": lambda strategy: next(ops),
-        "input": lambda strategy: named(next(inputs))(strategy), "gain": 100.0, "c1": 1, "c2": 1, "cout": 1,
-        "other": named("Concat_10_out"), "gemm head": False, "second output": named("Conv_3_out")}))
-    prepared, _ = prepare_float_model(model)
-    static = tiny_qdq.ort_static(prepared)
-    with tempfile.TemporaryDirectory() as folder:
-        data = DataConfig(data_dir=sample_folder(prepared, Path(folder)))
-        result = fix_model(read_qdq(static), FixConfig(), data)
-        report = check_model(read_qdq(result.model))
-        assert report.counts()["float-add"] == 0, report.to_json()["findings"]
-        assert fix_model(read_qdq(result.model), FixConfig(), data).plan.edits == ()
+    _, report, again = fix_scripted_spread_concat(
+        ["concat_spread", "standalone_add", "conv_bn_relu", "conv_bn_relu", "conv_bn_relu", "resize"],
+        ["x", "Concat_10_out", "x", "x", "x", "Add_11_out"], cout=1)
+    assert report.counts()["float-add"] == 0, report.to_json()["findings"]
+    assert again == ()
