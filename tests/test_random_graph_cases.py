@@ -20,6 +20,21 @@ from qdqtool.repair.pipeline import DataConfig, fix_model
 from qdqtool.repair.plan import FixConfig
 
 
+def fixed(qdq_model, float_model):
+    """fix-residuals on a Q/DQ model, with calibration samples of its float model in a temporary folder."""
+    with tempfile.TemporaryDirectory() as folder:
+        data = DataConfig(data_dir=sample_folder(float_model, Path(folder)))
+        return fix_model(read_qdq(qdq_model), FixConfig(), data)
+
+
+def scale_last_conv_weight(b, factor: float) -> None:
+    """Multiply the weight of the builder's last conv by `factor` (a branch whose range is far from the others)."""
+    from onnx import numpy_helper
+
+    weight = next(t for t in b.inits if t.name == b.nodes[-1].input[1])
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * np.float32(factor), weight.name))
+
+
 def spread_concat_into_gemm():
     """stem -> [1x1 conv, 3x3 conv with 100x weights] -> Concat -> Flatten -> Gemm; the stem is a second output."""
     b = tiny.Builder(seed=7)
@@ -27,10 +42,7 @@ def spread_concat_into_gemm():
     stem = b.conv(x, 1, 3, "stem")
     small = b.conv(stem, 3, 4, "small", k=1)
     big = b.conv(stem, 3, 4, "big")
-    weight = next(t for t in b.inits if t.name == b.nodes[-1].input[1])
-    from onnx import numpy_helper
-
-    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * np.float32(100), weight.name))
+    scale_last_conv_weight(b, 100)
     cat = b.op("Concat", [small, big], "cat", axis=1)
     flat = b.op("Flatten", [cat], "flatten")
     w = b.const((b.rng.standard_normal((3, 8 * 16)) * 0.3).astype(np.float32))
@@ -45,8 +57,7 @@ def concat_finding(model):
 def test_fix_keeps_a_spread_concat_float_even_before_a_gemm():
     model = spread_concat_into_gemm()
     static = tiny_qdq.ort_static(model)
-    with tempfile.TemporaryDirectory() as folder:
-        result = fix_model(read_qdq(static), FixConfig(), DataConfig(data_dir=sample_folder(model, Path(folder))))
+    result = fixed(static, model)
     assert any(e.node == "cat" and "stays float" in e.reason for e in result.plan.edits)
     assert concat_finding(result.model).kind in ("float-concat", "float-region")
 
@@ -64,8 +75,7 @@ def test_calibrate_keeps_a_spread_concat_float_even_before_a_gemm():
     predicted = {f.node: f for f in check_model(read_qdq(result.model)).findings}
     assert predicted["fc"].kind == "float-conv" and predicted["fc"].cause == "hoisted-onto-float-concat"
     assert predicted["small"].kind == predicted["big"].kind == "int8-conv"
-    with tempfile.TemporaryDirectory() as folder:
-        again = fix_model(read_qdq(result.model), FixConfig(), DataConfig(data_dir=sample_folder(model, Path(folder))))
+    again = fixed(result.model, model)
     assert again.plan.edits == ()
 
 
@@ -75,10 +85,7 @@ def spread_concat_into_residual():
     x = b.input("x", [1, 2, 8, 8])
     small = b.conv(x, 2, 2, "small", k=1)
     big = b.conv(x, 2, 3, "big")
-    weight = next(t for t in b.inits if t.name == b.nodes[-1].input[1])
-    from onnx import numpy_helper
-
-    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * np.float32(100), weight.name))
+    scale_last_conv_weight(b, 100)
     cat = b.op("Concat", [small, big], "cat", axis=1)
     y = b.conv(b.op("Relu", [b.conv(cat, 5, 5, "conv1")], "relu1"), 5, 5, "conv2")
     return b.model([b.op("Relu", [b.op("Add", [y, cat], "add")], "out")])
@@ -98,8 +105,7 @@ def test_calibrate_output_with_a_spread_concat_as_residual_skip_is_a_fixed_point
     assert predicted["add"].kind == "float-add" and predicted["add"].cause == "hoisted-onto-float-concat"
     assert predicted["conv2"].kind == "int8-conv"   # conv1 reads the Concat: its Q would be hoisted too
     assert predicted["conv1"].kind == "float-conv" and predicted["conv1"].cause == "hoisted-onto-float-concat"
-    with tempfile.TemporaryDirectory() as folder:
-        again = fix_model(read_qdq(result.model), FixConfig(), DataConfig(data_dir=sample_folder(model, Path(folder))))
+    again = fixed(result.model, model)
     assert again.plan.edits == ()
 
 
