@@ -18,6 +18,7 @@ from qdqtool.calibrate.search import (
     scale_units,
     search_indices,
     search_scales,
+    start_indices,
 )
 from qdqtool.calibrate.sensitivity import model_outputs
 from qdqtool.placement.plan import PlacementPlan
@@ -49,11 +50,14 @@ def choose_ranges(model: onnx.ModelProto, plan: PlacementPlan, ranges: Mapping[s
     halves = (search_at[0::2], search_at[1::2])   # a move must help both halves of the search samples
     search_feeds = [feed for half in halves for feed in batched(samples.samples_at(half), samples.dynamic_batch)]
     holdout_feeds = batched(samples.samples_at(holdout_at), samples.dynamic_batch)
+    start_at = start_indices(len(samples), config)
+    start_feeds = list(samples.samples_at(start_at))   # one feed per sample: scored by halves
     references = _named_outputs(model, search_feeds)
     holdout_references = _named_outputs(model, holdout_feeds)
+    start_references = _named_outputs(model, start_feeds)
     units = scale_units(plan, ranges, {t: ranges[t].amax for t in fixed if t in ranges})
     trials = Trials(model, plan, units, search_feeds, references, config.measure)
-    result = search_scales(trials, units, holdout_feeds, holdout_references, config)
+    result = search_scales(trials, units, holdout_feeds, holdout_references, config, start_feeds, start_references)
     return AutoChoice(_chosen_ranges(ranges, plan, units, result), result, tuple(units))
 
 

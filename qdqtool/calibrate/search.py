@@ -7,8 +7,10 @@ measure (qdqtool.accuracy.measure) of the whole quantized model against FP32:
 
 1. One Q/DQ model is built whose activation scales are session inputs: a trial feeds other scales, nothing is
    rebuilt. Tensors sharing one scale (Concat groups, commuting chains) form one unit and move together.
-2. Start: the best uniform choice (every unit the same candidate), so auto is never worse than the best single
-   method on the search samples.
+2. Start: a uniform choice (every unit the same candidate), judged on many more samples than the descent (up to
+   `start_samples`: 6 trials only), because this one choice decides most of the result and 4 samples pick it
+   badly. max (nothing clipped) unless a candidate beats it on all those samples and on both random halves of
+   them (`choose_start`).
 3. Screening: each unit in graph order tries the candidate farthest from its current one with the rest fixed and
    keeps it when it lowers the error by `min_gain`; how much the error moved ranks the units by sensitivity.
 4. Refinement (coordinate descent on the sensitive few): the units that moved the error most try every candidate.
@@ -45,6 +47,7 @@ Outputs = Dict[str, np.ndarray]
 class SearchConfig:
     search_samples: int = 4     # calibration samples the trials run on (one batch when the batch dim is dynamic)
     holdout_samples: int = 4    # calibration samples kept out of the search to check it
+    start_samples: int = 32     # calibration samples the uniform start is chosen on (6 trials: affordable)
     refine_fraction: float = 0.125   # share of the scales (those whose screening trial moved the error most) ...
     refine_min: int = 4              # ... and at least this many, that try every candidate
     min_gain: float = 0.005     # relative error drop a change must bring
@@ -191,6 +194,14 @@ class Trials:
         got = self.outputs(amaxes, self.feeds if feeds is None else feeds)
         return headline_error(self.references if references is None else references, got, self.measure)
 
+    def pooled_scores(self, amaxes: Sequence[float], feeds: Sequence[Feed], references: Sequence[Outputs]
+                      ) -> Tuple[float, float, float]:
+        """search_score on (all, even, odd) of the given feeds."""
+        self.count += 1
+        got = self.outputs(amaxes, feeds)
+        return tuple(search_score(references[part], got[part], self.measure)
+                     for part in (slice(None), slice(0, None, 2), slice(1, None, 2)))
+
     def errors(self, amaxes: Sequence[float]) -> Tuple[float, float, float]:
         """search_score on (all, even, odd) search feeds: a move must help the whole and neither half get worse."""
         self.count += 1
@@ -217,13 +228,17 @@ def search_score(references: Sequence[Outputs], candidates: Sequence[Outputs], m
 
 
 def search_scales(trials: Trials, units: Sequence[ScaleUnit], holdout: Sequence[Feed],
-                  holdout_references: Sequence[Outputs], config: SearchConfig) -> SearchResult:
-    """Choose a candidate per unit: best uniform start, screening, refinement, check on the held-out samples."""
-    uniform = {name: trials.errors([u.amax(name) for u in units]) for name in CANDIDATES}
-    start = min(uniform, key=lambda n: uniform[n][0])
-    log.info("auto: uniform candidates on the search samples: %s",
-             ", ".join(f"{n} {e[0]:.4f}" for n, e in uniform.items()))
-    state = _Descent(trials, units, start, uniform[start], config)
+                  holdout_references: Sequence[Outputs], config: SearchConfig,
+                  start_feeds: Sequence[Feed], start_references: Sequence[Outputs]) -> SearchResult:
+    """Choose a candidate per unit: uniform start (chosen on the start samples), screening, refinement, check on
+    the held-out samples."""
+    pooled = {name: trials.pooled_scores([u.amax(name) for u in units], start_feeds, start_references)
+              for name in CANDIDATES}
+    start = choose_start(pooled)
+    log.info("auto: uniform candidates on %d samples (all; even; odd half): %s; start %s", len(start_feeds),
+             ", ".join(f"{n} {e[0]:.4f} ({e[1]:.4f}; {e[2]:.4f})" for n, e in pooled.items()), start)
+    start_errors = trials.errors([u.amax(start) for u in units])
+    state = _Descent(trials, units, start, start_errors, config)
     searchable = [i for i, u in enumerate(units) if len(_distinct(u, config)) > 1]
     effect = {i: state.try_candidates(i, [_farthest(units[i], state.chosen[i])]) for i in searchable}
     refine = sorted(searchable, key=lambda i: -effect[i])[:max(config.refine_min, int(config.refine_fraction
@@ -231,7 +246,7 @@ def search_scales(trials: Trials, units: Sequence[ScaleUnit], holdout: Sequence[
     for index in refine:
         state.try_candidates(index, [n for n, _ in _distinct(units[index], config)])
     log.info("auto: screened %d scales, refined %d: error %.4f -> %.4f (%d trials)", len(searchable), len(refine),
-             uniform[start][0], state.best[0], trials.count)
+             start_errors[0], state.best[0], trials.count)
     chosen = state.chosen
     start_amax = [u.amax(start) for u in units]
     final_amax = [u.amax(n) for u, n in zip(units, chosen)]
@@ -244,7 +259,15 @@ def search_scales(trials: Trials, units: Sequence[ScaleUnit], holdout: Sequence[
                      held[1], held[0], start)
             chosen, held = [start for _ in units], (held[0], held[0])
     choice = {u.tensors: _credited(u, name) for u, name in zip(units, chosen)}
-    return SearchResult(choice, start, (uniform[start][0], state.best[0]), held, trials.count)
+    return SearchResult(choice, start, (start_errors[0], state.best[0]), held, trials.count)
+
+
+def choose_start(scores: Mapping[str, Tuple[float, float, float]]) -> str:
+    """The uniform start from each candidate's (all, even half, odd half) score: max (nothing clipped) unless a
+    candidate beats it on the whole AND on both halves (a gain one half of the samples does not show is noise);
+    of those, the best on the whole. The rule the descent's moves follow, applied to the start."""
+    better = [n for n in scores if n != "max" and all(s < m for s, m in zip(scores[n], scores["max"]))]
+    return min(better, key=lambda n: (scores[n][0], CANDIDATES.index(n))) if better else "max"
 
 
 class _Descent:
@@ -313,18 +336,29 @@ def batched(feeds: Sequence[Feed], dynamic_batch: bool) -> List[Feed]:
     return [{name: np.concatenate([f[name] for f in feeds]) for name in feeds[0]}]
 
 
-def spread_indices(total: int, count: int, skip: Sequence[int] = ()) -> List[int]:
-    """`count` indices spread evenly over range(total), avoiding `skip` (fewer when there are not enough)."""
-    free = [i for i in range(total) if i not in set(skip)]
-    if count >= len(free):
-        return free
-    return [free[int(k * len(free) / count)] for k in range(count)]
+SAMPLE_SEED = 0   # a fixed draw: the same samples every run (reproducible output)
+
+
+def drawn_order(total: int) -> List[int]:
+    """The calibration samples' indices in a fixed pseudo-random order. Auto's sample sets are taken from its start:
+    evenly spaced indices alias with periodic folders (frames, crops of one photo, a strip and its turned copy:
+    every 16th of 64 text strips was the same strip of each photo, never turned), a random draw does not."""
+    return [int(i) for i in np.random.default_rng(SAMPLE_SEED).permutation(total)]
 
 
 def search_indices(total: int, config: SearchConfig) -> List[int]:
-    return spread_indices(total, config.search_samples)
+    """The samples the descent's trials run on: the first of the drawn order, in file order."""
+    return sorted(drawn_order(total)[:config.search_samples])
 
 
 def holdout_indices(total: int, config: SearchConfig) -> List[int]:
-    """The calibration samples no search decision sees (auto's check, the maximum-error target)."""
-    return spread_indices(total, config.holdout_samples, skip=search_indices(total, config))
+    """The calibration samples no search decision sees (auto's check, the maximum-error target): the next of the
+    drawn order, none when there are too few samples to spare."""
+    order = drawn_order(total)
+    return sorted(order[config.search_samples:config.search_samples + config.holdout_samples])
+
+
+def start_indices(total: int, config: SearchConfig) -> List[int]:
+    """The samples the uniform start is chosen on: as many as `start_samples` allows, in drawn order (so that its
+    even and odd halves are two random halves)."""
+    return drawn_order(total)[:config.start_samples]

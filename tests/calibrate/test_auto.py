@@ -12,7 +12,16 @@ from tiny import Builder
 
 from qdqtool.calibrate.observers import CANDIDATES, make_observer
 from qdqtool.calibrate.pipeline import CalibrationConfig, CalibrationOutputs, calibrate_file
-from qdqtool.calibrate.search import scale_fed_model, scale_units, spread_indices
+from qdqtool.calibrate.search import (
+    SearchConfig,
+    choose_start,
+    drawn_order,
+    holdout_indices,
+    scale_fed_model,
+    scale_units,
+    search_indices,
+    start_indices,
+)
 from qdqtool.onnxgraph.prepare import load_model
 from qdqtool.placement.apply import apply_plan
 from qdqtool.placement.plan import group_amax
@@ -113,11 +122,28 @@ def test_candidate_observer_gives_every_candidate_ordered_by_clipping():
     assert observer.amax() == candidates["p99.99"]
 
 
-def test_spread_indices_are_disjoint_and_spread():
-    search = spread_indices(12, 4)
-    holdout = spread_indices(12, 4, skip=search)
-    assert search == [0, 3, 6, 9] and not set(search) & set(holdout) and len(holdout) == 4
-    assert spread_indices(3, 4) == [0, 1, 2]
+def test_sample_sets_are_disjoint_reproducible_and_do_not_alias_with_periodic_folders():
+    config = SearchConfig()
+    search, holdout = search_indices(64, config), holdout_indices(64, config)
+    assert len(search) == len(holdout) == 4 and not set(search) & set(holdout)
+    assert search == search_indices(64, config) and sorted(drawn_order(64)) == list(range(64))
+    # a folder of 16 photos x (strip 1, strip 2, both turned): evenly spaced indices took strip 1 upright only
+    kinds = {i % 4 for i in search} | {i % 4 for i in holdout}
+    assert len(kinds) >= 3, (search, holdout)
+    start = start_indices(64, config)
+    assert len(start) == config.start_samples and set(search) <= set(start)
+    assert {i % 4 for i in start[0::2]} == {i % 4 for i in start[1::2]} == {0, 1, 2, 3}
+    assert search_indices(3, config) == [0, 1, 2] and holdout_indices(3, config) == []
+    assert sorted(start_indices(10, config)) == list(range(10))
+
+
+def test_start_stays_max_unless_a_candidate_wins_on_both_halves():
+    max_scores = (0.30, 0.30, 0.30)
+    # better on the whole, but only thanks to one half: noise, not a reason to clip
+    assert choose_start({"max": max_scores, "p99.9": (0.25, 0.10, 0.40), "mse": (0.31, 0.29, 0.33)}) == "max"
+    # two candidates beat max everywhere: the better on the whole
+    assert choose_start({"max": max_scores, "p99.9": (0.20, 0.21, 0.19), "mse": (0.22, 0.18, 0.26)}) == "p99.9"
+    assert choose_start({"max": max_scores, "entropy": (0.30, 0.29, 0.29)}) == "max"   # a tie is no win
 
 
 def test_max_error_keeps_the_fewest_harmful_quantizers_float(model_and_data, tmp_path):
