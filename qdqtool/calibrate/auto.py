@@ -14,7 +14,6 @@ from qdqtool.calibrate.search import (
     SearchResult,
     Trials,
     batched,
-    holdout_indices,
     scale_units,
     search_indices,
     search_scales,
@@ -44,20 +43,20 @@ class AutoChoice:
 
 def choose_ranges(model: onnx.ModelProto, plan: PlacementPlan, ranges: Mapping[str, TensorRange],
                   samples: SampleSet, fixed: Sequence[str], config: SearchConfig) -> AutoChoice:
-    """Search each scale's candidate on a few calibration samples (others held out); `fixed` tensors keep their amax."""
+    """Choose the uniform start on up to `start_samples` calibration samples, search each scale's candidate on a few
+    of them, check the search on the rest; `fixed` tensors keep their amax."""
     search_at = search_indices(len(samples), config)
-    holdout_at = holdout_indices(len(samples), config)
     halves = (search_at[0::2], search_at[1::2])   # a move must help both halves of the search samples
     search_feeds = [feed for half in halves for feed in batched(samples.samples_at(half), samples.dynamic_batch)]
-    holdout_feeds = batched(samples.samples_at(holdout_at), samples.dynamic_batch)
-    start_at = start_indices(len(samples), config)
+    start_at = start_indices(len(samples), config)   # the search samples first, then others
     start_feeds = list(samples.samples_at(start_at))   # one feed per sample: scored by halves
     references = _named_outputs(model, search_feeds)
-    holdout_references = _named_outputs(model, holdout_feeds)
     start_references = _named_outputs(model, start_feeds)
+    unseen = len(search_at)   # the start samples the descent never ran on check it
     units = scale_units(plan, ranges, {t: ranges[t].amax for t in fixed if t in ranges})
     trials = Trials(model, plan, units, search_feeds, references, config.measure)
-    result = search_scales(trials, units, holdout_feeds, holdout_references, config, start_feeds, start_references)
+    result = search_scales(trials, units, start_feeds[unseen:], start_references[unseen:], config, start_feeds,
+                           start_references)
     return AutoChoice(_chosen_ranges(ranges, plan, units, result), result, tuple(units))
 
 

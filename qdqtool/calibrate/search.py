@@ -14,8 +14,8 @@ measure (qdqtool.accuracy.measure) of the whole quantized model against FP32:
 3. Screening: each unit in graph order tries the candidate farthest from its current one with the rest fixed and
    keeps it when it lowers the error by `min_gain`; how much the error moved ranks the units by sensitivity.
 4. Refinement (coordinate descent on the sensitive few): the units that moved the error most try every candidate.
-5. A few calibration samples are held out of the search; if the descent is worse than its start on them, the start
-   is kept (the descent fitted noise).
+5. The start samples the descent did not run on check it: if it is worse than its start on them, the start is
+   kept (the descent fitted noise).
 """
 
 from __future__ import annotations
