@@ -45,7 +45,7 @@ Outputs = Dict[str, np.ndarray]
 
 @dataclass(frozen=True)
 class SearchConfig:
-    search_samples: int = 4     # calibration samples the trials run on (one batch when the batch dim is dynamic)
+    search_samples: int = 8     # calibration samples the trials run on (one batch when the batch dim is dynamic)
     holdout_samples: int = 4    # calibration samples kept out of the search to check it
     start_samples: int = 32     # calibration samples the uniform start is chosen on (6 trials: affordable)
     refine_fraction: float = 0.125   # share of the scales (those whose screening trial moved the error most) ...
