@@ -58,7 +58,8 @@ def rescore_folder(model: BenchModel, folder: Path, feeds: Sequence[np.ndarray],
     if result["held_out_feeds"] != len(feeds):
         return f"{folder.name}: saved with {result['held_out_feeds']} held-out feeds, now {len(feeds)}: left as is"
     reference = run_model(folder / "fp32.onnx", feeds)
-    for row in [r for r in result["rows"] if not r.get("error_message")]:
+    measured = [r for r in result["rows"] if not r.get("error_message")]
+    for row in measured:
         output = folder / "fp32.onnx" if row["name"] == "FP32" else saved_output_path(row, folder)
         if not output.is_file():
             return f"{folder.name}: {output.name} is gone: left as is"
@@ -69,7 +70,7 @@ def rescore_folder(model: BenchModel, folder: Path, feeds: Sequence[np.ndarray],
                     "left as is")
         row["task"]["per_feed"] = scores["per_feed"]
     write_json(path, {**result, "held_out_sources": list(sources)})
-    return f"{folder.name}: per-feed components added to {len(result['rows'])} rows"
+    return f"{folder.name}: per-feed components added to {len(measured)} rows"
 
 
 def write_json(path: Path, content) -> None:

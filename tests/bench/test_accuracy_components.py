@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+import tiny
 from PIL import Image
 
 from bench import accuracy_data as data
 from bench.accuracy_metrics import metric_value, ratio_parts, task_scores
 from bench.accuracy_models import BenchModel
+from bench.accuracy_rescore import rescore_folder
 
 
 def model(metric: str) -> BenchModel:
@@ -66,3 +70,39 @@ def test_each_crop_is_named_after_the_photo_it_was_cut_from(tmp_path: Path):
                      "moon.png"]
     dominant = [int(np.argmax(image.reshape(-1, 3).mean(0))) for image in images]
     assert dominant == [int(np.argmax(colours[name])) for name in names]
+
+
+def write_tiny(path: Path, op_type: str) -> None:
+    builder = tiny.Builder()
+    x = builder.input("x", [1, 2])
+    onnx.save(builder.model([builder.op(op_type, [x])]), str(path))
+
+
+def saved_result(folder: Path, agree: int) -> None:
+    rows = [{"name": "FP32", "task": {"top1_agree": 4, "feeds": 4}},
+            {"name": "qdqtool --method max", "tool": "qdqtool", "task": {"top1_agree": agree, "feeds": 4}},
+            {"name": "ModelOpt int8 max", "tool": "modelopt", "error_message": "exit 1"}]
+    (folder / "result.json").write_text(json.dumps({"metric": "top1", "held_out_feeds": 4, "rows": rows}))
+
+
+def test_saved_results_are_rescored_from_their_models_and_given_the_feeds_source_photos(tmp_path: Path):
+    write_tiny(tmp_path / "fp32.onnx", "Identity")
+    write_tiny(tmp_path / "qdqtool_method_max.onnx", "Neg")   # flips every argmax
+    feeds = [np.array([[0.0, 1.0]], np.float32), np.array([[2.0, 1.0]], np.float32)] * 2
+    saved_result(tmp_path, agree=0)
+    line = rescore_folder(model("top1"), tmp_path, feeds, ["a", "a", "b", "b"])
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert line.endswith("per-feed components added to 2 rows"), line
+    assert result["rows"][1]["task"]["per_feed"] == {"agree": [0, 0, 0, 0]}
+    assert result["rows"][0]["task"]["per_feed"] == {"agree": [1, 1, 1, 1]}
+    assert result["held_out_sources"] == ["a", "a", "b", "b"]
+    assert rescore_folder(model("top1"), tmp_path, feeds, ["a", "a", "b", "b"]).endswith("complete")
+
+
+def test_a_rescore_that_disagrees_with_the_saved_figure_leaves_the_result_as_it_was(tmp_path: Path):
+    write_tiny(tmp_path / "fp32.onnx", "Identity")
+    write_tiny(tmp_path / "qdqtool_method_max.onnx", "Neg")
+    saved_result(tmp_path, agree=3)
+    before = (tmp_path / "result.json").read_text()
+    line = rescore_folder(model("top1"), tmp_path, [np.array([[0.0, 1.0]], np.float32)] * 4, ["a"] * 4)
+    assert "left as is" in line and (tmp_path / "result.json").read_text() == before
