@@ -3,9 +3,10 @@
 Feeds cut from one photo are correlated, so the unit resampled is the photo: each resample draws as many photos as
 there are, with replacement, keeps every feed of a drawn photo, and recomputes both rows' metric from the summed
 per-feed components (a ratio of sums: F1 from matched and detection counts, mask IoU from intersection and union
-sums, top-1 from per-feed agreement). Both rows see the same draws (paired). The 95% interval of the difference is
-the 2.5th-97.5th percentile of the resampled differences; "worse" only when the whole interval is below 0, "better"
-when it is above, else "within noise".
+sums, top-1 from per-feed agreement). Both rows see the same draws (paired). A draw in which a row has nothing to
+compare (no detection from either model, no text pixel from either) leaves its metric undefined and is left out.
+The 95% interval of the difference is the 2.5th-97.5th percentile of the resampled differences; "worse" only when
+the whole interval is below 0, "better" when it is above, else "within noise".
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Interval:
     high: float
     verdict: str          # "worse" | "better" | "within noise"
     sources: int          # source photos resampled
+    resamples: int        # resamples in which both rows' metric is defined
 
 
 def verdict(low: float, high: float) -> str:
@@ -74,10 +76,14 @@ def paired_interval(candidate: Parts, reference: Parts, sources: Sequence[str], 
     cand_num, cand_den = per_source(candidate, sources)
     ref_num, ref_den = per_source(reference, sources)
     counts = resample_counts(len(cand_num), resamples, seed)
-    differences = (ratio(counts @ cand_num, counts @ cand_den) - ratio(counts @ ref_num, counts @ ref_den))
-    low, high = np.percentile(differences, [50 * (1 - level), 50 * (1 + level)])
+    cand_den_drawn, ref_den_drawn = counts @ cand_den, counts @ ref_den
+    defined = (cand_den_drawn > 0) & (ref_den_drawn > 0)
+    differences = (ratio(counts @ cand_num, cand_den_drawn) - ratio(counts @ ref_num, ref_den_drawn))[defined]
     observed = float(ratio(cand_num.sum(), cand_den.sum()) - ratio(ref_num.sum(), ref_den.sum()))
-    return Interval(observed, float(low), float(high), verdict(float(low), float(high)), len(cand_num))
+    if not len(differences):    # nothing to compare on any photo: both metrics are 1.0 by definition
+        return Interval(observed, observed, observed, verdict(observed, observed), len(cand_num), 0)
+    low, high = (float(v) for v in np.percentile(differences, [50 * (1 - level), 50 * (1 + level)]))
+    return Interval(observed, low, high, verdict(low, high), len(cand_num), len(differences))
 
 
 def row_value(metric: str, row: Dict) -> float:
@@ -106,7 +112,7 @@ def comparisons(result: Dict) -> List[Dict]:
         interval = paired_interval(ratio_parts(metric, row["task"]["per_feed"]),
                                    ratio_parts(metric, peer["task"]["per_feed"]), sources)
         found.append({"candidate": row["name"], "reference": peer["name"], "metric": METRIC_LABEL[metric],
-                      "resamples": RESAMPLES, "seed": SEED, **asdict(interval)})
+                      "seed": SEED, **asdict(interval)})
     return found
 
 
@@ -119,6 +125,12 @@ def missing_components(result: Dict) -> List[str]:
 def comparison_line(comparison: Dict, size: str) -> str:
     """e.g. 'qdqtool auto vs ModelOpt int8 max: F1 -0.039 [-0.081, +0.004] (within noise; 147 objects, 11 source
     images)'."""
+    low, high, difference = (signed(comparison[k]) for k in ("low", "high", "difference"))
     return (f"{comparison['candidate']} vs {comparison['reference']}: {comparison['metric']} "
-            f"{comparison['difference']:+.3f} [{comparison['low']:+.3f}, {comparison['high']:+.3f}] "
+            f"{difference} [{low}, {high}] "
             f"({comparison['verdict']}; {size}, {comparison['sources']} source images)")
+
+
+def signed(value: float) -> str:
+    """+0.123 / -0.123, and +0.000 for whatever rounds to 0 (never -0.000)."""
+    return f"{round(value, 3) + 0.0:+.3f}"

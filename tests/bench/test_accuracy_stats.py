@@ -108,3 +108,25 @@ def test_results_saved_without_components_have_no_comparisons_and_say_what_is_mi
                                          row("qdqtool", "qdqtool", [1, 1])]}
     assert comparisons(result) == []
     assert missing_components(result) == ["ORT", "held-out source photos"]
+
+
+def test_draws_with_nothing_to_compare_are_left_out_not_counted_as_agreement():
+    # F1-like counts: objects on 3 of 12 photos, all missed by the candidate; a draw without those photos has no
+    # object at all (F1 undefined), and must not count as a difference of 0
+    sources = [f"photo{i}" for i in range(12)]
+    candidate = parts([0, 0, 0] + [0] * 9, [2, 3, 2] + [0] * 9)
+    reference = parts([4, 6, 4] + [0] * 9, [4, 6, 4] + [0] * 9)
+    interval = paired_interval(candidate, reference, sources)
+    assert (interval.low, interval.high, interval.verdict) == (-1, -1, "worse")
+    assert 0 < interval.resamples < 2000
+
+
+def test_nothing_to_compare_anywhere_is_no_difference():
+    interval = paired_interval(parts([0, 0], [0, 0]), parts([0, 0], [0, 0]), ["a", "b"])
+    assert (interval.difference, interval.low, interval.high, interval.resamples) == (0, 0, 0, 0)
+
+
+def test_a_difference_that_rounds_to_0_prints_as_plus_0():
+    line = comparison_line({"candidate": "a", "reference": "b", "metric": "F1", "difference": -1e-17,
+                            "low": -0.0004, "high": 0.25, "verdict": "within noise", "sources": 2}, "3 objects")
+    assert line == "a vs b: F1 +0.000 [+0.000, +0.250] (within noise; 3 objects, 2 source images)"
