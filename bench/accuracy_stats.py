@@ -108,7 +108,8 @@ def comparisons(result: Dict) -> List[Dict]:
     if peer is None or not sources:
         return []
     found = []
-    for row in [r for r in result["rows"] if r.get("tool") == "qdqtool" and usable(r)]:
+    candidates = [r for r in result["rows"] if r.get("tool") == "qdqtool" and usable(r)]
+    for row in sorted(candidates, key=lambda r: "(default)" not in r["name"]):   # the default row first
         interval = paired_interval(ratio_parts(metric, row["task"]["per_feed"]),
                                    ratio_parts(metric, peer["task"]["per_feed"]), sources)
         found.append({"candidate": row["name"], "reference": peer["name"], "metric": METRIC_LABEL[metric],
