@@ -45,9 +45,25 @@ def _images(sources: Sequence[Path], crops: int, work: Path, tag: str) -> List[n
     return [_rgb(folder / s.name) for s in sources] + [_rgb(p) for p in sorted(crop_folder.glob("crop_*.png"))]
 
 
+def source_names(sources: Sequence[Path], crops: int) -> List[str]:
+    """The photo each image of _images(sources, crops, ...) comes from: the photos themselves, then the crops, which
+    write_augmented_crops cuts from the photos cycled in name order. Feeds of one photo are correlated: the accuracy
+    bench's intervals resample photos, not feeds."""
+    by_name = sorted(s.name for s in sources)
+    return [s.name for s in sources] + [by_name[index % len(by_name)] for index in range(crops)]
+
+
+def held_out_names(extra_photos: Sequence[Path] = ()) -> List[str]:
+    """The source photo of each held-out image of photo_split, in its order."""
+    return source_names(held_out_sources(extra_photos), HELD_OUT_CROPS)
+
+
+TURNED_PAGE_SOURCE = "page.png"
+
+
 def turned_page() -> List[np.ndarray]:
     """page.png turned by 0/90/180/270 degrees: the orientation classifier's four real answers."""
-    image = Image.open(PHOTOS / "page.png").convert("RGB")
+    image = Image.open(PHOTOS / TURNED_PAGE_SOURCE).convert("RGB")
     return [np.asarray(image.rotate(90 * q, expand=True)) for q in range(4)]
 
 

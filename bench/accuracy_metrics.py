@@ -5,11 +5,14 @@
   qdqtool.accuracy.tasks), and the largest score gap over matched pairs;
 - mask: IoU of the probability maps thresholded at 0.3, pooled over all held-out images (intersection / union sums);
 - top1: share of feeds whose argmax agrees, and the largest probability gap.
+
+Each also returns its per-feed components ("per_feed", one list per component, in feed order), from which the
+metric is a ratio of sums (RATIO_PARTS): bench/accuracy_stats.py resamples them by source image.
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -25,34 +28,61 @@ def _detections(model: BenchModel, outputs: Outputs, threshold: float) -> List[D
 
 
 def detection_scores(model: BenchModel, reference: Sequence[Outputs], candidate: Sequence[Outputs]) -> Dict:
-    agreed, total, gaps, fp32_count = 0.0, 0, [], 0
+    """F1 = matched / (n_ref + n_cand) summed over feeds, where matched counts FP32's detections the candidate finds
+    plus the candidate's detections FP32 finds (each within the score tolerance)."""
+    parts: Dict[str, List[int]] = {"matched": [], "n_ref": [], "n_cand": []}
+    gaps: List[float] = []
     for ref, cand in zip(reference, candidate):
         ref_hi, cand_hi = _detections(model, ref, model.threshold), _detections(model, cand, model.threshold)
         ref_lo = _detections(model, ref, model.threshold - TOLERANCE)
         cand_lo = _detections(model, cand, model.threshold - TOLERANCE)
         pairs = match_detections(ref_hi, cand_lo)[0]
-        agreed += len(pairs) + len(match_detections(cand_hi, ref_lo)[0])
-        total += len(ref_hi) + len(cand_hi)
-        fp32_count += len(ref_hi)
+        parts["matched"].append(len(pairs) + len(match_detections(cand_hi, ref_lo)[0]))
+        parts["n_ref"].append(len(ref_hi))
+        parts["n_cand"].append(len(cand_hi))
         gaps += [abs(r.score - c.score) for r, c in pairs]
-    return {"f1": 1.0 if total == 0 else agreed / total, "score_gap": max(gaps, default=0.0),
-            "fp32_detections": fp32_count}
+    return {"f1": metric_value("detection", parts), "score_gap": max(gaps, default=0.0),
+            "fp32_detections": sum(parts["n_ref"]), "per_feed": parts}
 
 
 def mask_scores(model: BenchModel, reference: Sequence[Outputs], candidate: Sequence[Outputs]) -> Dict:
-    inter = union = pixels = 0
+    parts: Dict[str, List[int]] = {"intersection": [], "union": []}
+    pixels = 0
     for ref, cand in zip(reference, candidate):
         a, b = ref[0] > model.threshold, cand[0] > model.threshold
-        inter += int(np.logical_and(a, b).sum())
-        union += int(np.logical_or(a, b).sum())
+        parts["intersection"].append(int(np.logical_and(a, b).sum()))
+        parts["union"].append(int(np.logical_or(a, b).sum()))
         pixels += int(a.sum())
-    return {"mask_iou": 1.0 if union == 0 else inter / union, "fp32_text_pixels": pixels}
+    return {"mask_iou": metric_value("mask", parts), "fp32_text_pixels": pixels, "per_feed": parts}
 
 
 def top1_scores(model: BenchModel, reference: Sequence[Outputs], candidate: Sequence[Outputs]) -> Dict:
-    agree = [int(r[0].argmax()) == int(c[0].argmax()) for r, c in zip(reference, candidate)]
+    agree = [int(int(r[0].argmax()) == int(c[0].argmax())) for r, c in zip(reference, candidate)]
     gap = max(float(np.abs(r[0] - c[0]).max()) for r, c in zip(reference, candidate))
-    return {"top1_agree": sum(agree), "feeds": len(agree), "prob_gap": gap}
+    return {"top1_agree": sum(agree), "feeds": len(agree), "prob_gap": gap, "per_feed": {"agree": agree}}
+
+
+# metric -> (numerator components, denominator components; None: one per feed): metric = sum(num) / sum(den)
+RATIO_PARTS: Dict[str, Tuple[Tuple[str, ...], Optional[Tuple[str, ...]]]] = {
+    "detection": (("matched",), ("n_ref", "n_cand")),
+    "mask": (("intersection",), ("union",)),
+    "top1": (("agree",), None),
+}
+
+
+def ratio_parts(metric: str, per_feed: Dict[str, Sequence[float]]) -> Tuple[np.ndarray, np.ndarray]:
+    """Per-feed (numerator, denominator) of a metric's ratio of sums."""
+    numerator_keys, denominator_keys = RATIO_PARTS[metric]
+    numerator = np.sum([np.asarray(per_feed[k], dtype=np.float64) for k in numerator_keys], axis=0)
+    if denominator_keys is None:
+        return numerator, np.ones_like(numerator)
+    return numerator, np.sum([np.asarray(per_feed[k], dtype=np.float64) for k in denominator_keys], axis=0)
+
+
+def metric_value(metric: str, per_feed: Dict[str, Sequence[float]]) -> float:
+    """The metric from per-feed components: a ratio of sums, 1.0 when there is nothing to compare."""
+    numerator, denominator = ratio_parts(metric, per_feed)
+    return 1.0 if denominator.sum() == 0 else float(numerator.sum() / denominator.sum())
 
 
 SCORERS = {"detection": detection_scores, "mask": mask_scores, "top1": top1_scores}

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from bench import peak_rss
 
@@ -113,3 +113,9 @@ def output_path(row: Row, work: Path) -> Path:
         return ort_output(work, row.option)
     slug = re.sub(r"[^A-Za-z0-9]+", "_", row.name).strip("_").lower()
     return work / f"{slug}.onnx"
+
+
+def saved_output_path(row: Dict, work: Path) -> Path:
+    """Where a saved result row's model was written (ORT's rows are named "ORT quantize_static METHOD")."""
+    option = row["name"].split()[-1] if row["tool"] == "ort" else ""
+    return output_path(Row(row["name"], row["tool"], option), work)

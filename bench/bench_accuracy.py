@@ -4,10 +4,14 @@
     make bench BENCH_ARGS="accuracy models=yolov8n_320,centerface"
     make bench BENCH_ARGS="accuracy reuse=1"                    tables from the saved per-model results
     make bench BENCH_ARGS="accuracy rows=modelopt part=peers"   only some tools, saved beside the others
+    make bench BENCH_ARGS="accuracy stats=1"                    reuse=1, after adding per-feed components to saved
+                                                                results that lack them (from their saved models)
 
 Writes bench_out/accuracy.md and bench_out/accuracy.json (with package versions). Per row: quantize wall time and
 peak RSS (one process per run), `qdqtool check`'s counts, the output error measure of qdqtool.accuracy.measure on
-the held-out feeds, and the task metric against FP32's own answers (bench/accuracy_metrics.py).
+the held-out feeds, and the task metric against FP32's own answers (bench/accuracy_metrics.py). Under each table:
+every qdqtool row against the best other tool's row, with a paired bootstrap interval over the held-out source photos
+(bench/accuracy_stats.py).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from bench import accuracy_tools as tools
 from bench import extra_models
 from bench.accuracy_metrics import task_cell, task_scores
 from bench.accuracy_models import MODELS, BenchModel, write_static_copy
+from bench.accuracy_rescore import held_out_set, rescore_folder, run_model, write_json
+from bench.accuracy_stats import comparison_line, comparisons, missing_components
 from qdqtool.accuracy.measure import headline_error
 from qdqtool.check.predict import check_model
 from qdqtool.errors import QdqError
@@ -56,12 +62,6 @@ HOW = ("Calibration: the same .npy feeds for every tool (9 photos + 7 crops of t
        " qdqtool.accuracy.measure (worst channel, 0 = identical). Task metric: against FP32's own answers.")
 
 
-def run_model(session_path: Path, feeds) -> List[List]:
-    session = create_session(session_path)
-    name = session.get_inputs()[0].name
-    return [session.run(None, {name: feed}) for feed in feeds]
-
-
 def as_dicts(outputs: List[List], names: Sequence[str]) -> List[Dict]:
     return [dict(zip(names, batch)) for batch in outputs]
 
@@ -71,10 +71,15 @@ def check_counts(path: Path) -> Dict[str, int]:
     return {gate: counts.get(gate, 0) for gate in GATES}
 
 
+def result_folders(key: str) -> List[Path]:
+    """bench_out/accuracy/KEY/ and its KEY.PART/ folders that hold a result.json, in name order."""
+    return [p.parent for p in sorted(WORK.glob(f"{key}*/result.json"))
+            if p.parent.name == key or p.parent.name.startswith(f"{key}.")]
+
+
 def saved_results(key: str) -> Optional[Dict]:
     """A model's saved rows: bench_out/accuracy/KEY/result.json merged with the rows of KEY.PART/ runs, if any."""
-    parts = [json.loads(p.read_text()) for p in sorted(WORK.glob(f"{key}*/result.json"))
-             if p.parent.name == key or p.parent.name.startswith(f"{key}.")]
+    parts = [json.loads((folder / "result.json").read_text()) for folder in result_folders(key)]
     if not parts:
         return None
     merged = {**parts[0], "rows": list(parts[0]["rows"])}
@@ -85,6 +90,8 @@ def saved_results(key: str) -> Optional[Dict]:
         merged["rows"] += [r for r in part["rows"] if r["name"] not in {m["name"] for m in merged["rows"]}]
         merged["partial"] = merged.get("partial", False) or part.get("partial", False)
         merged["seconds"] = merged["seconds"] + part["seconds"]
+        if part.get("held_out_sources") != merged.get("held_out_sources"):   # only complete parts are compared
+            merged["held_out_sources"] = None
     merged["rows"].sort(key=lambda r: TOOL_ORDER.index(r.get("tool", "fp32")))
     return merged
 
@@ -100,17 +107,15 @@ def bench_model(model: BenchModel, methods, has_max_error, default, peer, option
     tools_wanted = options.get("rows", "ort,fix,qdqtool,modelopt").split(",")
     work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    calibration, held_out = data.photo_split(WORK, extra_photos)
-    if model.key == "orientation_cls":
-        held_out = held_out + data.turned_page()
+    calibration, held_feeds, sources = held_out_set(model, WORK, extra_photos)
     fp32 = write_static_copy(model, EXTRA_DIR, work / "fp32.onnx")
     feeds_dir = work / "calibration_feeds"
     stacked = data.write_stacked(data.write_feeds(calibration, model.prepare, feeds_dir), work / "calibration.npy")
-    held_feeds = [feed for rgb in held_out for feed in model.prepare(rgb)]
     names = [o.name for o in create_session(fp32).get_outputs()]
     reference = run_model(fp32, held_feeds)
     result = {"model": model.key, "note": model.note, "shape": list(model.shape), "metric": model.metric,
               "calibration_feeds": len(list(feeds_dir.glob("*.npy"))), "held_out_feeds": len(held_feeds),
+              "held_out_sources": sources,
               "rows": [{"name": "FP32", "task": task_scores(model, reference, reference), "error": 0.0}]}
     every = tools.rows(methods, has_max_error, default, peer is not None)
     for row in [r for r in every if r.tool in tools_wanted or (r.extra and "max-error" in tools_wanted)]:
@@ -151,8 +156,18 @@ def auto_choice(ranges_file: Path) -> Dict[str, int]:
 
 def save(path: Path, result: Dict, start: float, partial: bool) -> Dict:
     result = {**result, "seconds": round(time.perf_counter() - start, 1), "partial": partial}
-    path.write_text(json.dumps(result, indent=1))
+    write_json(path, result)
     return result
+
+
+def rescore(model: BenchModel, extra_photos: Sequence[Path]) -> List[str]:
+    """Per-feed components for the model's saved results that lack them (stats=1), one line per folder."""
+    folders = result_folders(model.key)
+    incomplete = [f for f in folders if missing_components(json.loads((f / "result.json").read_text()))]
+    if not incomplete:
+        return [f"{f.name}: complete" for f in folders]
+    _, feeds, sources = held_out_set(model, WORK, extra_photos)
+    return [rescore_folder(model, folder, feeds, sources) for folder in folders]
 
 
 def markdown_table(model: BenchModel, result: Dict) -> List[str]:
@@ -177,7 +192,29 @@ def markdown_table(model: BenchModel, result: Dict) -> List[str]:
                + ", ".join(f"{n} {name}" for name, n in row["auto_choice"].items())
                for row in result["rows"] if row.get("auto_choice")]
     lines += ["", *choices] if choices else []
-    return [*lines, ""]
+    return [*lines, "", *comparison_lines(model, result), ""]
+
+
+def comparison_lines(model: BenchModel, result: Dict) -> List[str]:
+    """The qdqtool rows against the best other tool, with their intervals (or why there are none)."""
+    if result.get("comparisons"):
+        size = sample_size(model, result)
+        return ["Against the best other tool (task metric difference, paired bootstrap 95% interval over the "
+                "held-out source photos):", "", *[f"- {comparison_line(c, size)}" for c in result["comparisons"]]]
+    missing = missing_components(result)
+    if missing:
+        return [f"No intervals: no per-feed components saved for {', '.join(missing)} (`accuracy stats=1` adds "
+                "them from the saved models)."]
+    return ["No intervals: no successful row of another tool to compare with."]
+
+
+def sample_size(model: BenchModel, result: Dict) -> str:
+    task = result["rows"][0]["task"]
+    if model.metric == "detection":
+        return f"{task['fp32_detections']} objects"
+    if model.metric == "mask":
+        return f"{task['fp32_text_pixels']} text pixels"
+    return f"{task['feeds']} feeds"
 
 
 def fp32_answers(result: Dict) -> str:
@@ -209,7 +246,12 @@ def main(argv: Sequence[str] = ()) -> List[str]:
         keys, extra_photos = [k for k in keys if MODELS[k].source == "shared"], []
     methods, default, has_max_error = tools.qdqtool_options()
     peer, peer_versions = tools.peer_python()
+    if options.get("stats") == "1":
+        options["reuse"] = "1"
+        for key in keys:
+            print("\n".join(f"  {line}" for line in rescore(MODELS[key], extra_photos)), flush=True)
     results = [bench_model(MODELS[k], methods, has_max_error, default, peer, options, extra_photos) for k in keys]
+    results = [{**r, "comparisons": comparisons(r)} for r in results]
     seconds = sum(r["seconds"] for r in results) if "reuse" in options else time.perf_counter() - start
     info = versions(peer_versions)
     lines = ["## Accuracy against FP32, every tool on the same calibration tensors", "",
