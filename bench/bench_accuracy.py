@@ -4,6 +4,7 @@
     make bench BENCH_ARGS="accuracy models=yolov8n_320,centerface"
     make bench BENCH_ARGS="accuracy reuse=1"                    tables from the saved per-model results
     make bench BENCH_ARGS="accuracy rows=modelopt part=peers"   only some tools, saved beside the others
+    make bench BENCH_ARGS="accuracy rows=qdqtool,max-error methods=auto part=auto2"   only qdqtool's auto rows
     make bench BENCH_ARGS="accuracy stats=1"                    reuse=1, after adding per-feed components to saved
                                                                 results that lack them (from their saved models)
 
@@ -245,6 +246,8 @@ def main(argv: Sequence[str] = ()) -> List[str]:
               "shared photos only", flush=True)
         keys, extra_photos = [k for k in keys if MODELS[k].source == "shared"], []
     methods, default, has_max_error = tools.qdqtool_options()
+    if "methods" in options:   # e.g. methods=auto: only those qdqtool rows (with rows=qdqtool,max-error)
+        methods = [m for m in methods if m in options["methods"].split(",")]
     peer, peer_versions = tools.peer_python()
     if options.get("stats") == "1":
         options["reuse"] = "1"
