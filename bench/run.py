@@ -8,6 +8,7 @@ import sys
 from . import (
     bench_accuracy,
     bench_apply,
+    bench_auto_time,
     bench_calibrate,
     bench_fix,
     bench_large,
@@ -34,6 +35,8 @@ def main(argv) -> int:
         print("\n".join(bench_calibrate.main()), flush=True)
     if "measure" in chosen:
         print("\n".join(bench_measure.main()), flush=True)
+    if "auto-time" in chosen:   # issue 10's time target: auto vs percentile at 32 samples (~10 min)
+        print("\n".join(bench_auto_time.main()), flush=True)
     if "accuracy" in chosen:
         print("\n".join(bench_accuracy.main(options)), flush=True)
     if "large" in chosen:   # a >2 GB model: needs ~8 GiB of free memory and ~6 GiB of disk for a few minutes
