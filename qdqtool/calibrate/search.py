@@ -34,6 +34,7 @@ from qdqtool.placement.plan import PlacementPlan
 from qdqtool.runner import create_session
 from qdqtool.trt.rules import DEQUANTIZE, QUANTIZE
 from qdqtool.trt.scales import scale_from_amax
+from qdqtool.weightstore import needs_lean_session
 
 log = logging.getLogger("qdqtool")
 
@@ -127,6 +128,8 @@ def scale_fed_model(model: onnx.ModelProto, plan: PlacementPlan, units: Sequence
     del graph.initializer[:]
     graph.initializer.extend(kept)
     graph.input.extend(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, []) for name in sorted(fed))
+    if needs_lean_session(quantized):   # large: folding would add a float copy of every weight; ORT dequantizes
+        return quantized, names
     return dequantized_weights(quantized), names
 
 
