@@ -211,3 +211,23 @@ def test_fix_runs_a_standalone_add_of_a_spread_concat_float_through_commuting_op
         ["x", "Concat_10_out", "x", "x", "x", "Add_11_out"], cout=1)
     assert report.counts()["float-add"] == 0, report.to_json()["findings"]
     assert again == ()
+
+
+def test_calibrate_output_with_a_float_add_of_a_spread_concat_before_a_residual_skip_is_a_fixed_point():
+    """make fuzz (test_calibrated_random_graphs_keep_the_rules): Add(cat, cat) of a spread Concat runs float; its
+    output is quantized once for the conv reading it and for the residual Add it is the skip input of. fix-residuals
+    took that skip's Q for the float Add's own output Q and removed it, though rule 2 wants the skip in INT8."""
+    ops, inputs = iter(["concat_spread", "standalone_add", "residual_add"]), iter(["x", "Concat_10_out", "Add_11_out"])
+    model = draw_model(scripted({
+        "seed": 0, "channels": 1, "side": 4, "stem": 1, "steps": 3, "op": lambda strategy: next(ops),
+        "input": lambda strategy: named(next(inputs))(strategy), "gain": 100.0, "c1": 1, "c2": 1,
+        "other": named("Concat_10_out"), "gemm head": False, "second output": named("Conv_3_out")}))
+    prepared, _ = prepare_float_model(model)
+    result = calibrate_model(prepared, MemorySamples(prepared, 6, seed=0), CalibrationConfig())
+    decisions = {d.node: d for d in result.plan.decisions}
+    assert decisions["Concat_10"].cause == "range-spread" and decisions["Add_11"].outcome == "float"
+    assert decisions["Add_19"].outcome == "fused-int8"
+    predicted = {f.node: f for f in check_model(read_qdq(result.model)).findings}
+    assert predicted["Add_19"].kind == "fused-add"
+    again = fixed(result.model, prepared)
+    assert again.plan.edits == (), [f"{e.kind} {e.node}: {e.reason}" for e in again.plan.edits]
