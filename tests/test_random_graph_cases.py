@@ -231,3 +231,19 @@ def test_calibrate_output_with_a_float_add_of_a_spread_concat_before_a_residual_
     assert predicted["Add_19"].kind == "fused-add"
     again = fixed(result.model, prepared)
     assert again.plan.edits == (), [f"{e.kind} {e.node}: {e.reason}" for e in again.plan.edits]
+
+
+def test_check_says_a_standalone_add_of_a_spread_concat_is_float_on_purpose_though_a_gemm_reads_it_quantized():
+    """make fuzz (test_fixed_quantize_static_random_graphs): Add(spread Concat, conv) -> Flatten -> Gemm. The fix
+    runs the Add float (its input Qs would be hoisted onto the Concat's inputs) and the Gemm keeps its Q behind the
+    Flatten; check called that Add partly quantized, and now says why it is float, as it does for convs and
+    residual Adds (hoisted-onto-float-concat)."""
+    result, report, again = fix_scripted_spread_concat(
+        ["relu", "conv", "concat_spread", "resize", "relu", "standalone_add"], ["x"] * 5 + ["Concat_14_out"],
+        stem=2, cout=1, k=1, other=named("Conv_3_out"), **{"gemm head": True})
+    before = {f.node: f for f in result.plan.before.findings}
+    after = {f.node: f for f in report.findings}
+    assert before["Add_18"].kind == "int8-add" and after["Gemm_21"].kind == "int8-conv"
+    assert after["Add_18"].kind == "float-add" and after["Add_18"].cause == "hoisted-onto-float-concat"
+    assert "float Concat Concat_14" in after["Add_18"].reason
+    assert again == ()
