@@ -7,6 +7,9 @@ a *skeleton* (`skeleton_copy`: the model with every large initializer's bytes le
 meanwhile) and fills the bytes in from the source model by name (`fill_weights`) once the skeleton is final.
 A skeleton can also be written without ever being filled: `write_with_external_data(..., weights=source)` asks for
 one detached tensor's bytes at a time (a Q/DQ model's float weights are made that way, see QdqView.float_weight).
+An input's external weights can also stay *on file* (`refer_to_files`: referred to by absolute path): copies of the
+model carry the reference, and the bytes are read one tensor at a time when a weight is quantized (`tensor_array`)
+or a model is written (calibrate never holds a large model's float weights itself).
 """
 
 from __future__ import annotations

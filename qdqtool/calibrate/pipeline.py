@@ -108,14 +108,14 @@ def calibrate_model(model: onnx.ModelProto, samples: SampleSet, config: Calibrat
     ranges = unclipped_model_inputs(ranges, view.input_names)
     amax = amax_map(ranges)   # decides the placement (Concat range spreads) before and after any search
     plan = plan_placement(view, config.placement, amax)
+    feeds = list(islice(iter(samples), config.sensitivity_samples))
+    references = model_outputs(model, feeds)   # float sessions first: memory left over from auto's trials adds none
     auto = None
     if config.method == AUTO:
         auto = choose_ranges(model, plan, ranges, samples, view.input_names, config.search)
         ranges = auto.ranges
     tensor_amax = group_amax(plan, amax_map(ranges))
     notes = list(notes or [])
-    feeds = list(islice(iter(samples), config.sensitivity_samples))
-    references = model_outputs(model, feeds)
     if config.keep_float > 0:
         ranked = measure_sensitivity(model, plan, tensor_amax, feeds, references)
         kept = keep_float_nodes(ranked, config.keep_float)
