@@ -58,13 +58,19 @@ class MemorySamples:
 
 
 def relative_error(reference: onnx.ModelProto, candidate: onnx.ModelProto, feeds) -> float:
+    """The worst output's relative L2 error over all the feeds together (||candidate - reference|| / ||reference||
+    on the outputs of every feed at once). Not per feed: a feed whose output happens to be near zero (a Gemm head
+    with norm 0.11 where the other feeds give 0.5-7) makes the ratio explode on an ordinary absolute error (a shrunk
+    case: 0.52 on that feed, 0.01-0.13 on the others, with the same absolute error as theirs)."""
     first, second = create_session(reference, optimize=False), create_session(candidate, optimize=False)
-    worst = 0.0
+    diff: Counter = Counter()
+    norm: Counter = Counter()
     for feed in feeds:
-        for a, b in zip(first.run(None, feed), second.run(None, feed)):
+        for index, (a, b) in enumerate(zip(first.run(None, feed), second.run(None, feed))):
             a64, b64 = a.astype(np.float64), b.astype(np.float64)
-            worst = max(worst, float(np.linalg.norm(b64 - a64) / (np.linalg.norm(a64) + 1e-6)))
-    return worst
+            diff[index] += float(np.sum((b64 - a64) ** 2))
+            norm[index] += float(np.sum(a64 ** 2))
+    return max(float(np.sqrt(diff[i]) / (np.sqrt(norm[i]) + 1e-6)) for i in diff)
 
 
 def assert_fixed_point(model: onnx.ModelProto, data: DataConfig) -> None:
@@ -107,8 +113,8 @@ def test_calibrated_random_graphs_keep_the_rules(data):
 def test_fixed_quantize_static_random_graphs(data):
     """Fixing may not cost accuracy quantize_static had, judged on the samples both calibrated on (tiny_qdq's
     reader draws seeds 0-3, the fix's data folder gets the same): held-out random draws can exceed the calibrated
-    ranges, and then removing a Q that clipped early moves where they clip (a shrunk case: 0.16 -> 0.24 on one
-    held-out feed, while on the calibration samples the fix lowered the error, 0.047 -> 0.038)."""
+    ranges, and then removing a Q that clipped early moves where they clip (a shrunk case, kept in
+    test_random_graph_cases: 0.16 -> 0.24 on one held-out feed)."""
     model = draw_model(data.draw)
     prepared, _ = prepare_float_model(model)
     static = tiny_qdq.ort_static(prepared)
