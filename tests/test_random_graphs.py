@@ -89,7 +89,10 @@ def test_calibrated_random_graphs_keep_the_rules(data):
     """Accuracy is judged on the calibration samples themselves: every activation the quantized model sees then
     lies in the range its observers saw, so an error above the tolerance is a placement or scale fault. Held-out
     random draws are not used: with 6 samples a fresh draw can exceed the calibrated range (a shrunk case peaked
-    at 2.31 where the 6 samples peaked at 1.56) and clipping it is what PTQ does by design, not a bug."""
+    at 2.31 where the 6 samples peaked at 1.56) and clipping it is what PTQ does by design, not a bug. The fixed
+    point is checked with fix-residuals on those samples too: on other draws a Concat's input ranges can cross the
+    spread limit (7.96x on the calibration samples, 10.2x on others in a shrunk case) and the Concat's decision
+    with them."""
     model = draw_model(data.draw)
     onnx.checker.check_model(model)
     prepared, _ = prepare_float_model(model)
@@ -105,8 +108,8 @@ def test_calibrated_random_graphs_keep_the_rules(data):
         finding = by_node.get(decision.node)
         if decision.outcome in ("int8", "fused-int8") and finding is not None:
             assert finding.kind not in FLOAT_KINDS, (decision, finding)
-    with tempfile.TemporaryDirectory() as folder:
-        assert_fixed_point(result.model, DataConfig(data_dir=sample_folder(prepared, Path(folder))))
+    with tempfile.TemporaryDirectory() as folder:   # fix-residuals on the same samples: the same Concat ranges
+        assert_fixed_point(result.model, DataConfig(data_dir=sample_folder(prepared, Path(folder), 6, seed=0)))
 
 
 @given(st.data())
