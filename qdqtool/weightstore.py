@@ -7,6 +7,9 @@ a *skeleton* (`skeleton_copy`: the model with every large initializer's bytes le
 meanwhile) and fills the bytes in from the source model by name (`fill_weights`) once the skeleton is final.
 A skeleton can also be written without ever being filled: `write_with_external_data(..., weights=source)` asks for
 one detached tensor's bytes at a time (a Q/DQ model's float weights are made that way, see QdqView.float_weight).
+An input's external weights can also stay *on file* (`refer_to_files`: referred to by absolute path): copies of the
+model carry the reference, and the bytes are read one tensor at a time when a weight is quantized (`tensor_array`)
+or a model is written (calibrate never holds a large model's float weights itself).
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ PREPACK_LIMIT = 512_000_000             # float weights above this: ONNX Runtime
 
 def weight_bytes(model: onnx.ModelProto) -> int:
     """Serialized bytes of the graph's initializers (ByteSize: no copy of the data is made), detached ones counted
-    at the size their bytes will have."""
-    return sum(_detached_bytes(t) if is_detached(t) else t.ByteSize() for t in model.graph.initializer)
+    at the size their bytes will have, ones on file at their length there."""
+    return sum(_detached_bytes(t) if is_detached(t) else external_length(t) if is_on_file(t) else t.ByteSize()
+               for t in model.graph.initializer)
 
 
 def _detached_bytes(tensor: onnx.TensorProto, at_least: int = 1) -> int:
@@ -45,11 +49,13 @@ def float_weight_bytes(model: onnx.ModelProto) -> int:
 
 def needs_lean_session(model: onnx.ModelProto) -> bool:
     """Whether ONNX Runtime should skip its pre-packed copies of the weights (which double their memory)."""
-    return needs_external_data(model) or float_weight_bytes(model) > PREPACK_LIMIT
+    return weight_bytes(model) > INLINE_LIMIT or float_weight_bytes(model) > PREPACK_LIMIT
 
 
 def needs_external_data(model: onnx.ModelProto) -> bool:
-    return weight_bytes(model) > INLINE_LIMIT
+    """Whether the model must be written with a data file: weights too large for one proto, or weights on file
+    (their bytes are not in the proto: writing copies them into the new data file)."""
+    return weight_bytes(model) > INLINE_LIMIT or any(is_on_file(t) for t in model.graph.initializer)
 
 
 def _set_location(tensor: onnx.TensorProto, location: str, offset: int = 0, length: int = 0) -> None:
@@ -124,6 +130,51 @@ def is_detached(tensor: onnx.TensorProto) -> bool:
     return _location(tensor) == DETACHED
 
 
+def refer_to_files(model: onnx.ModelProto, folder: Path) -> int:
+    """Point the external initializers of model (loaded without its weights from a file in folder) at their data
+    files by absolute path: the tensors are then *on file*, their bytes read when needed (`tensor_bytes`), one at a
+    time, and copied with the proto at no cost. Returns how many. Other external tensors are left as they are."""
+    count = 0
+    for tensor in model.graph.initializer:
+        location = _location(tensor)
+        if not location or location == DETACHED or Path(location).is_absolute():
+            continue
+        entries = {e.key: e.value for e in tensor.external_data}
+        offset = int(entries.get("offset", "0") or 0)
+        _set_location(tensor, str((folder / location).resolve()), offset, external_length(tensor))
+        count += 1
+    return count
+
+
+def is_on_file(tensor: onnx.TensorProto) -> bool:
+    """A tensor whose bytes are in a data file at an absolute path (see refer_to_files)."""
+    location = _location(tensor)
+    return bool(location) and location != DETACHED and Path(location).is_absolute()
+
+
+def tensor_bytes(tensor: onnx.TensorProto) -> bytes:
+    """The bytes of a tensor on file (read from its data file; never written)."""
+    entries = {e.key: e.value for e in tensor.external_data}
+    length = external_length(tensor)
+    with open(entries["location"], "rb") as handle:
+        handle.seek(int(entries.get("offset", "0") or 0))
+        raw = handle.read(length)
+    if len(raw) != length:
+        raise OSError(f"{entries['location']} ends before the {length} bytes of tensor {tensor.name}")
+    return raw
+
+
+def tensor_array(tensor: onnx.TensorProto):
+    """The tensor's values as a numpy array, read from its data file when it is on file."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    if not is_on_file(tensor):
+        return numpy_helper.to_array(tensor)
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
+    return np.frombuffer(tensor_bytes(tensor), dtype=dtype).reshape(tuple(tensor.dims))
+
+
 def fill_tensor(tensor: onnx.TensorProto, raw: "bytes | memoryview") -> None:
     """Give a DETACHED tensor its bytes."""
     del tensor.external_data[:]
@@ -154,7 +205,7 @@ def write_with_external_data(model: onnx.ModelProto, path: Path, data_name: str,
                              weights: Optional[WeightSource] = None) -> None:
     """Write model to path and its large initializers to data_name in the same folder; model is not touched.
     weights(tensor) gives the bytes of each DETACHED initializer (model may then be a skeleton: the bytes are made
-    or read one tensor at a time, written and dropped).
+    or read one tensor at a time, written and dropped); initializers on file are copied from their data file.
 
     Deterministic: tensors in initializer order at page-aligned offsets, the proto serialized deterministically.
     Memory: one tensor's bytes at a time beyond the model itself. durable=False skips fsync (scratch files)."""
@@ -163,7 +214,8 @@ def write_with_external_data(model: onnx.ModelProto, path: Path, data_name: str,
     _copy_fields(model.graph, skeleton.graph, frozenset({"initializer"}))
     with open(path.parent / data_name, "wb") as data:
         for tensor in model.graph.initializer:
-            raw = weights(tensor) if weights is not None and is_detached(tensor) else None
+            raw = (weights(tensor) if weights is not None and is_detached(tensor)
+                   else tensor_bytes(tensor) if is_on_file(tensor) else None)
             if raw is not None and len(raw) < MIN_EXTERNAL_BYTES:   # as small as a filled model keeps inline
                 filled = skeleton.graph.initializer.add()
                 filled.CopyFrom(tensor)

@@ -200,3 +200,53 @@ def test_check_reads_the_graph_and_scales_but_never_the_large_weights(tmp_path, 
     data.write_bytes(b"")   # the large weights' bytes are gone: reading any of them would fail
     assert invoke("check", out, "--json").output == before
     assert '"int8"' in before or "int8" in before
+
+
+def test_weights_on_file_are_read_one_at_a_time_and_written_as_the_loaded_model(tmp_path):
+    source = external_model(tmp_path / "in")
+    loaded = onnx.load(str(source))
+    model = onnx.load(str(source), load_external_data=False)
+    assert weightstore.refer_to_files(model, source.parent) == sum(
+        t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer) > 0
+    on_file = [t for t in model.graph.initializer if weightstore.is_on_file(t)]
+    assert on_file and model.ByteSize() < 20_000 and weightstore.needs_external_data(model)
+    assert sum(len(t.raw_data) for t in loaded.graph.initializer if t.data_location != 1) <= weightstore.weight_bytes(
+        model) <= weightstore.weight_bytes(loaded)
+    values = {t.name: t for t in loaded.graph.initializer}
+    for tensor in on_file:
+        assert np.array_equal(weightstore.tensor_array(tensor), onnx.numpy_helper.to_array(values[tensor.name]))
+    copy = weightstore.skeleton_copy(model)   # copies carry the references, not the bytes
+    assert [weightstore.is_on_file(t) for t in copy.graph.initializer] == [
+        weightstore.is_on_file(t) for t in model.graph.initializer]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    weightstore.write_with_external_data(loaded, tmp_path / "a" / "m.onnx", "m.data", durable=False)
+    weightstore.write_with_external_data(copy, tmp_path / "b" / "m.onnx", "m.data", durable=False)
+    assert digests(tmp_path / "a") == digests(tmp_path / "b")
+    feed = {"x": np.ones((1, 3, SIDE, SIDE), np.float32)}
+    assert np.array_equal(create_session(copy).run(None, feed)[0], create_session(loaded).run(None, feed)[0])
+
+
+def test_calibrate_never_loads_the_external_weights_whole_and_matches_the_one_file_model(tmp_path, monkeypatch):
+    from onnx import external_data_helper
+
+    source = external_model(tmp_path / "in")
+    single = tmp_path / "single" / "m.onnx"
+    single.parent.mkdir()
+    onnx.save(onnx.load(str(source)), single)
+    data = samples(tmp_path / "data")
+    invoke("calibrate", single, "--data", data, "-o", tmp_path / "single.qdq.onnx", "--method", "max")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the whole model's external weights were read into one proto")
+
+    monkeypatch.setattr(external_data_helper, "load_external_data_for_model", refuse)
+    out = tmp_path / "out" / "m.qdq.onnx"
+    out.parent.mkdir()
+    invoke("calibrate", source, "--data", data, "-o", out, "--method", "max")
+    monkeypatch.undo()
+    external, one_file = onnx.load(str(out)), onnx.load(str(tmp_path / "single.qdq.onnx"))
+    for tensor in external.graph.initializer:   # loaded: the bytes are in; only where they were stored differs
+        del tensor.external_data[:]
+        tensor.ClearField("data_location")
+    assert external.SerializeToString(deterministic=True) == one_file.SerializeToString(deterministic=True)

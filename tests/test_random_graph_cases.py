@@ -211,3 +211,109 @@ def test_fix_runs_a_standalone_add_of_a_spread_concat_float_through_commuting_op
         ["x", "Concat_10_out", "x", "x", "x", "Add_11_out"], cout=1)
     assert report.counts()["float-add"] == 0, report.to_json()["findings"]
     assert again == ()
+
+
+def test_calibrate_output_with_a_float_add_of_a_spread_concat_before_a_residual_skip_is_a_fixed_point():
+    """make fuzz (test_calibrated_random_graphs_keep_the_rules): Add(cat, cat) of a spread Concat runs float; its
+    output is quantized once for the conv reading it and for the residual Add it is the skip input of. fix-residuals
+    took that skip's Q for the float Add's own output Q and removed it, though rule 2 wants the skip in INT8."""
+    ops, inputs = iter(["concat_spread", "standalone_add", "residual_add"]), iter(["x", "Concat_10_out", "Add_11_out"])
+    model = draw_model(scripted({
+        "seed": 0, "channels": 1, "side": 4, "stem": 1, "steps": 3, "op": lambda strategy: next(ops),
+        "input": lambda strategy: named(next(inputs))(strategy), "gain": 100.0, "c1": 1, "c2": 1,
+        "other": named("Concat_10_out"), "gemm head": False, "second output": named("Conv_3_out")}))
+    prepared, _ = prepare_float_model(model)
+    result = calibrate_model(prepared, MemorySamples(prepared, 6, seed=0), CalibrationConfig())
+    decisions = {d.node: d for d in result.plan.decisions}
+    assert decisions["Concat_10"].cause == "range-spread" and decisions["Add_11"].outcome == "float"
+    assert decisions["Add_19"].outcome == "fused-int8"
+    predicted = {f.node: f for f in check_model(read_qdq(result.model)).findings}
+    assert predicted["Add_19"].kind == "fused-add"
+    again = fixed(result.model, prepared)
+    assert again.plan.edits == (), [f"{e.kind} {e.node}: {e.reason}" for e in again.plan.edits]
+
+
+def test_check_says_a_standalone_add_of_a_spread_concat_is_float_on_purpose_though_a_gemm_reads_it_quantized():
+    """make fuzz (test_fixed_quantize_static_random_graphs): Add(spread Concat, conv) -> Flatten -> Gemm. The fix
+    runs the Add float (its input Qs would be hoisted onto the Concat's inputs) and the Gemm keeps its Q behind the
+    Flatten; check called that Add partly quantized, and now says why it is float, as it does for convs and
+    residual Adds (hoisted-onto-float-concat)."""
+    result, report, again = fix_scripted_spread_concat(
+        ["relu", "conv", "concat_spread", "resize", "relu", "standalone_add"], ["x"] * 5 + ["Concat_14_out"],
+        stem=2, cout=1, k=1, other=named("Conv_3_out"), **{"gemm head": True})
+    before = {f.node: f for f in result.plan.before.findings}
+    after = {f.node: f for f in report.findings}
+    assert before["Add_18"].kind == "int8-add" and after["Gemm_21"].kind == "int8-conv"
+    assert after["Add_18"].kind == "float-add" and after["Add_18"].cause == "hoisted-onto-float-concat"
+    assert "float Concat Concat_14" in after["Add_18"].reason
+    assert again == ()
+
+
+def test_fixing_a_spread_concat_before_convs_costs_no_accuracy_on_the_calibration_samples():
+    """make fuzz (test_fixed_quantize_static_random_graphs): a spread Concat read by two convs. The fix leaves the
+    Concat and the convs' inputs float; on one held-out random feed past the calibrated ranges that moved where the
+    values clip (its error 0.16 -> 0.24); on the samples quantize_static and the fix calibrated on, it stays
+    within the property's margin (0.0250 -> 0.0261)."""
+    from test_random_graphs import FIX_ERROR_MARGIN, relative_error
+
+    ops = iter(["relu", "concat_spread", "conv_bn_relu", "concat", "concat", "reshape", "reshape"])
+    inputs = iter(["Conv_3_out", "Conv_3_out", "Relu_4_out", "Concat_11_out", "x", "x", "Conv_23_out"])
+    c1, c2 = iter([1, 4, 3]), iter([1, 1, 4])
+    model = draw_model(scripted({
+        "seed": 1564, "channels": 3, "side": 6, "stem": 4, "steps": 7, "op": lambda strategy: next(ops),
+        "input": lambda strategy: named(next(inputs))(strategy), "gain": 100.0, "c1": lambda strategy: next(c1),
+        "c2": lambda strategy: next(c2), "cout": 1, "gemm head": True, "second output": named("Conv_3_out")}))
+    prepared, _ = prepare_float_model(model)
+    static = tiny_qdq.ort_static(prepared)
+    with tempfile.TemporaryDirectory() as folder:
+        data = DataConfig(data_dir=sample_folder(prepared, Path(folder), seed=0))
+        result = fix_model(read_qdq(static), FixConfig(), data)
+    removed = {(e.node, e.input_index) for e in result.plan.edits if e.kind == "remove"}
+    assert {("Concat_11", 0), ("Concat_11", 1), ("Conv_23", 0), ("Conv_26", 0)} <= removed
+    feeds = MemorySamples(prepared, 4, seed=0).feeds   # the samples quantize_static calibrated on (seeds 0-3)
+    assert relative_error(prepared, result.model, feeds) <= relative_error(prepared, static, feeds) + FIX_ERROR_MARGIN
+
+
+def test_calibrated_error_is_judged_over_the_samples_not_on_one_whose_output_is_near_zero():
+    """make fuzz (test_calibrated_random_graphs_keep_the_rules): on calibration sample 0 the Gemm head's output has
+    norm 0.11 (0.5-7 on the others), so that sample alone gave a relative error of 0.52 on an ordinary absolute
+    error; over the samples together (the property's measure) the calibrated model is close to float."""
+    from test_random_graphs import MAX_RELATIVE_ERROR, relative_error
+
+    ops, inputs = iter(["conv", "conv_bn_relu", "conv", "relu"]), iter(["Conv_3_out", "Conv_3_out", "Conv_6_out",
+                                                                         "Conv_3_out"])
+    couts, ks = iter([1, 1, 6]), iter([1, 1])
+    model = draw_model(scripted({
+        "seed": 2, "channels": 2, "side": 4, "stem": 6, "steps": 4, "op": lambda strategy: next(ops),
+        "input": lambda strategy: named(next(inputs))(strategy), "cout": lambda strategy: next(couts),
+        "k": lambda strategy: next(ks), "gemm head": True, "second output": named("Conv_3_out")}))
+    prepared, _ = prepare_float_model(model)
+    samples = MemorySamples(prepared, 6, seed=0)
+    result = calibrate_model(prepared, samples, CalibrationConfig())
+    assert relative_error(prepared, result.model, samples.feeds) <= MAX_RELATIVE_ERROR
+    single = relative_error(prepared, result.model, samples.feeds[:1])
+    assert single > MAX_RELATIVE_ERROR   # the ill-conditioned per-sample ratio the property no longer uses
+
+
+def test_calibrate_output_is_a_fixed_point_of_fix_residuals_on_its_own_samples_at_the_spread_limit():
+    """make fuzz (test_calibrated_random_graphs_keep_the_rules): Concat_33's input ranges differ 7.96x on the
+    calibration samples (under the 8x limit: INT8 at one scale) and 10.2x on other random draws, where
+    fix-residuals rightly keeps it float; on the calibration samples it plans nothing."""
+    ops, inputs = iter(["concat", "residual_add", "residual_add", "concat"]), iter(["x", "x", "Conv_6_out",
+                                                                                      "Conv_3_out"])
+    c1, c2 = iter([2, 1]), iter([2, 1])
+    model = draw_model(scripted({
+        "seed": 2843, "channels": 4, "side": 4, "stem": 3, "steps": 4, "op": lambda strategy: next(ops),
+        "input": lambda strategy: named(next(inputs))(strategy), "c1": lambda strategy: next(c1),
+        "c2": lambda strategy: next(c2), "gemm head": True, "second output": named("Conv_3_out")}))
+    prepared, _ = prepare_float_model(model)
+    result = calibrate_model(prepared, MemorySamples(prepared, 6, seed=0), CalibrationConfig())
+    concat = next(d for d in result.plan.decisions if d.node == "Concat_33")
+    assert concat.outcome == "int8" and 7 < concat.spread < 8
+    with tempfile.TemporaryDirectory() as folder:
+        data = DataConfig(data_dir=sample_folder(prepared, Path(folder), 6, seed=0))
+        assert fix_model(read_qdq(result.model), FixConfig(), data).plan.edits == ()
+        (Path(folder) / "other").mkdir()
+        other = DataConfig(data_dir=sample_folder(prepared, Path(folder) / "other", seed=50))
+        edits = fix_model(read_qdq(result.model), FixConfig(), other).plan.edits
+    assert [(e.node, e.cause) for e in edits] == [("Gemm_36", "hoisted-onto-float-concat")]

@@ -25,9 +25,9 @@ from qdqtool.errors import ConfigError
 from qdqtool.fileio import check_distinct_outputs, check_not_data_file, check_output_path, save_model_atomically
 from qdqtool.onnxgraph.graph import GraphView
 from qdqtool.onnxgraph.prepare import (
-    load_external_weights,
     load_model_with_data_files,
     prepare_float_model,
+    refer_to_external_weights,
     refuse_existing_qdq,
     refuse_integer_kernels,
 )
@@ -108,14 +108,14 @@ def calibrate_model(model: onnx.ModelProto, samples: SampleSet, config: Calibrat
     ranges = unclipped_model_inputs(ranges, view.input_names)
     amax = amax_map(ranges)   # decides the placement (Concat range spreads) before and after any search
     plan = plan_placement(view, config.placement, amax)
+    feeds = list(islice(iter(samples), config.sensitivity_samples))
+    references = model_outputs(model, feeds)   # float sessions first: memory left over from auto's trials adds none
     auto = None
     if config.method == AUTO:
         auto = choose_ranges(model, plan, ranges, samples, view.input_names, config.search)
         ranges = auto.ranges
     tensor_amax = group_amax(plan, amax_map(ranges))
     notes = list(notes or [])
-    feeds = list(islice(iter(samples), config.sensitivity_samples))
-    references = model_outputs(model, feeds)
     if config.keep_float > 0:
         ranked = measure_sensitivity(model, plan, tensor_amax, feeds, references)
         kept = keep_float_nodes(ranked, config.keep_float)
@@ -188,8 +188,8 @@ def calibrate_file(model_path, data_dir, outputs: CalibrationOutputs, config: Ca
     refuse_existing_qdq(original, str(model_path))
     prepared, notes = prepare_float_model(original, str(model_path))
     del original  # a one-file model's weights: held once from here on
-    if data_files:
-        load_external_weights(prepared, Path(model_path))
+    if data_files:  # its external weights stay on file: read one at a time, never held whole by this process
+        refer_to_external_weights(prepared, Path(model_path))
     samples = open_samples(prepared, data_dir, config.preprocess, config.max_samples)
     if on_samples is not None:
         on_samples(len(samples))

@@ -31,11 +31,13 @@ from onnx import helper, numpy_helper
 from qdqtool.accuracy.measure import MeasureConfig, OutputErrorMeter, headline_error
 from qdqtool.calibrate.observers import CANDIDATES
 from qdqtool.calibrate.ranges import TensorRange
+from qdqtool.onnxgraph.edit import remove_initializers
 from qdqtool.placement.apply import apply_plan
 from qdqtool.placement.plan import PlacementPlan
 from qdqtool.runner import create_session
 from qdqtool.trt.rules import DEQUANTIZE, QUANTIZE
 from qdqtool.trt.scales import scale_from_amax
+from qdqtool.weightstore import needs_lean_session
 
 log = logging.getLogger("qdqtool")
 
@@ -126,10 +128,10 @@ def scale_fed_model(model: onnx.ModelProto, plan: PlacementPlan, units: Sequence
     scale_of = {n.input[0]: n.input[1] for n in graph.node if n.op_type == QUANTIZE}
     names = [[scale_of[t] for t in u.tensors] for u in units]
     fed = {name for unit in names for name in unit}
-    kept = [t for t in graph.initializer if t.name not in fed]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    remove_initializers(graph, fed)
     graph.input.extend(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, []) for name in sorted(fed))
+    if needs_lean_session(quantized):   # large: folding would add a float copy of every weight; ORT dequantizes
+        return quantized, names
     return dequantized_weights(quantized), names
 
 

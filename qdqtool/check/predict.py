@@ -212,8 +212,10 @@ class Analysis:
             return Finding(Kind.FLOAT_REGION, add.name, "Add", "no fusible INT8 convolution and no Q/DQ around it: "
                            "float by design (rule 3)", (add.name,), Cause.NO_QDQ)
         missing = [f"input {i}" for i, s in enumerate(ins) if s is None] + ([] if outs else ["output"])
+        note = next((n for n in (self.hoist_note(add.input[i]) for i, s in enumerate(ins) if s is None) if n), "")
         return Finding(Kind.FLOAT_ADD, add.name, "Add", f"no fusible INT8 convolution and {', '.join(missing)} not "
-                       "quantized: runs in float (rule 3)", (add.name,), Cause.PARTLY_QUANTIZED)
+                       f"quantized: runs in float (rule 3){note}", (add.name,),
+                       Cause.HOISTED_ONTO_FLOAT_CONCAT if note else Cause.PARTLY_QUANTIZED)
 
     # --- Concat -----------------------------------------------------------------------------------------------
     def concat_finding(self, node) -> Finding | None:

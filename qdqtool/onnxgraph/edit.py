@@ -129,6 +129,15 @@ def drop_dead_nodes(graph: onnx.GraphProto, op_types: Collection[str]) -> None:
         graph.node.extend(kept)
 
 
+def remove_initializers(graph: onnx.GraphProto, names: Iterable[str]) -> None:
+    """Remove the named initializers in place: the others are not copied (re-adding them would copy their bytes,
+    and protobuf keeps the old ones' memory while the model lives)."""
+    names = set(names)
+    for index in reversed(range(len(graph.initializer))):
+        if graph.initializer[index].name in names:
+            del graph.initializer[index]
+
+
 def drop_unread_tensors(graph: onnx.GraphProto, candidates: Optional[Iterable[str]] = None) -> None:
     """Remove initializers nobody reads (only those in candidates, if given) with their graph-input entries, and
     value_info of tensors nobody makes."""
@@ -137,9 +146,7 @@ def drop_unread_tensors(graph: onnx.GraphProto, candidates: Optional[Iterable[st
     if candidates is not None:
         unread &= set(candidates)
     if unread:
-        kept_inits = [t for t in graph.initializer if t.name not in unread]
-        del graph.initializer[:]
-        graph.initializer.extend(kept_inits)
+        remove_initializers(graph, unread)
         kept_inputs = [i for i in graph.input if i.name not in unread]
         del graph.input[:]
         graph.input.extend(kept_inputs)

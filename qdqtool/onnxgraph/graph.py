@@ -12,6 +12,7 @@ from onnx import numpy_helper
 from qdqtool.errors import ModelError
 from qdqtool.onnxgraph.types import declared_types, propagate_types
 from qdqtool.trt.rules import FLOAT_TYPES
+from qdqtool.weightstore import tensor_array
 
 Use = Tuple[onnx.NodeProto, int]  # (consumer node, input index)
 
@@ -73,7 +74,7 @@ class GraphView:
 
     def constant_value(self, tensor: str) -> Optional[np.ndarray]:
         if tensor in self.initializers:
-            return numpy_helper.to_array(self.initializers[tensor])
+            return tensor_array(self.initializers[tensor])
         node = self.producer(tensor)
         if node is not None and node.op_type == "Constant":
             attr = next((a for a in node.attribute if a.name == "value"), None)

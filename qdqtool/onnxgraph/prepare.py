@@ -13,7 +13,16 @@ from onnx import numpy_helper
 
 from qdqtool.errors import ModelError, first_line
 from qdqtool.trt.rules import INTEGER_KERNEL_OPS, MIN_QDQ_OPSET, QDQ_OPS
-from qdqtool.weightstore import detach, external_data_files, external_length, fill_weights, skeleton_copy
+from qdqtool.weightstore import (
+    detach,
+    external_data_files,
+    external_length,
+    fill_weights,
+    is_detached,
+    is_on_file,
+    refer_to_files,
+    skeleton_copy,
+)
 
 log = logging.getLogger("qdqtool")
 
@@ -97,6 +106,25 @@ def load_external_weights(model: onnx.ModelProto, source: Path) -> None:
     except (onnx.checker.ValidationError, OSError, ValueError) as exc:
         raise ModelError(f"{source}: its external weights cannot be read ({first_line(exc, 300)}); keep the model's "
                          "data files beside it, inside its folder") from None
+
+
+def refer_to_external_weights(model: onnx.ModelProto, source: Path) -> None:
+    """Leave model's external initializers (loaded without its weights from source) on file, pointed at by absolute
+    path (weightstore.refer_to_files): read one at a time when quantized, copied into each session's files and the
+    output's data file, never held whole. Other external tensors (Constant values, subgraphs) are read now."""
+    from onnx.external_data_helper import _get_all_tensors, load_external_data_for_tensor
+
+    refer_to_files(model, source.parent)
+    for tensor in _get_all_tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL or is_on_file(tensor) or is_detached(tensor):
+            continue
+        try:
+            load_external_data_for_tensor(tensor, str(source.parent))
+        except (onnx.checker.ValidationError, OSError, ValueError) as exc:
+            raise ModelError(f"{source}: its external weights cannot be read ({first_line(exc, 300)}); keep the "
+                             "model's data files beside it, inside its folder") from None
+        tensor.data_location = onnx.TensorProto.DEFAULT
+        del tensor.external_data[:]
 
 
 def check_graph(source: Path, model: onnx.ModelProto) -> None:

@@ -10,7 +10,6 @@ from typing import Optional
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from qdqtool.errors import RangeError
 from qdqtool.onnxgraph.edit import (
@@ -23,7 +22,7 @@ from qdqtool.onnxgraph.edit import (
 )
 from qdqtool.placement.plan import PlacementPlan, QuantizedInput
 from qdqtool.trt.scales import quantize_weight, scale_from_amax
-from qdqtool.weightstore import fill_weights, skeleton_copy
+from qdqtool.weightstore import fill_weights, skeleton_copy, tensor_array
 
 
 def edges_by_tensor(plan: PlacementPlan) -> dict[str, list[QuantizedInput]]:
@@ -66,7 +65,7 @@ def apply_plan(model: onnx.ModelProto, plan: PlacementPlan, tensor_amax: Mapping
                 raise RangeError(f"weight {weight.tensor} of {weight.node} is not an initializer; "
                                  "run preparation first")
             given = (weight_values or {}).get(weight.tensor)
-            quantized, scales = given or quantize_weight(numpy_helper.to_array(inits[weight.tensor]), weight.axis)
+            quantized, scales = given or quantize_weight(tensor_array(inits[weight.tensor]), weight.axis)
             axis = weight.axis if np.ndim(scales) > 0 else None
             q_name = add_initializer(graph, names, quantized, f"{weight.tensor}_quantized")
             scale, zero = scale_and_zero(graph, names, scales, weight.tensor)

@@ -152,7 +152,8 @@ class _Repairs:
 
     def float_add(self, node, reason: str, cause: Cause) -> None:
         """A standalone Add that runs in float: no Q/DQ on its inputs, nor on what reads its output in float (directly
-        or behind commuting ops, rule 5)."""
+        or behind commuting ops, rule 5). A residual Add's skip input keeps its Q, as a weighted op's input does: the
+        residual rule wants it INT8 (rule 2) whatever runs in float before it."""
         for index in range(2):
             self.remove((node.name, index), reason, cause)
         todo, seen = [node.output[0]], set()
@@ -160,13 +161,21 @@ class _Repairs:
             tensor = todo.pop()
             seen.add(tensor)
             for consumer, index in self.view.consumers(tensor):
-                if consumer.op_type not in WEIGHTED_OPS and consumer.op_type != "Concat":
+                if consumer.op_type not in WEIGHTED_OPS and consumer.op_type != "Concat" and not self.is_skip(
+                        consumer, index):
                     self.remove((consumer.name, index), reason, cause)
                 if index == 0 and is_commuting(consumer):
                     todo += [o for o in consumer.output if o and o not in seen]
             for position, name in enumerate(self.view.output_names):
                 if name == tensor:
                     self.remove((GRAPH_OUTPUT, position), reason, cause)
+
+    def is_skip(self, node, index: int) -> bool:
+        """Whether input `index` of node is the skip input of a residual Add (rule 2)."""
+        if not is_two_input_add(self.view, node) or self.config.placement.excludes(node.name):
+            return False
+        res = self.analysis.residual(node)
+        return res is not None and res.skip_index == index
 
     def concats(self, plan: PlacementPlan) -> None:
         for decision in plan.decisions_for(Rule.CONCAT):
