@@ -68,7 +68,7 @@ def load_model_graph(path) -> onnx.ModelProto:
     model, data_files = load_model_with_data_files(source, with_weights=False)
     if not data_files:
         return model
-    from onnx.external_data_helper import _get_all_tensors, load_external_data_for_tensor
+    from onnx.external_data_helper import _get_all_tensors
 
     for tensor in _get_all_tensors(model):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
@@ -76,25 +76,41 @@ def load_model_graph(path) -> onnx.ModelProto:
         if external_length(tensor) > SMALL_TENSOR_BYTES:
             detach(tensor)
             continue
-        try:
-            load_external_data_for_tensor(tensor, str(source.parent))
-        except (onnx.checker.ValidationError, OSError, ValueError) as exc:
-            raise ModelError(f"{source}: its external weights cannot be read ({first_line(exc, 300)}); keep the "
-                             "model's data files beside it, inside its folder") from None
-        tensor.data_location = onnx.TensorProto.DEFAULT
-        del tensor.external_data[:]
+        _read_into(tensor, source)
     return model
+
+
+UNREADABLE = (onnx.checker.ValidationError, OSError, ValueError)   # what onnx raises on a bad external-data entry
+
+
+KEEP_BESIDE = "keep the model's data files beside it, inside its folder"
+
+
+def unreadable_weights(source: Path, reason: object) -> ModelError:
+    """The one-line error for external weights that cannot be read (`reason`: onnx's exception or the missing path)."""
+    text = first_line(reason, 300) if isinstance(reason, BaseException) else f"{reason} is missing"
+    return ModelError(f"{source}: its external weights cannot be read ({text}); {KEEP_BESIDE}")
+
+
+def _read_into(tensor: onnx.TensorProto, source: Path) -> None:
+    """One external tensor's data read into the tensor itself; ModelError when it cannot be read."""
+    from onnx.external_data_helper import load_external_data_for_tensor
+
+    try:
+        load_external_data_for_tensor(tensor, str(source.parent))
+    except UNREADABLE as exc:
+        raise unreadable_weights(source, exc) from None
+    tensor.data_location = onnx.TensorProto.DEFAULT
+    del tensor.external_data[:]
 
 
 def _check_data_files(source: Path, data_files: Tuple[Path, ...]) -> None:
     folder = source.parent.resolve()
     for path in data_files:
         if folder not in path.parents:
-            raise ModelError(f"{source}: its external weights point outside the model's folder ({path}); keep the "
-                             "model's data files beside it, inside its folder")
+            raise ModelError(f"{source}: its external weights point outside the model's folder ({path}); {KEEP_BESIDE}")
         if not path.is_file():
-            raise ModelError(f"{source}: its external weights cannot be read ({path} is missing); keep the model's "
-                             "data files beside it, inside its folder")
+            raise unreadable_weights(source, path)
 
 
 def load_external_weights(model: onnx.ModelProto, source: Path) -> None:
@@ -103,28 +119,21 @@ def load_external_weights(model: onnx.ModelProto, source: Path) -> None:
 
     try:
         load_external_data_for_model(model, str(source.parent))
-    except (onnx.checker.ValidationError, OSError, ValueError) as exc:
-        raise ModelError(f"{source}: its external weights cannot be read ({first_line(exc, 300)}); keep the model's "
-                         "data files beside it, inside its folder") from None
+    except UNREADABLE as exc:
+        raise unreadable_weights(source, exc) from None
 
 
 def refer_to_external_weights(model: onnx.ModelProto, source: Path) -> None:
     """Leave model's external initializers (loaded without its weights from source) on file, pointed at by absolute
     path (weightstore.refer_to_files): read one at a time when quantized, copied into each session's files and the
     output's data file, never held whole. Other external tensors (Constant values, subgraphs) are read now."""
-    from onnx.external_data_helper import _get_all_tensors, load_external_data_for_tensor
+    from onnx.external_data_helper import _get_all_tensors
 
     refer_to_files(model, source.parent)
     for tensor in _get_all_tensors(model):
         if tensor.data_location != onnx.TensorProto.EXTERNAL or is_on_file(tensor) or is_detached(tensor):
             continue
-        try:
-            load_external_data_for_tensor(tensor, str(source.parent))
-        except (onnx.checker.ValidationError, OSError, ValueError) as exc:
-            raise ModelError(f"{source}: its external weights cannot be read ({first_line(exc, 300)}); keep the "
-                             "model's data files beside it, inside its folder") from None
-        tensor.data_location = onnx.TensorProto.DEFAULT
-        del tensor.external_data[:]
+        _read_into(tensor, source)
 
 
 def check_graph(source: Path, model: onnx.ModelProto) -> None:
