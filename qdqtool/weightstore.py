@@ -152,15 +152,28 @@ def is_on_file(tensor: onnx.TensorProto) -> bool:
     return bool(location) and location != DETACHED and Path(location).is_absolute()
 
 
+def file_span(tensor: onnx.TensorProto) -> tuple[str, int, int]:
+    """(data file, offset, length) of a tensor on file."""
+    entries = {e.key: e.value for e in tensor.external_data}
+    return entries["location"], int(entries.get("offset", "0") or 0), external_length(tensor)
+
+
+def short_file(tensor: onnx.TensorProto) -> Optional[str]:
+    """Why a tensor on file cannot be read whole (its data file ends before its bytes do), or None."""
+    location, offset, length = file_span(tensor)
+    if offset + length > os.path.getsize(location):
+        return f"{location} ends before the {length} bytes of tensor {tensor.name}"
+    return None
+
+
 def tensor_bytes(tensor: onnx.TensorProto) -> bytes:
     """The bytes of a tensor on file (read from its data file; never written)."""
-    entries = {e.key: e.value for e in tensor.external_data}
-    length = external_length(tensor)
-    with open(entries["location"], "rb") as handle:
-        handle.seek(int(entries.get("offset", "0") or 0))
+    location, offset, length = file_span(tensor)
+    with open(location, "rb") as handle:
+        handle.seek(offset)
         raw = handle.read(length)
     if len(raw) != length:
-        raise OSError(f"{entries['location']} ends before the {length} bytes of tensor {tensor.name}")
+        raise OSError(short_file(tensor) or f"{location}: short read of tensor {tensor.name}")
     return raw
 
 

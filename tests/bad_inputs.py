@@ -178,6 +178,16 @@ def external_data_missing(root: Path) -> Path:
     return folder / "m.onnx"
 
 
+def external_data_short(root: Path) -> Path:
+    """A model whose external data file ends before its weights do (a copy cut short)."""
+    folder = root / "shortdata"
+    folder.mkdir(exist_ok=True)
+    onnx.save(tiny.resnet_block(), folder / "m.onnx", save_as_external_data=True, location="m.onnx.data",
+              size_threshold=0)
+    os.truncate(folder / "m.onnx.data", 100)
+    return folder / "m.onnx"
+
+
 # --- data folders (for calibrate and fix-residuals --data) ------------------------------------------------------
 def _data_folder(root: Path, name: str, arrays: dict[str, object]) -> Path:
     folder = root / name

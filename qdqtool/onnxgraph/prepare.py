@@ -21,6 +21,7 @@ from qdqtool.weightstore import (
     is_detached,
     is_on_file,
     refer_to_files,
+    short_file,
     skeleton_copy,
 )
 
@@ -87,8 +88,8 @@ KEEP_BESIDE = "keep the model's data files beside it, inside its folder"
 
 
 def unreadable_weights(source: Path, reason: object) -> ModelError:
-    """The one-line error for external weights that cannot be read (`reason`: onnx's exception or the missing path)."""
-    text = first_line(reason, 300) if isinstance(reason, BaseException) else f"{reason} is missing"
+    """The one-line error for external weights that cannot be read (`reason`: onnx's exception or what is wrong)."""
+    text = first_line(reason, 300) if isinstance(reason, BaseException) else str(reason)
     return ModelError(f"{source}: its external weights cannot be read ({text}); {KEEP_BESIDE}")
 
 
@@ -110,7 +111,7 @@ def _check_data_files(source: Path, data_files: Tuple[Path, ...]) -> None:
         if folder not in path.parents:
             raise ModelError(f"{source}: its external weights point outside the model's folder ({path}); {KEEP_BESIDE}")
         if not path.is_file():
-            raise unreadable_weights(source, path)
+            raise unreadable_weights(source, f"{path} is missing")
 
 
 def load_external_weights(model: onnx.ModelProto, source: Path) -> None:
@@ -130,6 +131,10 @@ def refer_to_external_weights(model: onnx.ModelProto, source: Path) -> None:
     from onnx.external_data_helper import _get_all_tensors
 
     refer_to_files(model, source.parent)
+    for tensor in model.graph.initializer:
+        problem = short_file(tensor) if is_on_file(tensor) else None
+        if problem:
+            raise unreadable_weights(source, problem)
     for tensor in _get_all_tensors(model):
         if tensor.data_location != onnx.TensorProto.EXTERNAL or is_on_file(tensor) or is_detached(tensor):
             continue

@@ -38,7 +38,7 @@ def command(name: str, model: Path, root: Path, data: Path | None = None, layer_
 ALL = ("calibrate", "fix-residuals", "check", "build", "report")
 ONNX_READERS = {name: ALL for name in ("missing", "directory", "empty_file", "truncated", "random_bytes",
                                        "not_a_model", "checker_failure", "external_data_outside",
-                                       "external_data_missing")}
+                                       "external_data_missing", "external_data_short")}
 PHRASES = {
     "missing": "does not exist",
     "directory": "is a folder",
@@ -49,6 +49,7 @@ PHRASES = {
     "checker_failure": "fails onnx's checker",
     "external_data_outside": "point outside the model's folder",
     "external_data_missing": "external weights cannot be read",
+    "external_data_short": "external weights cannot be read",
 }
 # (case, command, exit status, phrase): the model cases whose answer depends on the command
 MODEL_ROWS = [
