@@ -48,7 +48,7 @@ Outputs = Dict[str, np.ndarray]
 @dataclass(frozen=True)
 class SearchConfig:
     search_samples: int = 8     # calibration samples the trials run on (one batch when the batch dim is dynamic)
-    holdout_samples: int = 4    # calibration samples kept out of the search to check it
+    holdout_samples: int = 4    # calibration samples the maximum-error target is checked on
     start_samples: int = 32     # calibration samples the uniform start is chosen on (6 trials: affordable)
     refine_fraction: float = 0.125   # share of the scales (those whose screening trial moved the error most) ...
     refine_min: int = 4              # ... and at least this many, that try every candidate
@@ -198,22 +198,18 @@ class Trials:
 
     def pooled_scores(self, amaxes: Sequence[float], feeds: Sequence[Feed], references: Sequence[Outputs]
                       ) -> Tuple[float, float, float]:
-        """search_score on (all, even, odd) of the given feeds."""
+        """search_score on (all, even, odd) of the given feeds (one feed: the whole three times)."""
         self.count += 1
         got = self.outputs(amaxes, feeds)
+        if len(got) < 2:
+            whole = search_score(references, got, self.measure)
+            return whole, whole, whole
         return tuple(search_score(references[part], got[part], self.measure)
                      for part in (slice(None), slice(0, None, 2), slice(1, None, 2)))
 
     def errors(self, amaxes: Sequence[float]) -> Tuple[float, float, float]:
-        """search_score on (all, even, odd) search feeds: a move must help the whole and neither half get worse."""
-        self.count += 1
-        got = self.outputs(amaxes, self.feeds)
-        refs = self.references
-        if len(got) < 2:
-            whole = search_score(refs, got, self.measure)
-            return whole, whole, whole
-        return (search_score(refs, got, self.measure), search_score(refs[0::2], got[0::2], self.measure),
-                search_score(refs[1::2], got[1::2], self.measure))
+        """pooled_scores on the search feeds: a move must help the whole and neither half get worse."""
+        return self.pooled_scores(amaxes, self.feeds, self.references)
 
 
 def search_score(references: Sequence[Outputs], candidates: Sequence[Outputs], measure: MeasureConfig) -> float:
