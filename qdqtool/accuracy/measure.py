@@ -140,10 +140,15 @@ class _OutputStats:
         if ref.size == 0:      # e.g. a detector's NMS output with nothing found in this batch
             return
         err = got - ref
-        self.ref_absmax = np.maximum(self.ref_absmax, np.abs(ref).max(axis=(0, 1)))
-        self.sq_err += (err * err).sum(axis=(0, 1))
-        self.count += ref.shape[0] * ref.shape[1]
+        self._accumulate(ref.reshape(-1, self.channels), got.reshape(-1, self.channels),
+                         err.reshape(-1, self.channels), config)
         self._keep_top(ref.reshape(-1, self.channels), err.reshape(-1, self.channels))
+
+    def _accumulate(self, ref: np.ndarray, got: np.ndarray, err: np.ndarray, config: MeasureConfig) -> None:
+        """The running sums over rows (values, channels) of FP32, candidate and their difference."""
+        self.ref_absmax = np.maximum(self.ref_absmax, np.abs(ref).max(axis=0))
+        self.sq_err += (err * err).sum(axis=0)
+        self.count += ref.shape[0]
         self.dot += float((ref * got).sum())
         self.ref_sq += float((ref * ref).sum())
         self.cand_sq += float((got * got).sum())
@@ -151,8 +156,8 @@ class _OutputStats:
         self.max_abs = max(self.max_abs, float(np.abs(err).max(initial=0.0)))
         if config.threshold is not None:
             ref_on, got_on = ref >= config.threshold, got >= config.threshold
-            self.crossed += np.count_nonzero(ref_on != got_on, axis=(0, 1))
-            self.above += np.count_nonzero(ref_on | got_on, axis=(0, 1))
+            self.crossed += np.count_nonzero(ref_on != got_on, axis=0)
+            self.above += np.count_nonzero(ref_on | got_on, axis=0)
 
     def _keep_top(self, ref: np.ndarray, err: np.ndarray) -> None:
         """Keep the `capacity` largest FP32 values seen so far per channel, with their errors."""
@@ -243,3 +248,54 @@ def headline_error(references: Sequence[Mapping[str, np.ndarray]], candidates: S
     for reference, candidate in zip(references, candidates, strict=True):
         meter.add(reference, candidate)
     return meter.result().headline
+
+
+class ReferenceMeter:
+    """The measure of many candidates against one fixed list of FP32 reference batches (auto's trials): what
+    OutputErrorMeter gives over the same pairs, with the reference side (channel axes, rows, where each channel's
+    top values are) worked out once instead of on every candidate."""
+
+    def __init__(self, references: Sequence[Mapping[str, np.ndarray]], config: MeasureConfig = MeasureConfig()) -> None:
+        self.config = config
+        start = OutputErrorMeter(config)
+        self._outputs: Dict[str, tuple] = {}
+        self._samples = 0
+        for name in (references[0] if references else {}):
+            batches = [np.asarray(r[name]) for r in references]
+            stats = start._start(name, batches[0])
+            rows = self._rows(batches, stats)
+            kept = min(stats.capacity, rows.shape[0])
+            count = min(max(int(np.ceil(config.top_fraction * rows.shape[0])), 1), kept)
+            top = np.argpartition(-rows, count - 1, axis=0)[:count] if rows.shape[0] else np.empty((0, 1), int)
+            self._outputs[name] = (stats.axis, stats.channels, rows, top, [b.shape for b in batches])
+        for reference in references:
+            first = np.asarray(next(iter(reference.values()))) if reference else None
+            self._samples += 0 if first is None else (first.shape[0] if first.ndim > 1 else 1)
+
+    @staticmethod
+    def _rows(batches: Sequence[np.ndarray], stats: "_OutputStats") -> np.ndarray:
+        parts = [_channels_last(b, stats.axis) for b in batches if b.size]
+        if any(p.shape[-1] != stats.channels for p in parts):
+            raise DataError(f"output {stats.name!r} has {stats.channels} channels in one batch and other counts in "
+                            "others; give batches of one shape")
+        return np.concatenate([p.reshape(-1, stats.channels) for p in parts]) if parts else np.empty(
+            (0, stats.channels))
+
+    def result(self, candidates: Sequence[Mapping[str, np.ndarray]]) -> ErrorSummary:
+        """The measure of the candidate batches (in the references' order) against the references."""
+        outputs = {}
+        for name, (axis, channels, ref, top, shapes) in self._outputs.items():
+            batches = [np.asarray(c[name]) for c in candidates]
+            if [b.shape for b in batches] != shapes:
+                raise DataError(f"output {name!r} has other shapes than the reference's; compare models with the same "
+                                "output shapes")
+            stats = _OutputStats(name, axis, channels)
+            if ref.shape[0]:
+                got = self._rows(batches, stats)
+                err = got - ref
+                stats._accumulate(ref, got, err, self.config)
+                stats.top_ref = np.take_along_axis(ref, top, axis=0)
+                stats.top_err = np.take_along_axis(err, top, axis=0)
+            outputs[name] = stats.result(self.config)
+        headline = max((o.error for o in outputs.values()), default=0.0)
+        return ErrorSummary(float(headline), outputs, self._samples)

@@ -9,6 +9,7 @@ import onnx
 
 from qdqtool.calibrate.ranges import TensorRange
 from qdqtool.calibrate.search import (
+    FeedSet,
     ScaleUnit,
     SearchConfig,
     SearchResult,
@@ -50,13 +51,11 @@ def choose_ranges(model: onnx.ModelProto, plan: PlacementPlan, ranges: Mapping[s
     search_feeds = [feed for half in halves for feed in batched(samples.samples_at(half), samples.dynamic_batch)]
     start_at = start_indices(len(samples), config)   # the search samples first, then others
     start_feeds = list(samples.samples_at(start_at))   # one feed per sample: scored by halves
-    references = _named_outputs(model, search_feeds)
-    start_references = _named_outputs(model, start_feeds)
-    unseen = len(search_at)   # the start samples the descent never ran on check it
+    search = FeedSet(search_feeds, _named_outputs(model, search_feeds), config.measure)
+    pool = FeedSet(start_feeds, _named_outputs(model, start_feeds), config.measure)
     units = scale_units(plan, ranges, {t: ranges[t].amax for t in fixed if t in ranges})
-    trials = Trials(model, plan, units, search_feeds, references, config.measure)
-    result = search_scales(trials, units, start_feeds[unseen:], start_references[unseen:], config, start_feeds,
-                           start_references)
+    trials = Trials(model, plan, units, search)
+    result = search_scales(trials, units, pool, len(search_at), config)   # the pool samples after the search's check it
     return AutoChoice(_chosen_ranges(ranges, plan, units, result), result, tuple(units))
 
 

@@ -12,23 +12,30 @@ measure (qdqtool.accuracy.measure) of the whole quantized model against FP32:
    badly. max (nothing clipped) unless a candidate beats it on all those samples and on both random halves of
    them (`choose_start`).
 3. Screening: each unit in graph order tries the candidate farthest from its current one with the rest fixed and
-   keeps it when it lowers the error by `min_gain`; how much the error moved ranks the units by sensitivity.
+   keeps it when it lowers the error by `min_gain` and is no worse on either half of the search samples; how much
+   the first half's error moved ranks the units by sensitivity.
 4. Refinement (coordinate descent on the sensitive few): the units that moved the error most try every candidate.
 5. The start samples the descent did not run on check it: if it is worse than its start on them, the start is
    kept (the descent fitted noise).
+
+Cost: every trial runs the first half of its samples first; a trial that is already worse there than what it must
+beat cannot be chosen, so it is not run on the second half (most screening trials, most uniform candidates). The
+references are measured once (accuracy.measure.ReferenceMeter), not again for every trial.
 """
 
 from __future__ import annotations
 
 import logging
+import operator
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from functools import partial
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from qdqtool.accuracy.measure import MeasureConfig, OutputErrorMeter, headline_error
+from qdqtool.accuracy.measure import MeasureConfig, ReferenceMeter
 from qdqtool.calibrate.observers import CANDIDATES
 from qdqtool.calibrate.ranges import TensorRange
 from qdqtool.onnxgraph.edit import remove_initializers
@@ -172,15 +179,30 @@ def _dequantize(node: onnx.NodeProto, constants: Mapping[str, onnx.TensorProto])
     return ((q - zero) * scale).astype(np.float32)
 
 
+Scores = Tuple[Optional[float], float, Optional[float]]   # (all, first half, second half): None where not run
+
+
+class FeedSet:
+    """Feeds with their FP32 references, scored whole and by halves (the even and the odd positions)."""
+
+    def __init__(self, feeds: Sequence[Feed], references: Sequence[Outputs], measure: MeasureConfig) -> None:
+        self.feeds, self.references = list(feeds), list(references)
+        self.whole = ReferenceMeter(self.references, measure)
+        self.halves = [ReferenceMeter(self.references[part], measure) for part in _HALVES] if len(feeds) > 1 else []
+
+
+_HALVES = (slice(0, None, 2), slice(1, None, 2))
+
+
 class Trials:
     """Runs the scale-fed model on fixed feeds and measures its outputs against the FP32 references."""
 
     def __init__(self, model: onnx.ModelProto, plan: PlacementPlan, units: Sequence[ScaleUnit],
-                 feeds: Sequence[Feed], references: Sequence[Outputs], measure: MeasureConfig) -> None:
+                 search: FeedSet) -> None:
         fed_model, self.scale_names = scale_fed_model(model, plan, units)
         self.session = create_session(fed_model, optimize=False)
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self.feeds, self.references, self.measure = list(feeds), list(references), measure
+        self.search = search
         self.count = 0
 
     def outputs(self, amaxes: Sequence[float], feeds: Sequence[Feed]) -> List[Outputs]:
@@ -189,54 +211,48 @@ class Trials:
         return [dict(zip(self.output_names, self.session.run(self.output_names, {**feed, **scales})))
                 for feed in feeds]
 
-    def error(self, amaxes: Sequence[float], feeds: Optional[Sequence[Feed]] = None,
-              references: Optional[Sequence[Outputs]] = None) -> float:
-        """The headline output error on the given feeds (default: the search feeds)."""
+    def scores(self, amaxes: Sequence[float], feeds: Optional[FeedSet] = None,
+               go_on: Callable[[float], bool] = lambda first: True) -> Tuple[Scores, Optional[List[Outputs]]]:
+        """search_score on the first half of the feeds (default: the search feeds), then, if `go_on(first)`, on the
+        second half and on all of them; with the outputs of all feeds when all were run (one feed: it is both
+        halves)."""
+        feeds = self.search if feeds is None else feeds
         self.count += 1
-        got = self.outputs(amaxes, self.feeds if feeds is None else feeds)
-        return headline_error(self.references if references is None else references, got, self.measure)
-
-    def pooled_scores(self, amaxes: Sequence[float], feeds: Sequence[Feed], references: Sequence[Outputs]
-                      ) -> Tuple[float, float, float]:
-        """search_score on (all, even, odd) of the given feeds (one feed: the whole three times)."""
-        self.count += 1
-        got = self.outputs(amaxes, feeds)
-        if len(got) < 2:
-            whole = search_score(references, got, self.measure)
-            return whole, whole, whole
-        return tuple(search_score(references[part], got[part], self.measure)
-                     for part in (slice(None), slice(0, None, 2), slice(1, None, 2)))
-
-    def errors(self, amaxes: Sequence[float]) -> Tuple[float, float, float]:
-        """pooled_scores on the search feeds: a move must help the whole and neither half get worse."""
-        return self.pooled_scores(amaxes, self.feeds, self.references)
+        if not feeds.halves:
+            got = self.outputs(amaxes, feeds.feeds)
+            whole = search_score(feeds.whole, got)
+            return (whole, whole, whole), got
+        first = self.outputs(amaxes, feeds.feeds[_HALVES[0]])
+        first_score = search_score(feeds.halves[0], first)
+        if not go_on(first_score):
+            return (None, first_score, None), None
+        second = self.outputs(amaxes, feeds.feeds[_HALVES[1]])
+        got: List[Outputs] = [{} for _ in feeds.feeds]
+        got[_HALVES[0]], got[_HALVES[1]] = first, second
+        return (search_score(feeds.whole, got), first_score, search_score(feeds.halves[1], second)), got
 
 
-def search_score(references: Sequence[Outputs], candidates: Sequence[Outputs], measure: MeasureConfig) -> float:
+def search_score(meter: ReferenceMeter, candidates: Sequence[Outputs]) -> float:
     """The headline error plus the mean over outputs of their mean channel error.
 
     The headline alone is a max (worst channel of the worst output): a scale that helps every other channel leaves
     it unchanged, and a descent on it stalls. The mean term sees those gains; the headline still dominates."""
-    meter = OutputErrorMeter(measure)
-    for reference, candidate in zip(references, candidates):
-        meter.add(reference, candidate)
-    result = meter.result()
+    result = meter.result(candidates)
     means = [o.mean_channel_error for o in result.outputs.values()]
     return result.headline + (float(np.mean(means)) if means else 0.0)
 
 
-def search_scales(trials: Trials, units: Sequence[ScaleUnit], holdout: Sequence[Feed],
-                  holdout_references: Sequence[Outputs], config: SearchConfig,
-                  start_feeds: Sequence[Feed], start_references: Sequence[Outputs]) -> SearchResult:
-    """Choose a candidate per unit: uniform start (chosen on the start samples), screening, refinement, check on
-    the held-out samples."""
-    pooled = {name: trials.pooled_scores([u.amax(name) for u in units], start_feeds, start_references)
-              for name in CANDIDATES}
+def search_scales(trials: Trials, units: Sequence[ScaleUnit], pool: FeedSet, unseen: int, config: SearchConfig
+                  ) -> SearchResult:
+    """Choose a candidate per unit: uniform start (chosen on the pool of start samples), screening, refinement, check
+    on the pool samples from `unseen` on (those the descent never ran on)."""
+    holdout = ReferenceMeter(pool.references[unseen:], config.measure) if len(pool.feeds) > unseen else None
+    pooled, held_start = _uniform_scores(trials, units, pool, holdout, unseen)
     start = choose_start(pooled)
-    log.info("auto: uniform candidates on %d samples (all; even; odd half): %s; start %s", len(start_feeds),
-             ", ".join(f"{n} {e[0]:.4f} ({e[1]:.4f}; {e[2]:.4f})" for n, e in pooled.items()), start)
-    start_errors = trials.errors([u.amax(start) for u in units])
-    state = _Descent(trials, units, start, start_errors, config)
+    log.info("auto: uniform candidates on %d samples (all; first half; second half): %s; start %s", len(pool.feeds),
+             ", ".join(f"{n} " + "{} ({}; {})".format(*(_shown(e) for e in s)) for n, s in pooled.items()), start)
+    start_scores, _ = trials.scores([u.amax(start) for u in units])
+    state = _Descent(trials, units, start, start_scores, config)
     searchable = [i for i, u in enumerate(units) if len(_distinct(u, config)) > 1]
     effect = {i: state.try_candidates(i, [_farthest(units[i], state.chosen[i])]) for i in searchable}
     refine = sorted(searchable, key=lambda i: -effect[i])[:max(config.refine_min, int(config.refine_fraction
@@ -244,58 +260,82 @@ def search_scales(trials: Trials, units: Sequence[ScaleUnit], holdout: Sequence[
     for index in refine:
         state.try_candidates(index, [n for n, _ in _distinct(units[index], config)])
     log.info("auto: screened %d scales, refined %d: error %.4f -> %.4f (%d trials)", len(searchable), len(refine),
-             start_errors[0], state.best[0], trials.count)
+             start_scores[0], state.best[0], trials.count)
     chosen = state.chosen
-    start_amax = [u.amax(start) for u in units]
     final_amax = [u.amax(n) for u, n in zip(units, chosen)]
     held = (0.0, 0.0)
-    if holdout:
-        held = (trials.error(start_amax, holdout, holdout_references),
-                trials.error(final_amax, holdout, holdout_references))
+    if holdout is not None:
+        moved = final_amax != [u.amax(start) for u in units]
+        trials.count += moved
+        held = (held_start[start], holdout.result(trials.outputs(final_amax, pool.feeds[unseen:])).headline
+                if moved else held_start[start])
         if held[1] > held[0]:
             log.info("auto: the search is worse on the held-out samples (%.4f > %.4f): keeping the uniform %s",
                      held[1], held[0], start)
             chosen, held = [start for _ in units], (held[0], held[0])
     choice = {u.tensors: _credited(u, name) for u, name in zip(units, chosen)}
-    return SearchResult(choice, start, (start_errors[0], state.best[0]), held, trials.count)
+    return SearchResult(choice, start, (start_scores[0], state.best[0]), held, trials.count)
+
+
+def _uniform_scores(trials: Trials, units: Sequence[ScaleUnit], pool: FeedSet, holdout: Optional[ReferenceMeter],
+                    unseen: int) -> Tuple[Dict[str, Scores], Dict[str, float]]:
+    """Each uniform candidate's scores on the pool (max first: another candidate that is not better on the first half
+    cannot be chosen, so it is not run on the second) and, where run on all, its error on the samples from `unseen`
+    on."""
+    pooled: Dict[str, Scores] = {}
+    held: Dict[str, float] = {}
+    limit = float("inf")
+    for name in CANDIDATES:
+        pooled[name], got = trials.scores([u.amax(name) for u in units], pool, partial(operator.gt, limit))
+        limit = pooled["max"][1]
+        if holdout is not None and got is not None:
+            held[name] = holdout.result(got[unseen:]).headline
+    return pooled, held
+
+
+def _shown(score: Optional[float]) -> str:
+    return "-" if score is None else f"{score:.4f}"
 
 
 def choose_start(scores: Mapping[str, Tuple[float, float, float]]) -> str:
     """The uniform start from each candidate's (all, even half, odd half) score: max (nothing clipped) unless a
     candidate beats it on the whole AND on both halves (a gain one half of the samples does not show is noise);
     of those, the best on the whole. The rule the descent's moves follow, applied to the start."""
-    better = [n for n in scores if n != "max" and all(s < m for s, m in zip(scores[n], scores["max"]))]
+    better = [n for n in scores if n != "max" and None not in scores[n]
+              and all(s < m for s, m in zip(scores[n], scores["max"]))]
     return min(better, key=lambda n: (scores[n][0], CANDIDATES.index(n))) if better else "max"
 
 
 class _Descent:
-    """The current choice per unit and its error; moves one unit at a time when that lowers the error enough."""
+    """The current choice per unit and its scores; moves one unit at a time when that lowers the error enough."""
 
-    def __init__(self, trials: Trials, units: Sequence[ScaleUnit], start: str, errors: Tuple[float, float, float],
+    def __init__(self, trials: Trials, units: Sequence[ScaleUnit], start: str, scores: Scores,
                  config: SearchConfig) -> None:
         self.trials, self.units, self.config = trials, units, config
         self.chosen = [start for _ in units]
-        self.best = errors
+        self.best = scores
 
     def try_candidates(self, index: int, names: Sequence[str]) -> float:
         """Try unit `index` at each named candidate with the rest fixed, keep the best that lowers the error by
-        min_gain and is no worse on either half of the search samples; returns the largest error change seen
-        (how much this unit's choice matters)."""
+        min_gain and is no worse on either half of the search samples (a trial worse on the first half is not run
+        on the second); returns the largest change of the first half's error (how much this unit's choice
+        matters)."""
         unit = self.units[index]
         amaxes = [u.amax(n) for u, n in zip(self.units, self.chosen)]
         current = amaxes[index]
-        effect, winner, winner_errors = 0.0, self.chosen[index], self.best
+        best_first = self.best[1]
+        effect, winner, winner_scores = 0.0, self.chosen[index], self.best
         for name in names:
             amax = unit.amax(name)
             if _same(amax, current, self.config.same_amax):
                 continue
             amaxes[index] = amax
-            errors = self.trials.errors(amaxes)
-            effect = max(effect, abs(errors[0] - self.best[0]))
-            if errors[0] < winner_errors[0] * (1 - self.config.min_gain) and all(
-                    e <= b for e, b in zip(errors[1:], self.best[1:])):
-                winner, winner_errors = name, errors
-        self.chosen[index], self.best = winner, winner_errors
+            scores, _ = self.trials.scores(amaxes, go_on=lambda first: first <= best_first)
+            effect = max(effect, abs(scores[1] - best_first))
+            if scores[0] is not None and scores[0] < winner_scores[0] * (1 - self.config.min_gain) and all(
+                    e <= b for e, b in zip(scores[1:], self.best[1:])):
+                winner, winner_scores = name, scores
+        self.chosen[index], self.best = winner, winner_scores
         return effect
 
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qdqtool.accuracy.measure import MeasureConfig, OutputErrorMeter, choose_channel_axis, headline_error
+from qdqtool.accuracy.measure import (
+    MeasureConfig,
+    OutputErrorMeter,
+    ReferenceMeter,
+    choose_channel_axis,
+    headline_error,
+)
 from qdqtool.errors import DataError
 
 
@@ -139,3 +145,28 @@ def test_empty_batches_are_measured_as_nothing():
     meter.add({"boxes": np.zeros((1, 0, 6))}, {"boxes": np.zeros((1, 0, 6))})
     meter.add({"boxes": np.ones((1, 3, 6))}, {"boxes": np.ones((1, 3, 6))})
     assert meter.result().headline == 0.0
+
+
+@pytest.mark.parametrize("config", [MeasureConfig(), MeasureConfig(threshold=0.5)])
+def test_fixed_references_measure_what_the_streaming_meter_measures(config):
+    """ReferenceMeter (auto's trials: one set of references, many candidates) gives every figure of
+    OutputErrorMeter over the same pairs: batches of different sizes and spatial shapes, two outputs."""
+    rng = np.random.default_rng(5)
+    references = [{"det": detector_output(rng, anchors=200 * (1 + i % 3)), "map": rng.random((1, 1, 9, 7 + i))}
+                  for i in range(6)]
+    meter = ReferenceMeter(references, config)
+    for damage in (0.0, 0.01, 0.3):
+        candidates = [{k: v + damage * rng.normal(size=v.shape) * (np.abs(v) + 0.1) for k, v in r.items()}
+                      for r in references]
+        streaming = OutputErrorMeter(config)
+        for reference, candidate in zip(references, candidates):
+            streaming.add(reference, candidate)
+        want, got = streaming.result(), meter.result(candidates)
+        assert got.samples == want.samples == 6
+        assert got.headline == pytest.approx(want.headline, rel=1e-9, abs=1e-12)
+        for name, output in want.outputs.items():
+            for key, value in output.as_dict().items():
+                same = value if isinstance(value, (str, type(None))) else pytest.approx(value, rel=1e-9, abs=1e-12)
+                assert got.outputs[name].as_dict()[key] == same, (name, key)
+    with pytest.raises(DataError, match="shape"):
+        meter.result([{k: v[..., :-1] for k, v in references[0].items()}, *references[1:]])

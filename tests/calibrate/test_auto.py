@@ -10,16 +10,20 @@ import onnx
 import pytest
 from tiny import Builder
 
+from qdqtool.accuracy.measure import MeasureConfig, ReferenceMeter
 from qdqtool.calibrate.observers import CANDIDATES, make_observer
 from qdqtool.calibrate.pipeline import CalibrationConfig, CalibrationOutputs, calibrate_file
 from qdqtool.calibrate.search import (
+    FeedSet,
     SearchConfig,
+    Trials,
     choose_start,
     drawn_order,
     holdout_indices,
     scale_fed_model,
     scale_units,
     search_indices,
+    search_score,
     start_indices,
 )
 from qdqtool.onnxgraph.prepare import load_model
@@ -145,6 +149,35 @@ def test_start_stays_max_unless_a_candidate_wins_on_both_halves():
     # two candidates beat max everywhere: the better on the whole
     assert choose_start({"max": max_scores, "p99.9": (0.20, 0.21, 0.19), "mse": (0.22, 0.18, 0.26)}) == "p99.9"
     assert choose_start({"max": max_scores, "entropy": (0.30, 0.29, 0.29)}) == "max"   # a tie is no win
+    # not better on the first half: not run on the second, never chosen
+    assert choose_start({"max": max_scores, "mse": (None, 0.31, None), "p99.9": (0.2, 0.2, 0.2)}) == "p99.9"
+    assert choose_start({"max": max_scores, "mse": (None, 0.31, None)}) == "max"
+
+
+def test_a_trial_worse_on_the_first_half_is_not_run_on_the_second(model_and_data):
+    path, data = model_and_data
+    result = calibrate_file(path, data, CalibrationOutputs(model=path.with_name("q.onnx")),
+                            CalibrationConfig(method="percentile"))
+    model = load_model(path)
+    units = scale_units(result.plan, result.ranges)
+    rng = np.random.default_rng(4)
+    feeds = [{"xa": heavy_tailed(rng, (1, 1, SIDE, SIDE)), "xb": heavy_tailed(rng, (1, 1, SIDE, SIDE))}
+             for _ in range(4)]
+    fp32 = create_session(model)
+    references = [dict(zip([o.name for o in fp32.get_outputs()], fp32.run(None, feed))) for feed in feeds]
+    trials = Trials(model, result.plan, units, FeedSet(feeds, references, MeasureConfig()))
+    runs = []
+    session_run = trials.session.run
+    trials.session.run = lambda names, feed: runs.append(1) or session_run(names, feed)
+    clipped = [0.05 * u.amax("max") for u in units]   # most values saturate
+    scores, outputs = trials.scores(clipped)
+    assert len(runs) == 4 and len(outputs) == 4 and None not in scores
+    assert scores[0] == pytest.approx(search_score(ReferenceMeter(references), outputs))
+    assert scores[1] == pytest.approx(search_score(ReferenceMeter(references[0::2]), outputs[0::2]))
+    assert scores[2] == pytest.approx(search_score(ReferenceMeter(references[1::2]), outputs[1::2]))
+    stopped, nothing = trials.scores(clipped, go_on=lambda first: first < scores[1])
+    assert (stopped, nothing) == ((None, scores[1], None), None) and len(runs) == 6   # the first half only
+    assert trials.scores([u.amax("max") for u in units])[0][0] != scores[0] and trials.count == 3
 
 
 def test_max_error_keeps_the_fewest_harmful_quantizers_float(model_and_data, tmp_path):
