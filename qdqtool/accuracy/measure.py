@@ -33,7 +33,7 @@ and the largest FP32 values with their errors (at most TOP_KEPT_PER_OUTPUT per o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Mapping, Optional, Sequence
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -161,20 +161,18 @@ class _OutputStats:
 
     def _keep_top(self, ref: np.ndarray, err: np.ndarray) -> None:
         """Keep the `capacity` largest FP32 values seen so far per channel, with their errors."""
-        ref, err = np.concatenate([self.top_ref, ref]), np.concatenate([self.top_err, err])
-        if ref.shape[0] > self.capacity:
-            order = np.argpartition(-ref, self.capacity - 1, axis=0)[:self.capacity]
-            ref, err = np.take_along_axis(ref, order, axis=0), np.take_along_axis(err, order, axis=0)
-        self.top_ref, self.top_err = ref, err
+        self.top_ref, self.top_err = keep_largest(self.top_ref, self.top_err, ref, err, self.capacity)
+
+    def _top_count(self, config: MeasureConfig) -> int:
+        count = int(np.ceil(config.top_fraction * self.count.max())) if self.count.max() else 0
+        return min(max(count, 1), self.top_ref.shape[0])
 
     def _top_rms(self, config: MeasureConfig) -> np.ndarray:
         """Per channel: RMS error on the top_fraction largest FP32 values of all data (at most `capacity`)."""
-        count = int(np.ceil(config.top_fraction * self.count.max())) if self.count.max() else 0
-        count = min(max(count, 1), self.top_ref.shape[0])
+        count = self._top_count(config)
         if count == 0:
             return np.zeros(self.channels)
-        order = np.argsort(-self.top_ref, axis=0, kind="stable")[:count]
-        chosen = np.take_along_axis(self.top_err, order, axis=0)
+        chosen = np.take_along_axis(self.top_err, _largest_first(self.top_ref, count), axis=0)
         return np.sqrt((chosen * chosen).mean(axis=0))
 
     def result(self, config: MeasureConfig) -> OutputError:
@@ -194,6 +192,21 @@ class _OutputStats:
         return OutputError(self.name, self.axis, self.channels, worst, float(per_channel[worst]),
                            float(per_channel.mean()), float(top.max()), crossed, float(cosine), float(sqnr),
                            self.max_abs, error)
+
+
+def keep_largest(kept_ref: np.ndarray, kept: np.ndarray, ref: np.ndarray, other: np.ndarray, capacity: int
+                 ) -> Tuple[np.ndarray, np.ndarray]:
+    """Per channel (column), the `capacity` rows with the largest FP32 values of the kept ones and new ones, with the
+    matching rows of `other` (errors, or row numbers)."""
+    ref, other = np.concatenate([kept_ref, ref]), np.concatenate([kept, other])
+    if ref.shape[0] > capacity:
+        order = np.argpartition(-ref, capacity - 1, axis=0)[:capacity]
+        ref, other = np.take_along_axis(ref, order, axis=0), np.take_along_axis(other, order, axis=0)
+    return ref, other
+
+
+def _largest_first(top_ref: np.ndarray, count: int) -> np.ndarray:
+    return np.argsort(-top_ref, axis=0, kind="stable")[:count]
 
 
 class OutputErrorMeter:
@@ -264,13 +277,26 @@ class ReferenceMeter:
             batches = [np.asarray(r[name]) for r in references]
             stats = start._start(name, batches[0])
             rows = self._rows(batches, stats)
-            kept = min(stats.capacity, rows.shape[0])
-            count = min(max(int(np.ceil(config.top_fraction * rows.shape[0])), 1), kept)
-            top = np.argpartition(-rows, count - 1, axis=0)[:count] if rows.shape[0] else np.empty((0, 1), int)
-            self._outputs[name] = (stats.axis, stats.channels, rows, top, [b.shape for b in batches])
+            self._outputs[name] = (stats.axis, stats.channels, rows, self._top_rows(rows, batches, stats),
+                                   [b.shape for b in batches])
         for reference in references:
             first = np.asarray(next(iter(reference.values()))) if reference else None
             self._samples += 0 if first is None else (first.shape[0] if first.ndim > 1 else 1)
+
+    def _top_rows(self, rows: np.ndarray, batches: Sequence[np.ndarray], stats: "_OutputStats") -> np.ndarray:
+        """Per channel, the rows whose errors make the top error: chosen batch by batch exactly as the streaming
+        meter chooses them (ties among equal FP32 values included), so both give the same figure."""
+        numbers = np.broadcast_to(np.arange(rows.shape[0])[:, None], rows.shape)
+        start = 0
+        for batch in batches:
+            if not batch.size:
+                continue
+            end = start + batch.size // stats.channels
+            stats.top_ref, stats.top_err = keep_largest(stats.top_ref, stats.top_err.astype(np.intp), rows[start:end],
+                                                        numbers[start:end], stats.capacity)
+            start = end
+        stats.count += rows.shape[0]
+        return np.take_along_axis(stats.top_err, _largest_first(stats.top_ref, stats._top_count(self.config)), axis=0)
 
     @staticmethod
     def _rows(batches: Sequence[np.ndarray], stats: "_OutputStats") -> np.ndarray:

@@ -150,9 +150,11 @@ def test_empty_batches_are_measured_as_nothing():
 @pytest.mark.parametrize("config", [MeasureConfig(), MeasureConfig(threshold=0.5)])
 def test_fixed_references_measure_what_the_streaming_meter_measures(config):
     """ReferenceMeter (auto's trials: one set of references, many candidates) gives every figure of
-    OutputErrorMeter over the same pairs: batches of different sizes and spatial shapes, two outputs."""
+    OutputErrorMeter over the same pairs: batches of different sizes and spatial shapes, and an output whose top
+    values are many equal ones (a saturated sigmoid: which of them count decides the top error)."""
     rng = np.random.default_rng(5)
-    references = [{"det": detector_output(rng, anchors=200 * (1 + i % 3)), "map": rng.random((1, 1, 9, 7 + i))}
+    references = [{"det": detector_output(rng, anchors=200 * (1 + i % 3)), "map": rng.random((1, 1, 9, 7 + i)),
+                   "saturated": np.minimum(rng.random((1, 1, 40, 40)) * 1.5, 1.0)}   # ties at the top: which count
                   for i in range(6)]
     meter = ReferenceMeter(references, config)
     for damage in (0.0, 0.01, 0.3):
