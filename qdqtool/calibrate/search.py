@@ -38,6 +38,7 @@ from onnx import helper, numpy_helper
 from qdqtool.accuracy.measure import MeasureConfig, ReferenceMeter
 from qdqtool.calibrate.observers import CANDIDATES
 from qdqtool.calibrate.ranges import TensorRange
+from qdqtool.calibrate.suffix import SuffixRuns
 from qdqtool.onnxgraph.edit import remove_initializers
 from qdqtool.placement.apply import apply_plan
 from qdqtool.placement.plan import PlacementPlan
@@ -200,33 +201,65 @@ class Trials:
     def __init__(self, model: onnx.ModelProto, plan: PlacementPlan, units: Sequence[ScaleUnit],
                  search: FeedSet) -> None:
         fed_model, self.scale_names = scale_fed_model(model, plan, units)
-        self.session = create_session(fed_model, optimize=False)
-        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.output_names = [o.name for o in fed_model.graph.output]
+        self.suffix = None if needs_lean_session(fed_model) else SuffixRuns(fed_model, self.scale_names)
+        self.session = create_session(self.suffix.whole_model() if self.suffix else fed_model, optimize=False)
         self.search = search
         self.count = 0
 
     def outputs(self, amaxes: Sequence[float], feeds: Sequence[Feed]) -> List[Outputs]:
-        scales = {name: np.array(scale_from_amax(a), np.float32) for a, names in zip(amaxes, self.scale_names)
-                  for name in names}
+        scales = self._scales(amaxes)
         return [dict(zip(self.output_names, self.session.run(self.output_names, {**feed, **scales})))
                 for feed in feeds]
 
+    def _scales(self, amaxes: Sequence[float]) -> Dict[str, np.ndarray]:
+        return {name: np.array(scale_from_amax(a), np.float32) for a, names in zip(amaxes, self.scale_names)
+                for name in names}
+
+    def _search_outputs(self, amaxes: Sequence[float], positions: Sequence[int], moved: Optional[int]
+                        ) -> List[Outputs]:
+        """The outputs on the search feeds at these positions; with `moved` (the one unit whose scale differs from
+        the current choice), from the last cut before that unit's scale on, when its crossing tensors are kept."""
+        cut = self.suffix.cut_of(moved) if self.suffix is not None and moved is not None else None
+        if cut is None:
+            return self.outputs(amaxes, [self.search.feeds[p] for p in positions])
+        scales, crossing_names = self._scales(amaxes), list(self.suffix.cuts[cut].crossing)
+        results = []
+        for position in positions:
+            given = {**self.search.feeds[position], **scales}
+            crossing = self.suffix.kept(cut, amaxes, position)
+            if crossing is not None:
+                values = self.suffix.run(cut, given, crossing)
+            else:
+                values = self.session.run(self.output_names + crossing_names, given)
+                self.suffix.keep(cut, amaxes, position, dict(zip(crossing_names, values[len(self.output_names):])))
+            results.append(dict(zip(self.output_names, values)))
+        return results
+
     def scores(self, amaxes: Sequence[float], feeds: Optional[FeedSet] = None,
-               go_on: Callable[[float], bool] = lambda first: True) -> Tuple[Scores, Optional[List[Outputs]]]:
+               go_on: Callable[[float], bool] = lambda first: True, moved: Optional[int] = None
+               ) -> Tuple[Scores, Optional[List[Outputs]]]:
         """search_score on the first half of the feeds (default: the search feeds), then, if `go_on(first)`, on the
         second half and on all of them; with the outputs of all feeds when all were run (one feed: it is both
-        halves)."""
+        halves). `moved`: on the search feeds, the one unit whose scale differs from the current choice."""
         feeds = self.search if feeds is None else feeds
         self.count += 1
+        everything = range(len(feeds.feeds))
+        if feeds is self.search:
+            def run(part: slice) -> List[Outputs]:
+                return self._search_outputs(amaxes, everything[part], moved)
+        else:
+            def run(part: slice) -> List[Outputs]:
+                return self.outputs(amaxes, feeds.feeds[part])
         if not feeds.halves:
-            got = self.outputs(amaxes, feeds.feeds)
+            got = run(slice(None))
             whole = search_score(feeds.whole, got)
             return (whole, whole, whole), got
-        first = self.outputs(amaxes, feeds.feeds[_HALVES[0]])
+        first = run(_HALVES[0])
         first_score = search_score(feeds.halves[0], first)
         if not go_on(first_score):
             return (None, first_score, None), None
-        second = self.outputs(amaxes, feeds.feeds[_HALVES[1]])
+        second = run(_HALVES[1])
         got: List[Outputs] = [{} for _ in feeds.feeds]
         got[_HALVES[0]], got[_HALVES[1]] = first, second
         return (search_score(feeds.whole, got), first_score, search_score(feeds.halves[1], second)), got
@@ -330,7 +363,7 @@ class _Descent:
             if _same(amax, current, self.config.same_amax):
                 continue
             amaxes[index] = amax
-            scores, _ = self.trials.scores(amaxes, go_on=lambda first: first <= best_first)
+            scores, _ = self.trials.scores(amaxes, go_on=lambda first: first <= best_first, moved=index)
             effect = max(effect, abs(scores[1] - best_first))
             if scores[0] is not None and scores[0] < winner_scores[0] * (1 - self.config.min_gain) and all(
                     e <= b for e, b in zip(scores[1:], self.best[1:])):
