@@ -54,8 +54,10 @@ def create_session(
     providers: Optional[Sequence[str]] = None,
     intra_op_threads: int = 0,
     weights: Optional[WeightSource] = None,
+    memory_arena: bool = True,
 ):
-    """An InferenceSession; optimize=False keeps every tensor name (for calibration and comparisons).
+    """An InferenceSession; optimize=False keeps every tensor name (for calibration and comparisons);
+    memory_arena=False frees each run's tensors after it (for one of many sessions alive at once).
 
     weights: model is a skeleton whose detached initializers get their bytes from weights(tensor), one at a time,
     as the model is written to a temp folder (with its data file) that ONNX Runtime opens from the path; the
@@ -68,6 +70,7 @@ def create_session(
         ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     )
     large = isinstance(model, onnx.ModelProto) and needs_external_data(model)
+    options.enable_cpu_mem_arena = memory_arena
     if _lean(model):  # a large model: no pre-packed second copy of the weights, and tensors made while running
         # (dequantized weights of an unfused DequantizeLinear) freed after each run, not kept by the memory arena
         options.add_session_config_entry("session.disable_prepacking", "1")

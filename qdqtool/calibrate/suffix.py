@@ -88,7 +88,8 @@ class SuffixRuns:
         """The model's outputs from the cut on (`given`: the feed and the scales; those the suffix reads are used)."""
         session = self._sessions.get(cut)
         if session is None:
-            session = self._sessions[cut] = create_session(self._suffix_model(self.cuts[cut]), optimize=False)
+            session = self._sessions[cut] = create_session(self._suffix_model(self.cuts[cut]), optimize=False,
+                                                                 memory_arena=False)
         wanted = {i.name for i in session.get_inputs()}
         return session.run(self.output_names, {**{k: v for k, v in given.items() if k in wanted}, **crossing})
 
