@@ -95,12 +95,15 @@ def test_auto_keeps_outliers_that_reach_the_output_and_clips_those_that_do_not(m
     assert set(saved["scale_b_out"]["candidates"]) == set(CANDIDATES)
 
 
-def test_scale_fed_model_matches_the_applied_model(model_and_data):
-    path, data = model_and_data
+def percentile_units(path, data):
+    """The model, its percentile calibration and the scale units of its plan."""
     result = calibrate_file(path, data, CalibrationOutputs(model=path.with_name("q.onnx")),
                             CalibrationConfig(method="percentile"))
-    model = load_model(path)
-    units = scale_units(result.plan, result.ranges)
+    return load_model(path), result, scale_units(result.plan, result.ranges)
+
+
+def test_scale_fed_model_matches_the_applied_model(model_and_data):
+    model, result, units = percentile_units(*model_and_data)
     fed, names = scale_fed_model(model, result.plan, units)
     amax = group_amax(result.plan, {t: r.amax for t, r in result.ranges.items()})
     rng = np.random.default_rng(3)
@@ -155,11 +158,7 @@ def test_start_stays_max_unless_a_candidate_wins_on_both_halves():
 
 
 def test_a_trial_worse_on_the_first_half_is_not_run_on_the_second(model_and_data):
-    path, data = model_and_data
-    result = calibrate_file(path, data, CalibrationOutputs(model=path.with_name("q.onnx")),
-                            CalibrationConfig(method="percentile"))
-    model = load_model(path)
-    units = scale_units(result.plan, result.ranges)
+    model, result, units = percentile_units(*model_and_data)
     rng = np.random.default_rng(4)
     feeds = [{"xa": heavy_tailed(rng, (1, 1, SIDE, SIDE)), "xb": heavy_tailed(rng, (1, 1, SIDE, SIDE))}
              for _ in range(4)]
