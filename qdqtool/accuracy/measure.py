@@ -205,6 +205,14 @@ def keep_largest(kept_ref: np.ndarray, kept: np.ndarray, ref: np.ndarray, other:
     return ref, other
 
 
+def samples_in(batch: Mapping[str, np.ndarray]) -> int:
+    """How many samples one batch of outputs holds (its first output's dim 0; a 0-D or 1-D output is one)."""
+    if not batch:
+        return 0
+    first = np.asarray(next(iter(batch.values())))
+    return first.shape[0] if first.ndim > 1 else 1
+
+
 def _largest_first(top_ref: np.ndarray, count: int) -> np.ndarray:
     return np.argsort(-top_ref, axis=0, kind="stable")[:count]
 
@@ -232,9 +240,7 @@ class OutputErrorMeter:
             if name not in self._stats:
                 self._stats[name] = self._start(name, ref)
             self._stats[name].add(ref, got, self.config)
-        if reference:
-            first = np.asarray(next(iter(reference.values())))
-            self._samples += first.shape[0] if first.ndim > 1 else 1
+        self._samples += samples_in(reference)
 
     def _start(self, name: str, reference: np.ndarray) -> _OutputStats:
         axis = self.config.channel_axes.get(name)
@@ -272,16 +278,13 @@ class ReferenceMeter:
         self.config = config
         start = OutputErrorMeter(config)
         self._outputs: Dict[str, tuple] = {}
-        self._samples = 0
         for name in (references[0] if references else {}):
             batches = [np.asarray(r[name]) for r in references]
             stats = start._start(name, batches[0])
             rows = self._rows(batches, stats)
             self._outputs[name] = (stats.axis, stats.channels, rows, self._top_rows(rows, batches, stats),
                                    [b.shape for b in batches])
-        for reference in references:
-            first = np.asarray(next(iter(reference.values()))) if reference else None
-            self._samples += 0 if first is None else (first.shape[0] if first.ndim > 1 else 1)
+        self._samples = sum(samples_in(reference) for reference in references)
 
     def _top_rows(self, rows: np.ndarray, batches: Sequence[np.ndarray], stats: "_OutputStats") -> np.ndarray:
         """Per channel, the rows whose errors make the top error: chosen batch by batch exactly as the streaming

@@ -216,17 +216,18 @@ class Trials:
         return {name: np.array(scale_from_amax(a), np.float32) for a, names in zip(amaxes, self.scale_names)
                 for name in names}
 
-    def _search_outputs(self, amaxes: Sequence[float], positions: Sequence[int], moved: Optional[int]
-                        ) -> List[Outputs]:
-        """The outputs on the search feeds at these positions; with `moved` (the one unit whose scale differs from
-        the current choice), from the last cut before that unit's scale on, when its crossing tensors are kept."""
-        cut = self.suffix.cut_of(moved) if self.suffix is not None and moved is not None else None
+    def _outputs_at(self, feeds: FeedSet, amaxes: Sequence[float], positions: Sequence[int], moved: Optional[int]
+                    ) -> List[Outputs]:
+        """The outputs on the feeds at these positions; on the search feeds with `moved` (the one unit whose scale
+        differs from the current choice), from the last cut before that unit's scale on, when its crossing tensors
+        are kept."""
+        cut = self.suffix.cut_of(moved) if feeds is self.search and self.suffix and moved is not None else None
         if cut is None:
-            return self.outputs(amaxes, [self.search.feeds[p] for p in positions])
+            return self.outputs(amaxes, [feeds.feeds[p] for p in positions])
         scales, crossing_names = self._scales(amaxes), list(self.suffix.cuts[cut].crossing)
         results = []
         for position in positions:
-            given = {**self.search.feeds[position], **scales}
+            given = {**feeds.feeds[position], **scales}
             crossing = self.suffix.kept(cut, amaxes, position)
             if crossing is not None:
                 values = self.suffix.run(cut, given, crossing)
@@ -244,13 +245,11 @@ class Trials:
         halves). `moved`: on the search feeds, the one unit whose scale differs from the current choice."""
         feeds = self.search if feeds is None else feeds
         self.count += 1
-        everything = range(len(feeds.feeds))
-        if feeds is self.search:
-            def run(part: slice) -> List[Outputs]:
-                return self._search_outputs(amaxes, everything[part], moved)
-        else:
-            def run(part: slice) -> List[Outputs]:
-                return self.outputs(amaxes, feeds.feeds[part])
+        positions = range(len(feeds.feeds))
+
+        def run(part: slice) -> List[Outputs]:
+            return self._outputs_at(feeds, amaxes, positions[part], moved)
+
         if not feeds.halves:
             got = run(slice(None))
             whole = search_score(feeds.whole, got)
@@ -299,7 +298,8 @@ def search_scales(trials: Trials, units: Sequence[ScaleUnit], pool: FeedSet, uns
     held = (0.0, 0.0)
     if holdout is not None:
         moved = final_amax != [u.amax(start) for u in units]
-        trials.count += moved
+        if moved:
+            trials.count += 1
         held = (held_start[start], holdout.result(trials.outputs(final_amax, pool.feeds[unseen:])).headline
                 if moved else held_start[start])
         if held[1] > held[0]:

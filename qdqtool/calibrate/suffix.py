@@ -21,7 +21,6 @@ from onnx import helper
 
 from qdqtool.runner import create_session
 
-Feed = Dict[str, np.ndarray]
 KEEP_BYTES = 256 << 20   # crossing tensors kept for several cuts at once (the descent's units are not in graph order)
 
 
@@ -47,7 +46,7 @@ class SuffixRuns:
         self.types = _tensor_types(model)
         self.cuts = [c for c in _choose_cuts(nodes, made_at, self.unit_node, set(self.output_names))
                      if all(t in self.types for t in c.crossing)] if _cuttable(model) else []
-        self._sessions: Dict[int, object] = {}
+        self._sessions: Dict[int, Tuple[object, Set[str]]] = {}   # cut -> (session, the inputs it reads)
         self._kept: "OrderedDict[int, Tuple[Tuple[float, ...], Dict[int, Dict[str, np.ndarray]]]]" = OrderedDict()
 
     def whole_model(self) -> onnx.ModelProto:
@@ -86,11 +85,10 @@ class SuffixRuns:
 
     def run(self, cut: int, given: Mapping[str, np.ndarray], crossing: Mapping[str, np.ndarray]) -> List[np.ndarray]:
         """The model's outputs from the cut on (`given`: the feed and the scales; those the suffix reads are used)."""
-        session = self._sessions.get(cut)
-        if session is None:
-            session = self._sessions[cut] = create_session(self._suffix_model(self.cuts[cut]), optimize=False,
-                                                                 memory_arena=False)
-        wanted = {i.name for i in session.get_inputs()}
+        if cut not in self._sessions:
+            session = create_session(self._suffix_model(self.cuts[cut]), optimize=False, memory_arena=False)
+            self._sessions[cut] = (session, {i.name for i in session.get_inputs()})
+        session, wanted = self._sessions[cut]
         return session.run(self.output_names, {**{k: v for k, v in given.items() if k in wanted}, **crossing})
 
     def _key(self, cut: int, amaxes: Sequence[float]) -> Tuple[float, ...]:
