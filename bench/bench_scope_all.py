@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from qdqtool.accuracy.tasks import detection_agreement, mask_iou
 from qdqtool.check.predict import check_model
 from qdqtool.onnxgraph.prepare import constants_to_initializers, upgrade_opset
 from qdqtool.onnxgraph.qdqview import read_qdq
@@ -63,16 +63,10 @@ def first_outputs(model_path: Path, samples) -> list[np.ndarray]:
 
 
 def yolo_f1(reference: list[np.ndarray], candidate: list[np.ndarray]) -> float:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from accuracy import detection_agreement
-
-    return float(np.mean([detection_agreement(r, c)[0] for r, c in zip(reference, candidate)]))
+    return float(np.mean([detection_agreement(r[0], c[0])[0] for r, c in zip(reference, candidate)]))
 
 
 def text_iou(reference: list[np.ndarray], candidate: list[np.ndarray]) -> float:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from accuracy import mask_iou
-
     return float(np.mean([mask_iou(r > 0.3, c > 0.3) for r, c in zip(reference, candidate)]))
 
 
