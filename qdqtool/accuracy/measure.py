@@ -271,60 +271,71 @@ def headline_error(references: Sequence[Mapping[str, np.ndarray]], candidates: S
 
 class ReferenceMeter:
     """The measure of many candidates against one fixed list of FP32 reference batches (auto's trials): what
-    OutputErrorMeter gives over the same pairs, with the reference side (channel axes, rows, where each channel's
-    top values are) worked out once instead of on every candidate."""
+    OutputErrorMeter gives over the same pairs, with the reference side (channel axes, where each channel's top
+    values are) worked out once instead of on every candidate. It holds the reference arrays it is given (no
+    copies) and the top values' positions: a trial's memory is one batch at a time, as in the streaming meter."""
 
     def __init__(self, references: Sequence[Mapping[str, np.ndarray]], config: MeasureConfig = MeasureConfig()) -> None:
         self.config = config
         start = OutputErrorMeter(config)
-        self._outputs: Dict[str, tuple] = {}
+        self._outputs: Dict[str, _ReferenceSide] = {}
         for name in (references[0] if references else {}):
             batches = [np.asarray(r[name]) for r in references]
-            stats = start._start(name, batches[0])
-            rows = self._rows(batches, stats)
-            self._outputs[name] = (stats.axis, stats.channels, rows, self._top_rows(rows, batches, stats),
-                                   [b.shape for b in batches])
+            self._outputs[name] = _ReferenceSide(start._start(name, batches[0]), batches, config)
         self._samples = sum(samples_in(reference) for reference in references)
-
-    def _top_rows(self, rows: np.ndarray, batches: Sequence[np.ndarray], stats: "_OutputStats") -> np.ndarray:
-        """Per channel, the rows whose errors make the top error: chosen batch by batch exactly as the streaming
-        meter chooses them (ties among equal FP32 values included), so both give the same figure."""
-        numbers = np.broadcast_to(np.arange(rows.shape[0])[:, None], rows.shape)
-        start = 0
-        for batch in batches:
-            if not batch.size:
-                continue
-            end = start + batch.size // stats.channels
-            stats.top_ref, stats.top_err = keep_largest(stats.top_ref, stats.top_err.astype(np.intp), rows[start:end],
-                                                        numbers[start:end], stats.capacity)
-            start = end
-        stats.count += rows.shape[0]
-        return np.take_along_axis(stats.top_err, _largest_first(stats.top_ref, stats._top_count(self.config)), axis=0)
-
-    @staticmethod
-    def _rows(batches: Sequence[np.ndarray], stats: "_OutputStats") -> np.ndarray:
-        parts = [_channels_last(b, stats.axis) for b in batches if b.size]
-        if any(p.shape[-1] != stats.channels for p in parts):
-            raise DataError(f"output {stats.name!r} has {stats.channels} channels in one batch and other counts in "
-                            "others; give batches of one shape")
-        return np.concatenate([p.reshape(-1, stats.channels) for p in parts]) if parts else np.empty(
-            (0, stats.channels))
 
     def result(self, candidates: Sequence[Mapping[str, np.ndarray]]) -> ErrorSummary:
         """The measure of the candidate batches (in the references' order) against the references."""
-        outputs = {}
-        for name, (axis, channels, ref, top, shapes) in self._outputs.items():
-            batches = [np.asarray(c[name]) for c in candidates]
-            if [b.shape for b in batches] != shapes:
-                raise DataError(f"output {name!r} has other shapes than the reference's; compare models with the same "
-                                "output shapes")
-            stats = _OutputStats(name, axis, channels)
-            if ref.shape[0]:
-                got = self._rows(batches, stats)
-                err = got - ref
-                stats._accumulate(ref, got, err, self.config)
-                stats.top_ref = np.take_along_axis(ref, top, axis=0)
-                stats.top_err = np.take_along_axis(err, top, axis=0)
-            outputs[name] = stats.result(self.config)
+        outputs = {name: side.result([np.asarray(c[name]) for c in candidates], self.config)
+                   for name, side in self._outputs.items()}
         headline = max((o.error for o in outputs.values()), default=0.0)
         return ErrorSummary(float(headline), outputs, self._samples)
+
+
+class _ReferenceSide:
+    """One output's FP32 batches and, per channel, where its top values are: for each batch, which entries of the
+    top rows (in `_largest_first` order) it holds and at which of its rows."""
+
+    def __init__(self, stats: _OutputStats, batches: Sequence[np.ndarray], config: MeasureConfig) -> None:
+        self.name, self.axis, self.channels = stats.name, stats.axis, stats.channels
+        self.batches, self.shapes = list(batches), [b.shape for b in batches]
+        bounds, rows = [], 0
+        for batch in self.batches:   # the streaming meter's choice of top rows, batch by batch, ties included
+            if not batch.size:       # e.g. a detector's NMS output with nothing found in this batch
+                bounds.append((rows, rows))
+                continue
+            batch_rows = self._rows(batch)
+            numbers = np.broadcast_to(np.arange(rows, rows + batch_rows.shape[0])[:, None], batch_rows.shape)
+            stats.top_ref, stats.top_err = keep_largest(stats.top_ref, stats.top_err.astype(np.intp), batch_rows,
+                                                        numbers, stats.capacity)
+            stats.count += batch_rows.shape[0]
+            bounds.append((rows, rows + batch_rows.shape[0]))
+            rows += batch_rows.shape[0]
+        order = _largest_first(stats.top_ref, stats._top_count(config)) if rows else np.empty((0, self.channels), int)
+        top = np.take_along_axis(stats.top_err, order, axis=0).astype(np.intp)
+        self.top_ref = np.take_along_axis(stats.top_ref, order, axis=0)
+        self.top_at = [(np.nonzero((top >= low) & (top < high)), top[(top >= low) & (top < high)] - low)
+                       for low, high in bounds]
+
+    def _rows(self, batch: np.ndarray) -> np.ndarray:
+        """(values, channels) in float64, as OutputErrorMeter reads one batch."""
+        rows = _channels_last(batch, self.axis)
+        if rows.shape[-1] != self.channels:
+            raise DataError(f"output {self.name!r} has {self.channels} channels in one batch and {rows.shape[-1]} in "
+                            "another; give batches of one shape")
+        return rows.reshape(-1, self.channels)
+
+    def result(self, candidates: Sequence[np.ndarray], config: MeasureConfig) -> OutputError:
+        if [c.shape for c in candidates] != self.shapes:
+            raise DataError(f"output {self.name!r} has other shapes than the reference's; compare models with the same "
+                            "output shapes")
+        stats = _OutputStats(self.name, self.axis, self.channels)
+        top_got = np.zeros(self.top_ref.shape)
+        for reference, candidate, (entries, rows) in zip(self.batches, candidates, self.top_at):
+            if not reference.size:
+                continue
+            ref, got = self._rows(reference), self._rows(candidate)
+            stats._accumulate(ref, got, got - ref, config)
+            top_got[entries] = got[rows, entries[1]]
+        stats.top_ref, stats.top_err = self.top_ref, top_got - self.top_ref
+        return stats.result(config)
