@@ -132,17 +132,21 @@ class _OutputStats:
         self.dot = self.ref_sq = self.cand_sq = self.err_sq = self.max_abs = 0.0
         self.crossed, self.above = zeros.copy(), zeros.copy()
 
-    def add(self, reference: np.ndarray, candidate: np.ndarray, config: MeasureConfig) -> None:
-        ref, got = _channels_last(reference, self.axis), _channels_last(candidate, self.axis)
-        if ref.shape[-1] != self.channels:
-            raise DataError(f"output {self.name!r} has {ref.shape[-1]} channels in one batch and {self.channels} "
+    def rows(self, batch: np.ndarray) -> np.ndarray:
+        """One batch of this output as (values, channels) in float64."""
+        data = _channels_last(batch, self.axis)
+        if data.shape[-1] != self.channels:
+            raise DataError(f"output {self.name!r} has {data.shape[-1]} channels in one batch and {self.channels} "
                             "in another; give batches of one shape")
+        return data.reshape(-1, self.channels)
+
+    def add(self, reference: np.ndarray, candidate: np.ndarray, config: MeasureConfig) -> None:
+        ref, got = self.rows(reference), self.rows(candidate)
         if ref.size == 0:      # e.g. a detector's NMS output with nothing found in this batch
             return
         err = got - ref
-        self._accumulate(ref.reshape(-1, self.channels), got.reshape(-1, self.channels),
-                         err.reshape(-1, self.channels), config)
-        self._keep_top(ref.reshape(-1, self.channels), err.reshape(-1, self.channels))
+        self._accumulate(ref, got, err, config)
+        self._keep_top(ref, err)
 
     def _accumulate(self, ref: np.ndarray, got: np.ndarray, err: np.ndarray, config: MeasureConfig) -> None:
         """The running sums over rows (values, channels) of FP32, candidate and their difference."""
@@ -304,7 +308,7 @@ class _ReferenceSide:
             if not batch.size:       # e.g. a detector's NMS output with nothing found in this batch
                 bounds.append((rows, rows))
                 continue
-            batch_rows = self._rows(batch)
+            batch_rows = stats.rows(batch)
             numbers = np.broadcast_to(np.arange(rows, rows + batch_rows.shape[0])[:, None], batch_rows.shape)
             stats.top_ref, stats.top_err = keep_largest(stats.top_ref, stats.top_err.astype(np.intp), batch_rows,
                                                         numbers, stats.capacity)
@@ -314,16 +318,10 @@ class _ReferenceSide:
         order = _largest_first(stats.top_ref, stats._top_count(config)) if rows else np.empty((0, self.channels), int)
         top = np.take_along_axis(stats.top_err, order, axis=0).astype(np.intp)
         self.top_ref = np.take_along_axis(stats.top_ref, order, axis=0)
-        self.top_at = [(np.nonzero((top >= low) & (top < high)), top[(top >= low) & (top < high)] - low)
-                       for low, high in bounds]
-
-    def _rows(self, batch: np.ndarray) -> np.ndarray:
-        """(values, channels) in float64, as OutputErrorMeter reads one batch."""
-        rows = _channels_last(batch, self.axis)
-        if rows.shape[-1] != self.channels:
-            raise DataError(f"output {self.name!r} has {self.channels} channels in one batch and {rows.shape[-1]} in "
-                            "another; give batches of one shape")
-        return rows.reshape(-1, self.channels)
+        self.top_at = []
+        for low, high in bounds:
+            inside = (top >= low) & (top < high)
+            self.top_at.append((np.nonzero(inside), top[inside] - low))
 
     def result(self, candidates: Sequence[np.ndarray], config: MeasureConfig) -> OutputError:
         if [c.shape for c in candidates] != self.shapes:
@@ -334,7 +332,7 @@ class _ReferenceSide:
         for reference, candidate, (entries, rows) in zip(self.batches, candidates, self.top_at):
             if not reference.size:
                 continue
-            ref, got = self._rows(reference), self._rows(candidate)
+            ref, got = stats.rows(reference), stats.rows(candidate)
             stats._accumulate(ref, got, got - ref, config)
             top_got[entries] = got[rows, entries[1]]
         stats.top_ref, stats.top_err = self.top_ref, top_got - self.top_ref
