@@ -63,12 +63,13 @@ UNUSED_REASONS: Tuple[Tuple[str, Callable[[_Uses, str], bool]], ...] = (
 )
 
 
+NO_QUANTIZER = "read only by ops that take no quantizer in the plan"
+NO_READER = "read by no node"
+
+
 def unused_reason(uses: _Uses, tensor: str) -> str:
     found = next((reason for reason, test in UNUSED_REASONS if test(uses, tensor)), None)
-    if found is not None:
-        return found
-    readers = sorted({c.op_type for c, _ in uses.view.consumers(tensor)})
-    return f"read only by {', '.join(readers)} (no quantizer there)" if readers else "read by no node"
+    return found or (NO_QUANTIZER if uses.view.consumers(tensor) else NO_READER)
 
 
 def cache_usage(view: GraphView, plan: PlacementPlan, cache: CalibrationCache, matched: Dict[str, float],
@@ -80,6 +81,7 @@ def cache_usage(view: GraphView, plan: PlacementPlan, cache: CalibrationCache, m
     used = {t: QUANTIZER if t in tensor_amax else GROUP_MEMBER for t in matched if t in tensor_amax or t in in_groups}
     uses = _Uses(view, plan)
     unused = {t: unused_reason(uses, t) for t in matched if t not in used}
+    readers = Counter(c.op_type for t, why in unused.items() if why == NO_QUANTIZER for c, _ in view.consumers(t))
     raised = sorted(t for t in matched if t in tensor_amax and tensor_amax[t] > amax_from_scale(matched[t]))
     return {
         "file": source, "header": cache.header, "tensorrt_version": cache.tensorrt_version,
@@ -88,6 +90,7 @@ def cache_usage(view: GraphView, plan: PlacementPlan, cache: CalibrationCache, m
         "used": len(used), "used_as": dict(Counter(used.values())),
         "unused": len(unused), "unused_by_reason": dict(Counter(unused.values()).most_common()),
         "unused_entries": unused,
+        "unquantized_readers": dict(readers.most_common()),   # op type -> reads of NO_QUANTIZER entries
         "raised_to_group_scale": raised,
         "zero_scales": sorted(t for t in used if matched[t] == 0.0),
         "calibrated_on_data": list(calibrated),
@@ -107,7 +110,8 @@ def cache_lines(report: Dict[str, object]) -> List[str]:
                  f"unused: {report['unused']} (TensorRT <= 10 applied every entry; explicit Q/DQ only where the plan "
                  "quantizes)")
     for reason, n in report["unused_by_reason"].items():
-        lines.append(f"  unused: {n} {reason}")
+        readers = ", ".join(f"{op} {k}" for op, k in report["unquantized_readers"].items())
+        lines.append(f"  unused: {n} {reason}" + (f" ({readers})" if reason == NO_QUANTIZER else ""))
     if report["raised_to_group_scale"]:
         lines.append(f"{len(report['raised_to_group_scale'])} quantized tensors take their shared-scale group's "
                      "larger scale instead of their own entry")
