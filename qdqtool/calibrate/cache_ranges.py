@@ -1,8 +1,9 @@
 """Ranges from a TensorRT calibration cache (`calibrate --from-cache`): each tensor's amax is its scale x 127.
 
 A cache keys scales by the tensor names TensorRT's ONNX parser saw: the model's own names, plus helper tensors the
-parser made (ONNXTRT_Broadcast_*, ONNXTRT_flattenTensor_*, "(Unnamed Layer* N) ...", bare numbers), which have no
-counterpart in the ONNX graph and are ignored. Placement, groups and weights are calibrate's own (pipeline.py);
+parser made (ONNXTRT_Broadcast_*, ONNXTRT_flattenTensor_*, "(Unnamed Layer* N) ...", bare numbers, and an ONNX
+node's or constant's name + "_output" for a layer of its own, e.g. ".../Softmax_output" next to the ONNX tensor
+".../Softmax_output_0"), which have no counterpart in the ONNX graph and are ignored. Placement, groups and weights are calibrate's own (pipeline.py);
 this module only matches names and turns scales into ranges, calibrating on data only the tensors the cache lacks.
 """
 
@@ -28,11 +29,14 @@ from qdqtool.placement.plan import PlacementPlan
 from qdqtool.samples.sets import SampleSet
 from qdqtool.trt.scales import amax_from_scale
 
-# names TensorRT's parser gives the tensors it creates itself: (label, pattern); never tensors of the ONNX graph
-INTERNAL_NAMES: Tuple[Tuple[str, "re.Pattern[str]"], ...] = (
-    ("ONNXTRT_*", re.compile(r"^ONNXTRT_")),
-    ("(Unnamed Layer* N)", re.compile(r"^\(Unnamed Layer\* \d+\)")),
-    ("bare numbers", re.compile(r"^\d+$")),
+LAYER_OUTPUT = "_output"   # the suffix TensorRT's parser appends to a node's or constant's name for a layer of its own
+# names TensorRT's parser gives the tensors it creates itself: (label, test on the name and the model's view), for
+# names that are not tensors of the ONNX graph
+INTERNAL_NAMES: Tuple[Tuple[str, Callable[[str, GraphView], bool]], ...] = (
+    ("ONNXTRT_*", lambda name, view: name.startswith("ONNXTRT_")),
+    ("(Unnamed Layer* N)", lambda name, view: re.match(r"\(Unnamed Layer\* \d+\)", name) is not None),
+    ("bare numbers", lambda name, view: name.isdigit()),
+    (f"<ONNX name>{LAYER_OUTPUT}", lambda name, view: name.endswith(LAYER_OUTPUT) and _known(view, name[:-len(LAYER_OUTPUT)])),
 )
 # the method qdqtool uses for tensors the cache lacks, per calibrator, when none is chosen (method auto)
 CALIBRATOR_METHOD = {
@@ -57,8 +61,13 @@ class CacheMatch:
         return sum(len(names) for names in self.internal.values())
 
 
-def internal_label(name: str) -> Optional[str]:
-    return next((label for label, pattern in INTERNAL_NAMES if pattern.match(name)), None)
+def _known(view: GraphView, name: str) -> bool:
+    """A node, an activation or a constant of the model by this name."""
+    return name in view.by_name or name in view.initializers or view.producer(name) is not None
+
+
+def internal_label(name: str, view: GraphView) -> Optional[str]:
+    return next((label for label, test in INTERNAL_NAMES if test(name, view)), None)
 
 
 def match_cache(view: GraphView, cache: CalibrationCache) -> CacheMatch:
@@ -70,8 +79,8 @@ def match_cache(view: GraphView, cache: CalibrationCache) -> CacheMatch:
     for name, scale in cache.scales.items():
         if name in activations or view.producer(name) is not None:
             matched[name] = scale
-        elif internal_label(name) is not None:
-            internal.setdefault(internal_label(name), []).append(name)
+        elif internal_label(name, view) is not None:
+            internal.setdefault(internal_label(name, view), []).append(name)
         else:
             unknown.append(name)
     return CacheMatch(matched, internal, unknown)

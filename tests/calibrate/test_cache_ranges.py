@@ -117,13 +117,16 @@ def test_internal_and_unknown_names_are_counted_and_ignored(tmp_path):
     path = tmp_path / "model.onnx"
     onnx.save(model, path)
     extra = {"ONNXTRT_Broadcast_12_output": 0.5, "ONNXTRT_flattenTensor_3_output": 0.5, "532": 0.5,
-             "(Unnamed Layer* 7) [Shuffle]_output": 0.5, "/other/Conv_output_0": 0.5}
+             "(Unnamed Layer* 7) [Shuffle]_output": 0.5, "/other/Conv_output_0": 0.5,
+             "add_output": 0.5, "relu1_out_output": 0.5,        # a node's and a tensor's name + "_output"
+             "/other/Softmax_output": 0.5}                      # ... but not of this model's
     cache = cache_of(tmp_path, model, extra)
     report = calibrate_from_cache(path, cache, None, CalibrationOutputs(model=tmp_path / "o.onnx")
                                   ).summary()["from_cache"]
-    assert report["internal_ignored"] == {"ONNXTRT_*": 2, "bare numbers": 1, "(Unnamed Layer* N)": 1}
-    assert report["unknown"] == ["/other/Conv_output_0"]
-    assert report["entries"] == report["matched"] + 5
+    assert report["internal_ignored"] == {"ONNXTRT_*": 2, "bare numbers": 1, "(Unnamed Layer* N)": 1,
+                                          "<ONNX name>_output": 2}
+    assert report["unknown"] == ["/other/Conv_output_0", "/other/Softmax_output"]
+    assert report["entries"] == report["matched"] + 8
 
 
 def test_a_bare_number_that_is_a_model_tensor_is_matched(tmp_path):
