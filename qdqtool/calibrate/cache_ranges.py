@@ -1,10 +1,11 @@
-"""Ranges from a TensorRT calibration cache (`calibrate --from-cache`): each tensor's amax is its scale x 127.
+"""Ranges from a TensorRT calibration cache (calibrate from a cache): each tensor's amax is its scale x 127.
 
 A cache keys scales by the tensor names TensorRT's ONNX parser saw: the model's own names, plus helper tensors the
 parser made (ONNXTRT_Broadcast_*, ONNXTRT_flattenTensor_*, "(Unnamed Layer* N) ...", bare numbers, and an ONNX
 node's or constant's name + "_output" for a layer of its own, e.g. ".../Softmax_output" next to the ONNX tensor
-".../Softmax_output_0"), which have no counterpart in the ONNX graph and are ignored. Placement, groups and weights are calibrate's own (pipeline.py);
-this module only matches names and turns scales into ranges, calibrating on data only the tensors the cache lacks.
+".../Softmax_output_0"), which have no counterpart in the ONNX graph and are ignored. Placement, groups and
+weights are calibrate's own (pipeline.py); this module only matches names and turns scales into ranges, calibrating
+on data only the tensors the cache lacks.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ INTERNAL_NAMES: Tuple[Tuple[str, Callable[[str, GraphView], bool]], ...] = (
     ("ONNXTRT_*", lambda name, view: name.startswith("ONNXTRT_")),
     ("(Unnamed Layer* N)", lambda name, view: re.match(r"\(Unnamed Layer\* \d+\)", name) is not None),
     ("bare numbers", lambda name, view: name.isdigit()),
-    (f"<ONNX name>{LAYER_OUTPUT}", lambda name, view: name.endswith(LAYER_OUTPUT) and _known(view, name[:-len(LAYER_OUTPUT)])),
+    (f"<ONNX name>{LAYER_OUTPUT}",
+     lambda name, view: name.endswith(LAYER_OUTPUT) and _known(view, name[: -len(LAYER_OUTPUT)])),
 )
 # the method qdqtool uses for tensors the cache lacks, per calibrator, when none is chosen (method auto)
 CALIBRATOR_METHOD = {
@@ -143,7 +145,7 @@ def calibrate_from_cache(model_path, cache_path, data_dir, outputs: CalibrationO
                          config: Optional[CalibrationConfig] = None,
                          progress: Optional[Callable[[int], None]] = None,
                          on_samples: Optional[Callable[[int], None]] = None) -> CalibrationResult:
-    """`calibrate --from-cache`: a Q/DQ model whose activation scales are the cache's. data_dir (optional) calibrates
+    """Calibrate from a cache: a Q/DQ model whose activation scales are the cache's. data_dir (optional) calibrates
     only the tensors the cache lacks, with config.method (method auto: the cache calibrator's nearest method)."""
     config = config or CalibrationConfig()
     for path in (outputs.model, outputs.ranges, outputs.cache):

@@ -2,7 +2,7 @@
 
 TensorRT <= 10 reads these caches for implicit INT8 (deprecated in 10.1, removed in 11); qdqtool writes them so a
 calibration can also feed an implicit-quantization build, and reads them to reuse an existing calibration's scales
-(`calibrate --from-cache`). TensorRT writes each scale's float32 bits with std::hex, so a value may have fewer than
+(calibrate from a cache). TensorRT writes each scale's float32 bits with std::hex, so a value may have fewer than
 8 digits ("0"), and the version as NV_TENSORRT_VERSION: major*1000 + minor*100 + patch up to 9.x ("8501"),
 major*10000 + minor*100 + patch from 10.0 ("100300").
 """
