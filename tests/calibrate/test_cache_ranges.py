@@ -11,6 +11,7 @@ import pytest
 import tiny
 from onnx import numpy_helper
 
+import qdqtool
 from qdqtool.calibrate.cache_ranges import calibrate_from_cache
 from qdqtool.calibrate.pipeline import CalibrationConfig, CalibrationOutputs, calibrate_file
 from qdqtool.calibrate.trtcache import read_calibration_cache, write_calibration_cache
@@ -231,3 +232,15 @@ def test_weights_are_quantized_per_channel_from_the_model(tmp_path):
     scales = [v for k, v in inits.items() if v.shape == (weight.shape[0],) and v.dtype == np.float32
               and k.endswith("scale")]
     assert scales and any(np.allclose(s, np.abs(weight).max(axis=(1, 2, 3)) / 127) for s in scales)
+
+
+def test_with_data_the_measuring_options_work_on_the_caches_scales(tmp_path):
+    """--keep-float with a cache and data: the sensitivity ranking runs on the cache's scales (public API)."""
+    model = tiny.resnet_block()
+    path, data = save_with_samples(model, tmp_path)
+    outputs = CalibrationOutputs(model=tmp_path / "o.onnx")
+    result = qdqtool.calibrate_from_cache(path, cache_of(tmp_path, model), data, outputs, CalibrationConfig(keep_float=1))
+    assert any(note.startswith("kept float by sensitivity") for note in result.notes)
+    assert result.summary()["counts"]["weighted"].get("float") == 1
+    assert result.summary()["from_cache"]["calibrated_on_data"] == []
+    assert result.samples == 4 and result.output_error is not None
