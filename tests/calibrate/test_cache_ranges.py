@@ -238,8 +238,8 @@ def test_with_data_the_measuring_options_work_on_the_caches_scales(tmp_path):
     """--keep-float with a cache and data: the sensitivity ranking runs on the cache's scales (public API)."""
     model = tiny.resnet_block()
     path, data = save_with_samples(model, tmp_path)
-    outputs = CalibrationOutputs(model=tmp_path / "o.onnx")
-    result = qdqtool.calibrate_from_cache(path, cache_of(tmp_path, model), data, outputs, CalibrationConfig(keep_float=1))
+    cache, outputs = cache_of(tmp_path, model), CalibrationOutputs(model=tmp_path / "o.onnx")
+    result = qdqtool.calibrate_from_cache(path, cache, data, outputs, CalibrationConfig(keep_float=1))
     assert any(note.startswith("kept float by sensitivity") for note in result.notes)
     assert result.summary()["counts"]["weighted"].get("float") == 1
     assert result.summary()["from_cache"]["calibrated_on_data"] == []
