@@ -1,25 +1,22 @@
 """Ranges from a TensorRT calibration cache (calibrate from a cache): each tensor's amax is its scale x 127.
 
-A cache keys scales by the tensor names TensorRT's ONNX parser saw: the model's own names, plus helper tensors the
-parser made (ONNXTRT_Broadcast_*, ONNXTRT_flattenTensor_*, "(Unnamed Layer* N) ...", bare numbers, and an ONNX
-node's or constant's name + "_output" for a layer of its own, e.g. ".../Softmax_output" next to the ONNX tensor
-".../Softmax_output_0"), which have no counterpart in the ONNX graph and are ignored. Placement, groups and
-weights are calibrate's own (pipeline.py); this module only matches names and turns scales into ranges, calibrating
-on data only the tensors the cache lacks.
+Placement, groups and weights are calibrate's own (pipeline.py, through its RangeSource hook); this module turns the
+matched entries (cache_names.py) into ranges, calibrating on data only the tensors the cache lacks, and reports
+what the plan made of them (cache_usage.py).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Optional
 
 import onnx
 
-from qdqtool.calibrate.cache_usage import cache_usage, shown
+from qdqtool.calibrate.cache_names import match_cache, refuse_other_model, shown
+from qdqtool.calibrate.cache_usage import cache_usage
 from qdqtool.calibrate.collect import collect_ranges
-from qdqtool.calibrate.observers import AUTO
+from qdqtool.calibrate.observers import AUTO, DEFAULT_PERCENTILE
 from qdqtool.calibrate.pipeline import CalibrationConfig, CalibrationOutputs, CalibrationResult, calibrate_file
 from qdqtool.calibrate.ranges import TensorRange
 from qdqtool.calibrate.trtcache import CalibrationCache, read_cache
@@ -30,16 +27,6 @@ from qdqtool.placement.plan import PlacementPlan
 from qdqtool.samples.sets import SampleSet
 from qdqtool.trt.scales import amax_from_scale
 
-LAYER_OUTPUT = "_output"   # the suffix TensorRT's parser appends to a node's or constant's name for a layer of its own
-# names TensorRT's parser gives the tensors it creates itself: (label, test on the name and the model's view), for
-# names that are not tensors of the ONNX graph
-INTERNAL_NAMES: Tuple[Tuple[str, Callable[[str, GraphView], bool]], ...] = (
-    ("ONNXTRT_*", lambda name, view: name.startswith("ONNXTRT_")),
-    ("(Unnamed Layer* N)", lambda name, view: re.match(r"\(Unnamed Layer\* \d+\)", name) is not None),
-    ("bare numbers", lambda name, view: name.isdigit()),
-    (f"<ONNX name>{LAYER_OUTPUT}",
-     lambda name, view: name.endswith(LAYER_OUTPUT) and _known(view, name[: -len(LAYER_OUTPUT)])),
-)
 # the method qdqtool uses for tensors the cache lacks, per calibrator, when none is chosen (method auto)
 CALIBRATOR_METHOD = {
     "EntropyCalibration2": "entropy",
@@ -47,55 +34,6 @@ CALIBRATOR_METHOD = {
     "MinMaxCalibration": "max",
     "LegacyCalibration": "percentile",   # quantile-based: the nearest of qdqtool's methods
 }
-MIN_MATCHED_SHARE = 0.5   # "mostly another model's names": fewer than half of the non-internal names are the model's
-
-
-@dataclass(frozen=True)
-class CacheMatch:
-    """The cache's entries sorted against one model: matched (tensor -> scale), internal, and unknown names."""
-
-    matched: Dict[str, float]
-    internal: Dict[str, List[str]]    # INTERNAL_NAMES label -> cache names (in the cache, not in the model)
-    unknown: List[str]                # neither the model's tensors nor internal names
-
-    @property
-    def internal_count(self) -> int:
-        return sum(len(names) for names in self.internal.values())
-
-
-def _known(view: GraphView, name: str) -> bool:
-    """A node, an activation or a constant of the model by this name."""
-    return name in view.by_name or name in view.initializers or view.producer(name) is not None
-
-
-def internal_label(name: str, view: GraphView) -> Optional[str]:
-    return next((label for label, test in INTERNAL_NAMES if test(name, view)), None)
-
-
-def match_cache(view: GraphView, cache: CalibrationCache) -> CacheMatch:
-    """Sort the cache's names: the model's activations (its inputs and node outputs) first, then internal names."""
-    activations = set(view.input_names)
-    matched: Dict[str, float] = {}
-    internal: Dict[str, List[str]] = {}
-    unknown: List[str] = []
-    for name, scale in cache.scales.items():
-        if name in activations or view.producer(name) is not None:
-            matched[name] = scale
-        elif internal_label(name, view) is not None:
-            internal.setdefault(internal_label(name, view), []).append(name)
-        else:
-            unknown.append(name)
-    return CacheMatch(matched, internal, unknown)
-
-
-def refuse_other_model(match: CacheMatch, source: str) -> None:
-    """A cache whose names are mostly not this model's (another model, another export of it) is refused."""
-    named = len(match.matched) + len(match.unknown)
-    if named == 0 or len(match.matched) < MIN_MATCHED_SHARE * named:
-        raise RangeError(f"{source}: only {len(match.matched)} of its {named} tensor names are tensors of this model "
-                         f"(e.g. {shown(match.unknown[:3])} are not); it is the cache of another model or another "
-                         "export of this one: give the cache TensorRT wrote for this ONNX file",
-                         settings=("from_cache",))
 
 
 @dataclass(frozen=True)
@@ -107,7 +45,7 @@ class CacheRanges:
     source: str              # how messages and the ranges file name the cache, e.g. "yolo.cache"
     method: str
     batch_size: int = 8
-    percentile: float = 99.99
+    percentile: float = DEFAULT_PERCENTILE
 
     @property
     def label(self) -> str:
@@ -136,9 +74,7 @@ class CacheRanges:
                tensor_amax: Dict[str, float]) -> Dict[str, object]:
         match = match_cache(view, self.cache)
         calibrated = sorted(t for t, r in ranges.items() if r.method != self.label)
-        return {"from_cache": cache_usage(view, plan, self.cache, match.matched, tensor_amax, self.source,
-                                     {label: len(names) for label, names in match.internal.items()},
-                                     match.unknown, calibrated)}
+        return {"from_cache": cache_usage(view, plan, self.cache, match, tensor_amax, self.source, calibrated)}
 
 
 def calibrate_from_cache(model_path, cache_path, data_dir, outputs: CalibrationOutputs,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from qdqtool.calibrate.cache_names import CacheMatch, shown
 from qdqtool.calibrate.trtcache import CalibrationCache
 from qdqtool.onnxgraph.graph import GraphView
 from qdqtool.placement.plan import Decision, PlacementPlan
@@ -19,12 +20,6 @@ from qdqtool.trt.scales import amax_from_scale
 
 QUANTIZER = "quantizer scale"
 GROUP_MEMBER = "shared-scale group member"
-SHOWN = 8   # names listed in a one-line message
-
-
-def shown(names: Sequence[str]) -> str:
-    """The first few names, and how many more there are."""
-    return ", ".join(names[:SHOWN]) + (f" ... ({len(names) - SHOWN} more)" if len(names) > SHOWN else "")
 
 
 class _Uses:
@@ -72,11 +67,11 @@ def unused_reason(uses: _Uses, tensor: str) -> str:
     return found or (NO_QUANTIZER if uses.view.consumers(tensor) else NO_READER)
 
 
-def cache_usage(view: GraphView, plan: PlacementPlan, cache: CalibrationCache, matched: Dict[str, float],
-                tensor_amax: Dict[str, float], source: str, internal: Dict[str, int], unknown: Sequence[str],
-                calibrated: Sequence[str]) -> Dict[str, object]:
+def cache_usage(view: GraphView, plan: PlacementPlan, cache: CalibrationCache, match: CacheMatch,
+                tensor_amax: Dict[str, float], source: str, calibrated: Sequence[str]) -> Dict[str, object]:
     """The JSON-ready account of one cache: its entries, how many the plan used (as what), why the rest are unused,
     and the tensors calibrated on data because the cache lacks them."""
+    matched = match.matched
     in_groups = {t for group in plan.groups if any(m in tensor_amax for m in group) for t in group}
     used = {t: QUANTIZER if t in tensor_amax else GROUP_MEMBER for t in matched if t in tensor_amax or t in in_groups}
     uses = _Uses(view, plan)
@@ -86,7 +81,8 @@ def cache_usage(view: GraphView, plan: PlacementPlan, cache: CalibrationCache, m
     return {
         "file": source, "header": cache.header, "tensorrt_version": cache.tensorrt_version,
         "calibrator": cache.calibrator, "entries": len(cache.scales), "matched": len(matched),
-        "internal_ignored": dict(internal), "unknown": list(unknown),
+        "internal_ignored": {label: len(names) for label, names in match.internal.items()},
+        "unknown": list(match.unknown),
         "used": len(used), "used_as": dict(Counter(used.values())),
         "unused": len(unused), "unused_by_reason": dict(Counter(unused.values()).most_common()),
         "unused_entries": unused,

@@ -244,3 +244,11 @@ def test_with_data_the_measuring_options_work_on_the_caches_scales(tmp_path):
     assert result.summary()["counts"]["weighted"].get("float") == 1
     assert result.summary()["from_cache"]["calibrated_on_data"] == []
     assert result.samples == 4 and result.output_error is not None
+
+
+def test_a_cache_of_internal_names_only_is_refused(tmp_path):
+    path = tmp_path / "model.onnx"
+    onnx.save(tiny.resnet_block(), path)
+    cache = write_calibration_cache(tmp_path / "c.cache", {"ONNXTRT_Broadcast_output": 0.1, "17": 0.2})
+    with pytest.raises(RangeError, match="holds only TensorRT-internal names"):
+        calibrate_from_cache(path, cache, None, CalibrationOutputs(model=tmp_path / "o.onnx"))
