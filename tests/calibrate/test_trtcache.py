@@ -115,3 +115,9 @@ def test_bad_caches_are_refused_with_what_is_wrong(text, phrase):
 def test_a_last_line_without_line_end_is_fine_when_whole():
     assert parse_cache("TRT-8501-EntropyCalibration2\na: 3c010a14").scales == {"a": pytest.approx(1 / 127, rel=1e-3)}
     assert parse_cache("TRT-8501-EntropyCalibration2\na: 0").scales == {"a": 0.0}
+
+
+def test_names_with_colons_keep_them():
+    """tf2onnx models name tensors 'input_1:0'; the value is after the last colon."""
+    cache = parse_cache("TRT-8601-EntropyCalibration2\ninput_1:0: 3c010a14\nStatefulPartitionedCall/x:0: 0\n")
+    assert list(cache.scales) == ["input_1:0", "StatefulPartitionedCall/x:0"]
