@@ -8,6 +8,7 @@ import click
 
 import qdqtool
 from qdqtool.accuracy.report import error_lines
+from qdqtool.calibrate.cache_usage import cache_lines
 from qdqtool.calibrate.observers import CALIBRATION_METHODS, DEFAULT_PERCENTILE
 from qdqtool.calibrate.ranges import ranges_beside
 from qdqtool.calibrate.summary import summary_lines
@@ -35,6 +36,9 @@ from .placement_options import placement_options
               help="Where to write the ranges JSON (default: OUTPUT with .ranges.json); fix-residuals can reuse it.")
 @click.option("--cache", "cache_path", type=click.Path(path_type=Path), default=None,
               help="Also write a TensorRT (<= 10) calibration cache for the implicit INT8 path.")
+@click.option("--from-cache", "from_cache", type=click.Path(path_type=Path), default=None,
+              help="Take the activation scales from a TensorRT (<= 10) calibration cache instead of calibrating; "
+                   "--data then calibrates only the tensors the cache lacks.")
 @click.option("--cache-header", default=DEFAULT_VERSION_TAG, show_default=True,
               help="The cache's first line (TensorRT checks version and calibrator).")
 @click.option("--keep-float", type=click.IntRange(min=0), default=0, show_default=True,
@@ -48,32 +52,39 @@ from .placement_options import placement_options
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.pass_context
 def calibrate_command(ctx: click.Context, model: Path, output: Path, method: str, percentile: float, batch_size: int,
-                      ranges_path, cache_path, cache_header: str, keep_float: int, max_error, as_json: bool,
+                      ranges_path, cache_path, from_cache, cache_header: str, keep_float: int, max_error, as_json: bool,
                       data: DataOptions, placement: PlacementConfig) -> None:
     """Calibrate an FP32 ONNX MODEL on real data and write a Q/DQ model placed by TensorRT's rules.
 
     Example: qdqtool calibrate yolov8n.onnx --data photos/ --preset yolo --size 320 -o yolov8n.qdq.onnx
     """
-    if data.folder is None:
-        raise DataError("calibrate needs real samples: pass --data DIR (a folder of images or .npy/.npz tensors)")
+    if data.folder is None and from_cache is None:
+        raise DataError("calibrate needs real samples: pass --data DIR (a folder of images or .npy/.npz tensors), "
+                        "or --from-cache CACHE to reuse a TensorRT calibration cache")
     config = qdqtool.CalibrationConfig(method=method, percentile=percentile, batch_size=batch_size,
                                        max_samples=data.max_samples, preprocess=data.preprocess,
                                        placement=placement, keep_float=keep_float, max_error=max_error)
     outputs = qdqtool.CalibrationOutputs(model=output, ranges=ranges_path or ranges_beside(output),
                                          cache=cache_path, cache_version_tag=cache_header)
     with progress_bar("calibrating", quiet_from(ctx) or as_json) as (set_total, advance):
-        result = qdqtool.calibrate_model(model, data.folder, config, outputs, progress=advance, on_samples=set_total)
+        if from_cache is not None:
+            result = qdqtool.calibrate_from_cache(model, from_cache, data.folder, outputs, config, progress=advance,
+                                                  on_samples=set_total)
+        else:
+            result = qdqtool.calibrate_model(model, data.folder, config, outputs, progress=advance,
+                                             on_samples=set_total)
     summary = result.summary()
     summary.update({"model": str(model), "output": str(output), "ranges": str(outputs.ranges),
                     "cache": str(cache_path) if cache_path else None, "method": method})
     if as_json:
         emit_json(summary)
         return
-    click.echo(f"wrote {output} ({summary['samples']} samples, {method} ranges in {outputs.ranges}"
+    source = f"scales from {from_cache};" if from_cache else f"{summary['samples']} samples, {method}"
+    click.echo(f"wrote {output} ({source} ranges in {outputs.ranges}"
                + (f", TensorRT cache {cache_path}" if cache_path else "") + ")")
     for note in summary["notes"]:
         click.echo(f"note: {note}")
-    for line in summary_lines(summary):
+    for line in summary_lines(summary) + (cache_lines(summary["from_cache"]) if "from_cache" in summary else []):
         click.echo(line)
     if "auto" in summary:
         auto = summary["auto"]

@@ -17,6 +17,7 @@ from typing import Callable, Optional, Union
 import onnx
 
 from qdqtool.build.pipeline import BuildConfig, BuildResult, build_engine  # build_engine(BuildConfig): paths
+from qdqtool.calibrate.cache_ranges import calibrate_from_cache
 from qdqtool.calibrate.pipeline import (
     CalibrationConfig,
     CalibrationOutputs,
@@ -42,7 +43,8 @@ Progress = Optional[Callable[[int], None]]
 __all__ = [
     "BuildConfig", "BuildResult", "CalibrationConfig", "CalibrationOutputs", "CalibrationResult", "CheckReport",
     "DataConfig", "FixConfig", "FixResult", "GateComparison", "PlacementConfig", "PrecisionReport",
-    "build_engine", "calibrate_model", "check_model", "compare_report", "fix_residuals", "read_report",
+    "build_engine", "calibrate_from_cache", "calibrate_model", "check_model", "compare_report", "fix_residuals",
+    "read_report",
 ]
 
 

@@ -244,3 +244,56 @@ def data_images_for_dynamic(root: Path) -> Path:
     folder.mkdir(exist_ok=True)
     Image.fromarray(np.full((8, 8, 3), 100, np.uint8)).save(folder / "a.png")
     return folder
+
+
+# --- TensorRT calibration caches (for calibrate --from-cache) ---------------------------------------------------
+def good_cache_text(root: Path) -> str:
+    """A TensorRT 10.3 cache of good_model: every activation of it at scale 0.01 (3c23d70a)."""
+    model = onnx.load(good_model(root))
+    names = [i.name for i in model.graph.input] + [o for n in model.graph.node for o in n.output]
+    return "TRT-100300-EntropyCalibration2\n" + "".join(f"{name}: 3c23d70a\n" for name in names)
+
+
+def _cache(root: Path, name: str, text: str) -> Path:
+    path = root / name
+    path.write_text(text)
+    return path
+
+
+def cache_other_model(root: Path) -> Path:
+    """A real-looking cache of another network: YOLO tensor names, none of them good_model's."""
+    lines = "".join(f"/model.{i}/conv/Conv_output_0: 3d{i:02x}0a14\n" for i in range(12))
+    return _cache(root, "other-model.cache", "TRT-8501-EntropyCalibration2\nimages: 3c010a14\n" + lines)
+
+
+def cache_empty(root: Path) -> Path:
+    return _cache(root, "empty.cache", "")
+
+
+def cache_header_only(root: Path) -> Path:
+    return _cache(root, "header-only.cache", "TRT-8601-EntropyCalibration2\n")
+
+
+def cache_truncated(root: Path) -> Path:
+    """good_cache_text cut inside its last kept line (a copy that stopped early)."""
+    text = good_cache_text(root)
+    return _cache(root, "truncated.cache", text[: text.rindex(": 3c23d70a", 0, len(text) // 2) + 5])
+
+
+def cache_unknown_header(root: Path) -> Path:
+    return _cache(root, "unknown-header.cache", good_cache_text(root).replace("EntropyCalibration2", "Percentile99", 1))
+
+
+def cache_no_header(root: Path) -> Path:
+    return _cache(root, "no-header.cache", good_cache_text(root).split("\n", 1)[1])
+
+
+def cache_non_hex(root: Path) -> Path:
+    text = good_cache_text(root)
+    return _cache(root, "non-hex.cache", text.replace("3c23d70a", "0.007874", 1))
+
+
+def cache_missing_tensors(root: Path) -> Path:
+    """good_model's cache without the Relu outputs the placement quantizes."""
+    kept = [line for line in good_cache_text(root).splitlines() if "relu" not in line]
+    return _cache(root, "missing.cache", "\n".join(kept) + "\n")

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Protocol
 
 import onnx
 
@@ -21,7 +21,7 @@ from qdqtool.calibrate.sensitivity import keep_float_nodes, measure_sensitivity,
 from qdqtool.calibrate.summary import plan_summary
 from qdqtool.calibrate.target import TargetResult, meet_error_target
 from qdqtool.calibrate.trtcache import DEFAULT_VERSION_TAG, write_calibration_cache
-from qdqtool.errors import ConfigError
+from qdqtool.errors import ConfigError, DataError
 from qdqtool.fileio import check_distinct_outputs, check_not_data_file, check_output_path, save_model_atomically
 from qdqtool.onnxgraph.graph import GraphView
 from qdqtool.onnxgraph.prepare import (
@@ -40,6 +40,19 @@ from qdqtool.trt.kinds import Outcome, Rule
 from qdqtool.trt.scales import scale_from_amax
 
 log = logging.getLogger("qdqtool")
+
+
+class RangeSource(Protocol):
+    """Where calibrate's ranges come from when they are not collected on samples (e.g. a TensorRT cache): the rest
+    of the pipeline (placement with the ranges, groups, weights, outputs) is the same."""
+
+    def ranges(self, model: onnx.ModelProto, view: GraphView, plan: PlacementPlan, samples: Optional[SampleSet],
+               progress: Optional[Callable[[int], None]]) -> Dict[str, TensorRange]:
+        """A range for every tensor the plan (planned without ranges) observes; raises QdqError when it cannot."""
+
+    def report(self, view: GraphView, plan: PlacementPlan, ranges: Dict[str, TensorRange],
+               tensor_amax: Dict[str, float]) -> Dict[str, object]:
+        """JSON-ready keys merged into the result's summary: what the final plan made of the source's ranges."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +88,7 @@ class CalibrationResult:
     output_error: Optional[ErrorSummary] = None   # the output error measure vs FP32 on a few calibration samples
     auto: Optional[AutoChoice] = None
     target: Optional[TargetResult] = None
+    source_summary: Dict[str, object] = field(default_factory=dict)   # a RangeSource's report
 
     def summary(self) -> Dict[str, object]:
         summary = plan_summary(self.plan)
@@ -85,6 +99,7 @@ class CalibrationResult:
             summary["auto"] = self.auto.summary()
         if self.target is not None:
             summary["max_error"] = self.target.as_dict()
+        summary.update(self.source_summary)
         return summary
 
 
@@ -93,25 +108,32 @@ def weighted_outputs(view: GraphView, plan: PlacementPlan) -> List[str]:
     return [view.by_name[d.node].output[0] for d in plan.decisions_for(Rule.WEIGHTED) if d.outcome == Outcome.INT8]
 
 
-def calibrate_model(model: onnx.ModelProto, samples: SampleSet, config: CalibrationConfig = CalibrationConfig(),
-                    progress: Optional[Callable[[int], None]] = None, notes: Optional[List[str]] = None
-                    ) -> CalibrationResult:
-    """Plan, collect ranges on the samples, plan again with the ranges, apply. The input model is not modified."""
+def calibrate_model(model: onnx.ModelProto, samples: Optional[SampleSet],
+                    config: CalibrationConfig = CalibrationConfig(), progress: Optional[Callable[[int], None]] = None,
+                    notes: Optional[List[str]] = None, source: Optional[RangeSource] = None) -> CalibrationResult:
+    """Plan, collect ranges on the samples (or take them from source), plan again with the ranges, apply. The input
+    model is not modified. Without samples (a source only) nothing is measured: no output error, no search."""
     if config.method not in CALIBRATION_METHODS:
         raise ConfigError(f"method must be one of {CALIBRATION_METHODS}", settings=("method",))
+    if samples is None and (source is None or config.method == AUTO or config.keep_float or config.max_error):
+        raise DataError("calibration samples are needed (to collect ranges, search them, or keep quantizers float "
+                        "by their effect on the outputs); give a data folder", settings=("data",))
     view = GraphView(model)
     first = plan_placement(view, config.placement)
     log.info("observing %d tensors for %d quantizers", len(first.observe), len(first.quantized_tensors()))
-    ranges = collect_ranges(model, first.observe, samples.batches(config.batch_size), config.method,
-                            percentile=config.percentile, progress=progress,
-                            max_only=weighted_outputs(view, first))
+    if source is None:
+        ranges = collect_ranges(model, first.observe, samples.batches(config.batch_size), config.method,
+                                percentile=config.percentile, progress=progress,
+                                max_only=weighted_outputs(view, first))
+    else:
+        ranges = source.ranges(model, view, first, samples, progress)
     ranges = unclipped_model_inputs(ranges, view.input_names)
     amax = amax_map(ranges)   # decides the placement (Concat range spreads) before and after any search
     plan = plan_placement(view, config.placement, amax)
-    feeds = list(islice(iter(samples), config.sensitivity_samples))
-    references = model_outputs(model, feeds)   # float sessions first: memory left over from auto's trials adds none
+    feeds = list(islice(iter(samples), config.sensitivity_samples)) if samples is not None else []
+    references = model_outputs(model, feeds) if feeds else []   # float sessions first: auto's trials add no memory
     auto = None
-    if config.method == AUTO:
+    if config.method == AUTO and source is None:
         auto = choose_ranges(model, plan, ranges, samples, view.input_names, config.search)
         ranges = auto.ranges
     tensor_amax = group_amax(plan, amax_map(ranges))
@@ -136,7 +158,9 @@ def calibrate_model(model: onnx.ModelProto, samples: SampleSet, config: Calibrat
     quantized = apply_plan(model, plan, tensor_amax)
     names = [o.name for o in model.graph.output]
     error = measure_outputs(names, references, model_outputs(quantized, feeds)) if feeds else None
-    return CalibrationResult(quantized, plan, ranges, tensor_amax, len(samples), notes, error, auto, target)
+    report = source.report(view, plan, ranges, tensor_amax) if source is not None else {}
+    return CalibrationResult(quantized, plan, ranges, tensor_amax, len(samples) if samples is not None else 0, notes,
+                             error, auto, target, report)
 
 
 def unclipped_model_inputs(ranges: Dict[str, TensorRange], input_names) -> Dict[str, TensorRange]:
@@ -176,8 +200,10 @@ def write_outputs(result: CalibrationResult, outputs: CalibrationOutputs, source
 
 def calibrate_file(model_path, data_dir, outputs: CalibrationOutputs, config: CalibrationConfig = CalibrationConfig(),
                    progress: Optional[Callable[[int], None]] = None,
-                   on_samples: Optional[Callable[[int], None]] = None) -> CalibrationResult:
-    """The whole command: validate everything first, calibrate, then write every output atomically."""
+                   on_samples: Optional[Callable[[int], None]] = None,
+                   source: Optional[RangeSource] = None) -> CalibrationResult:
+    """The whole command: validate everything first, calibrate, then write every output atomically. With a source,
+    data_dir may be None (the source gives every range)."""
     check_distinct_outputs(outputs.model, outputs.ranges, outputs.cache)
     for path in (outputs.model, outputs.ranges, outputs.cache):
         if path is not None:
@@ -190,9 +216,9 @@ def calibrate_file(model_path, data_dir, outputs: CalibrationOutputs, config: Ca
     del original  # a one-file model's weights: held once from here on
     if data_files:  # its external weights stay on file: read one at a time, never held whole by this process
         refer_to_external_weights(prepared, Path(model_path))
-    samples = open_samples(prepared, data_dir, config.preprocess, config.max_samples)
-    if on_samples is not None:
+    samples = None if data_dir is None else open_samples(prepared, data_dir, config.preprocess, config.max_samples)
+    if on_samples is not None and samples is not None:
         on_samples(len(samples))
-    result = calibrate_model(prepared, samples, config, progress, notes)
+    result = calibrate_model(prepared, samples, config, progress, notes, source)
     write_outputs(result, outputs, Path(model_path).name, external_data=bool(data_files))
     return result

@@ -77,6 +77,19 @@ DATA_ROWS = [
 ]
 
 
+CACHE_ROWS = [
+    # (cache maker, phrase): calibrate --from-cache refuses each in one line, without --data
+    ("cache_other_model", "only 0 of its 13 tensor names are tensors of this model"),
+    ("cache_empty", "is empty"),
+    ("cache_header_only", "has its header but no 'tensor: <hex>' entries"),
+    ("cache_truncated", "the cache looks truncated"),
+    ("cache_unknown_header", "names calibrator 'Percentile99', which qdqtool does not know"),
+    ("cache_no_header", "does not start with a 'TRT-<version>-<calibrator>' header"),
+    ("cache_non_hex", "line 2 is not 'tensor: <hex float32>'"),
+    ("cache_missing_tensors", "no scale for 3 tensors the placement needs (relu1_out, relu2_out, stem_relu_out)"),
+]
+
+
 def invoke(args: list):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
@@ -122,6 +135,21 @@ def test_dynamic_spatial_dims_need_a_size(root):
     assert result.exit_code == 2, result.output
     assert "has dynamic dimensions" in result.stderr and "(see --shapes)" in result.stderr
     assert written(root) == []
+
+
+@pytest.mark.parametrize("case,phrase", CACHE_ROWS, ids=[r[0] for r in CACHE_ROWS])
+def test_bad_cache(root, case, phrase):
+    args = ["calibrate", bad.good_model(root), "--from-cache", getattr(bad, case)(root), "-o", root / "out.onnx",
+            "--cache", root / "out.cache"]
+    assert_refused(invoke(args), 1, phrase, root)
+
+
+def test_from_cache_never_writes_over_its_cache(root):
+    cache = root / "given.cache"
+    cache.write_text(bad.good_cache_text(root))
+    args = ["calibrate", bad.good_model(root), "--from-cache", cache, "-o", root / "out.onnx", "--cache", cache]
+    assert_refused(invoke(args), 1, "is the input file", root)
+    assert cache.read_text() == bad.good_cache_text(root)
 
 
 OUTPUT_ROWS = [
