@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from qdqtool.errors import ConfigError, QdqError
-from qdqtool.report.gates import GATES, NAME_ONLY_GATES, describe_violations, parse_gates
+from qdqtool.report.gates import GATES, NAME_ONLY_GATES, describe_violations, measures_tensorrt, parse_gates
 from qdqtool.report.layers import PrecisionReport
 
 GATE_EXIT_STATUS = 3
@@ -75,6 +75,10 @@ def enforce_gates(report: PrecisionReport, gates: Sequence[str]) -> None:
     """Print each violated gate on stderr and exit 3; refuse gates that need precisions when none are known."""
     if not gates:
         return
+    if not measures_tensorrt(report):
+        raise QdqError(f"--fail-on judges TensorRT's layers, and {report.source} was built by ONNX Runtime, whose CPU "
+                       "nodes are not TensorRT's; judge the Q/DQ model with `qdqtool check MODEL --fail-on ...` "
+                       "(what `qdqtool build` does itself when it builds with ONNX Runtime)")
     if not report.precision_known:
         blind = [g for g in gates if g not in NAME_ONLY_GATES]
         if blind:
