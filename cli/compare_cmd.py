@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from qdqtool.accuracy.compare import CompareConfig, CompareResult, compare_files
+import qdqtool
+from qdqtool.accuracy.compare import CompareConfig, CompareResult
 from qdqtool.accuracy.measure import MeasureConfig
 from qdqtool.accuracy.report import failed_gates, result_lines
 from qdqtool.accuracy.tasks import TASKS
@@ -87,8 +88,8 @@ def compare_command(ctx: click.Context, fp32_model: Path, quantized_model: Path,
             check_output_path(model, plot)
         require_matplotlib()
     with progress_bar("comparing", quiet_from(ctx) or as_json) as (set_total, advance):
-        result: CompareResult = compare_files(fp32_model, quantized_model, data.folder, config, progress=advance,
-                                              on_samples=set_total)
+        result: CompareResult = qdqtool.compare_models(fp32_model, quantized_model, data.folder, config,
+                                                       progress=advance, on_samples=set_total)
     if plot is not None:
         from qdqtool.accuracy.plot import plot_tensor_errors
 

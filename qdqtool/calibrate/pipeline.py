@@ -15,7 +15,7 @@ from qdqtool.accuracy.measure import ErrorSummary
 from qdqtool.calibrate.auto import AutoChoice, choose_ranges
 from qdqtool.calibrate.collect import collect_ranges
 from qdqtool.calibrate.observers import AUTO, CALIBRATION_METHODS, DEFAULT_PERCENTILE
-from qdqtool.calibrate.ranges import TensorRange, amax_map, save_ranges
+from qdqtool.calibrate.ranges import TensorRange, amax_map, ranges_beside, save_ranges
 from qdqtool.calibrate.search import SearchConfig, holdout_indices
 from qdqtool.calibrate.sensitivity import keep_float_nodes, measure_sensitivity, model_outputs
 from qdqtool.calibrate.summary import plan_summary
@@ -58,10 +58,21 @@ class CalibrationConfig:
 
 @dataclass(frozen=True)
 class CalibrationOutputs:
+    """What calibration writes: the Q/DQ model; the ranges file beside it by default (MODEL.ranges.json, which
+    `build` and `fix-residuals` find there; write_ranges=False for none); a TensorRT cache when named."""
+
     model: Path
-    ranges: Optional[Path] = None
+    ranges: Optional[Path] = None             # default: ranges_beside(model), unless write_ranges is False
     cache: Optional[Path] = None
     cache_version_tag: str = DEFAULT_VERSION_TAG
+    write_ranges: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "model", Path(self.model))
+        if self.ranges is None and self.write_ranges:
+            object.__setattr__(self, "ranges", ranges_beside(self.model))
+        elif not self.write_ranges:
+            object.__setattr__(self, "ranges", None)
 
 
 @dataclass(frozen=True)
