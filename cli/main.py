@@ -14,7 +14,8 @@ from qdqtool.errors import ConfigError, QdqError
 
 from . import interrupts
 
-USER_ERROR_EXIT_STATUS = 1   # bad files or data; 2 is click's usage error (bad option values); 3 a failed gate
+USER_ERROR_EXIT_STATUS = 1   # bad files or data; 3 a failed gate
+USAGE_EXIT_STATUS = 2        # a bad setting: click's usage error, or the library's ConfigError (one line, too)
 # The library names the settings that fix an error (QdqError.settings); these are their options where the name
 # differs from the option (default: --setting-name).
 SETTING_OPTIONS = {"data_dir": "--data", "data_folder": "--data", "ranges_file": "--ranges", "report": "--report",
@@ -44,8 +45,9 @@ def error_line(exc: QdqError) -> str:
 
 
 class QdqGroup(click.Group):
-    """QdqError -> 'qdqtool: error: ...' and exit status 1; a ConfigError the option types did not catch -> click's
-    usage error (exit 2); a signal -> 130/143 whatever exception it became; anything else keeps its traceback.
+    """QdqError -> 'qdqtool: error: ...' and exit status 1; a ConfigError the option types did not catch -> the
+    same one line, exit 2 (a usage error); a signal -> 130/143 whatever exception it became; anything else keeps
+    its traceback.
     Commands are listed from COMMANDS and imported only when one is run (or asked for its help)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -70,11 +72,9 @@ class QdqGroup(click.Group):
             if signum is not None:
                 click.echo(interrupts.message(signum), err=True)
                 ctx.exit(interrupts.exit_status(signum))
-            if isinstance(exc, ConfigError):
-                raise click.UsageError(error_line(exc), ctx) from exc
             if isinstance(exc, QdqError):
                 click.echo(f"qdqtool: error: {error_line(exc)}", err=True)
-                ctx.exit(USER_ERROR_EXIT_STATUS)
+                ctx.exit(USAGE_EXIT_STATUS if isinstance(exc, ConfigError) else USER_ERROR_EXIT_STATUS)
             raise
 
 

@@ -13,7 +13,8 @@ from qdqtool.report.gates import GATES, NAME_ONLY_GATES, describe_violations, me
 from qdqtool.report.layers import PrecisionReport
 
 GATE_EXIT_STATUS = 3
-EXIT_EPILOG = f"Exit status: 0 ok, 1 bad file or data, 2 bad option value, {GATE_EXIT_STATUS} a --fail-on gate failed."
+EXIT_EPILOG = (f"Exit status: 0 ok, 1 bad file or data, 2 bad or missing option value, {GATE_EXIT_STATUS} a gate "
+               "or threshold failed, 130/143 interrupted (SIGINT/SIGTERM).")
 SHOW_CHOICES = ("all", "problems", "summary")
 
 

@@ -43,7 +43,7 @@ def _dynamic(dims: Sequence[int | None]) -> bool:
 
 
 def known_shape(config: BuildConfig, inputs: Sequence[Input], dims: Sequence[int | None]) -> ShapeProfile | None:
-    """The shape the run itself feeds a dynamic image input without a profile: the preprocessing's size (Preprocess.size)
+    """The shape the run itself feeds a dynamic image input without a profile: the preprocessing's size
     on the model's one NCHW/NHWC input, batch 1; None when the run does not fix it (channels dynamic too)."""
     size, layout = config.preprocess.size, config.preprocess.layout
     if size is None or len(inputs) != 1 or len(dims) != 4:

@@ -14,7 +14,7 @@ from qdqtool.accuracy.compare import measure_outputs
 from qdqtool.accuracy.measure import ErrorSummary
 from qdqtool.calibrate.auto import AutoChoice, choose_ranges
 from qdqtool.calibrate.collect import collect_ranges
-from qdqtool.calibrate.observers import AUTO, CALIBRATION_METHODS, DEFAULT_PERCENTILE
+from qdqtool.calibrate.observers import AUTO, DEFAULT_PERCENTILE, Method, check_percentile, method_setting
 from qdqtool.calibrate.ranges import TensorRange, amax_map, ranges_beside, save_ranges
 from qdqtool.calibrate.search import SearchConfig, holdout_indices
 from qdqtool.calibrate.sensitivity import keep_float_nodes, measure_sensitivity, model_outputs
@@ -44,7 +44,7 @@ log = logging.getLogger("qdqtool")
 
 @dataclass(frozen=True)
 class CalibrationConfig:
-    method: str = AUTO
+    method: Method = AUTO                # a Method or its text; validated here (ConfigError)
     percentile: float = DEFAULT_PERCENTILE
     batch_size: int = 8
     max_samples: Optional[int] = None
@@ -54,6 +54,14 @@ class CalibrationConfig:
     sensitivity_samples: int = 4         # calibration samples used to rank quantizers for keep_float
     search: SearchConfig = field(default_factory=SearchConfig)   # method auto
     max_error: Optional[float] = None    # keep the fewest most harmful quantizers' consumers float to meet it
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "method", method_setting(self.method))
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}", settings=("batch_size",))
+        if self.keep_float < 0:
+            raise ConfigError(f"keep_float must be 0 or more, got {self.keep_float}", settings=("keep_float",))
+        check_percentile(self.percentile)
 
 
 @dataclass(frozen=True)
@@ -108,8 +116,6 @@ def calibrate_model(model: onnx.ModelProto, samples: SampleSet, config: Calibrat
                     progress: Optional[Callable[[int], None]] = None, notes: Optional[List[str]] = None
                     ) -> CalibrationResult:
     """Plan, collect ranges on the samples, plan again with the ranges, apply. The input model is not modified."""
-    if config.method not in CALIBRATION_METHODS:
-        raise ConfigError(f"method must be one of {CALIBRATION_METHODS}", settings=("method",))
     view = GraphView(model)
     first = plan_placement(view, config.placement)
     log.info("observing %d tensors for %d quantizers", len(first.observe), len(first.quantized_tensors()))

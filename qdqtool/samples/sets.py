@@ -99,9 +99,12 @@ def _usable_files(folder: Path) -> tuple[str, list[Path]]:
         found = ", ".join(f"{suffix or '(none)'} x{n}" for suffix, n in suffix_counts.items())
         raise DataError(f"data folder {folder} has no usable files (found {found}); expected images "
                         f"({', '.join(sorted(IMAGE_SUFFIXES))}) or .npy/.npz tensors")
-    ignored = len(files) - len(images) - len(tensors)
-    if ignored:
-        logger.info("ignoring %d file(s) in %s that are neither images nor tensors", ignored, folder)
+    kept = set(images or tensors)
+    skipped = [p.name for p in files if p not in kept]
+    if skipped:  # said by default: a sample the user meant to give may be among them
+        shown = ", ".join(skipped[:5]) + (f", ... (+{len(skipped) - 5})" if len(skipped) > 5 else "")
+        logger.warning("skipping %d file(s) in %s that are neither images nor tensors: %s", len(skipped), folder,
+                       shown)
     return ("images", images) if images else ("tensors", tensors)
 
 
