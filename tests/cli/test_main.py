@@ -46,3 +46,14 @@ def test_keyboard_interrupt_in_a_command_exits_130_with_one_line(monkeypatch):
     result = CliRunner().invoke(cli, ["check", __file__])
     assert result.exit_code == 130, result.output
     assert "interrupted (SIGINT)" in result.output and "Aborted" not in result.output
+
+
+def test_a_library_setting_error_is_one_line_and_exit_2(tmp_path):
+    """build on a dynamic model without --shapes or data: the one 'qdqtool: error:' line, not click's block."""
+    from tiny_build import tiny_qdq_conv
+
+    tiny_qdq_conv(tmp_path / "dynamic.onnx", shape=(None, 3, None, None))
+    result = CliRunner().invoke(cli, ["build", str(tmp_path / "dynamic.onnx"), "--backend", "ort"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("qdqtool: error: ")
+    assert "(see --shapes)" in result.stderr and "Usage:" not in result.stderr
