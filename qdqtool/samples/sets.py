@@ -217,7 +217,8 @@ class SampleSet(Samples):
             raise DataError(f"the model has {len(self.specs)} inputs ({self._names()}); .npy feeds one input, "
                             "save .npz files keyed by input name instead")
         self._load(self.files[0])
-        logger.info("%d %s sample(s) from %s%s", len(self.files), self.kind, self.folder,
+        logger.info("%d %s from %s%s", len(self.files), "image(s)" if self.kind == "images" else "tensor file(s)",
+                    self.folder,
                     f" at {self.image_size[0]}x{self.image_size[1]}" if self.image_size else "")
 
     def _names(self) -> str:
