@@ -9,16 +9,17 @@ import click
 
 import qdqtool
 from qdqtool.accuracy.report import error_lines
-from qdqtool.build.config import BACKENDS, TRT_MAJORS
+from qdqtool.build.config import BACKENDS, OUTPUT_SUFFIXES, TRT_MAJORS, default_output
 from qdqtool.build.shapes import ShapeProfile, parse_shape_profile, parse_shapes
 from qdqtool.build.trtexec import shell_line
-from qdqtool.errors import ConfigError
+from qdqtool.errors import ConfigError, QdqError
 from qdqtool.fileio import check_distinct_outputs, check_output_path, write_json_atomically
+from qdqtool.report.gates import describe_violations
 
 from .common import emit_json
 from .data_options import DataOptions, data_options
 from .layer_table import report_text
-from .precision_gates import EXIT_EPILOG, enforce_gates, report_options
+from .precision_gates import EXIT_EPILOG, enforce_gates, exit_on_failed_gates, report_options
 
 
 def _trtexec_lines(result) -> list[str]:
@@ -53,8 +54,9 @@ def shape_profiles(ctx: click.Context, param: click.Parameter, values: tuple[str
 
 @click.command("build", epilog=EXIT_EPILOG)
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("-o", "--output", "engine", type=click.Path(path_type=Path), required=True,
-              help="Engine file to write (TensorRT plan, or ONNX Runtime's optimised .onnx).")
+@click.option("-o", "--output", "engine", type=click.Path(path_type=Path),
+              help="File to write (default: beside MODEL, named after what is built: NAME.engine, a TensorRT plan, "
+                   "or NAME.ort.onnx, ONNX Runtime's optimised graph).")
 @click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
               help="auto: TensorRT when it imports and sees a GPU, else ONNX Runtime.")
 @click.option("--shapes", multiple=True, type=ShapeProfileType(), callback=shape_profiles,
@@ -78,8 +80,8 @@ def shape_profiles(ctx: click.Context, param: click.Parameter, values: tuple[str
 @data_options
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="Write the layer report as JSON.")
 @report_options
-def build_command(model: Path, engine: Path, backend: str, shapes: dict[str, ShapeProfile], workspace_mib: int | None,
-                  weakly_typed: bool, fp16: bool, runs: int, warmup: int, no_latency: bool,
+def build_command(model: Path, engine: Path | None, backend: str, shapes: dict[str, ShapeProfile],
+                  workspace_mib: int | None, weakly_typed: bool, fp16: bool, runs: int, warmup: int, no_latency: bool,
                   reference: Path | None, ranges: Path | None, trtexec_major: str | None, report_path: Path | None,
                   fail_on: tuple[str, ...], as_json: bool, show: str, data: DataOptions) -> None:
     """Build MODEL (a Q/DQ ONNX file) into an engine and show which layers really run in INT8.
@@ -92,10 +94,14 @@ def build_command(model: Path, engine: Path, backend: str, shapes: dict[str, Sha
         preprocess=data.preprocess, trtexec_major=int(trtexec_major) if trtexec_major else None,
     )
     if report_path is not None:  # before the build: a bad report path must not cost a build
-        check_distinct_outputs(engine, report_path)
+        check_distinct_outputs(*(default_output(model, b) for b in OUTPUT_SUFFIXES) if engine is None else (engine,),
+                               report_path)
         check_output_path(model, report_path)
     result = qdqtool.build_engine(config)
-    payload = {**result.report.to_json(), "engine": str(result.engine),
+    counts = result.gate_counts()
+    payload = {"figures": FIGURES[result.gates_judged_on], **result.report.to_json(), "engine": str(result.engine),
+               "gates": {"judged_on": result.gates_judged_on, "counts": counts,
+                         "refused": result.prediction_refused or None},
                "trtexec": [{"tensorrt": c.tensorrt_major, "command": shell_line(c), "note": c.note}
                            for c in result.trtexec],
                "output_error": result.output_error.as_dict() if result.output_error is not None else None}
@@ -104,10 +110,36 @@ def build_command(model: Path, engine: Path, backend: str, shapes: dict[str, Sha
     if as_json:
         emit_json(payload)
     else:
+        if result.gates_judged_on == "prediction":
+            click.echo(FIGURES["prediction"])
+            click.echo(_prediction_line(result))
         click.echo(report_text(result.report, show))
-        click.echo(f"engine: {result.engine} (built with {result.report.backend})")
+        click.echo(f"output: {result.engine} (built with {result.report.backend})")
         if result.output_error is not None:
             click.echo("\n".join(error_lines(result.output_error, "outputs vs FP32 (ONNX Runtime, --data samples)")))
         for line in _trtexec_lines(result):
             click.echo(line)
-    enforce_gates(result.report, fail_on)
+    _enforce_build_gates(result, counts, fail_on)
+
+
+FIGURES = {"engine": "TensorRT figures measured: the engine's own layers",
+           "prediction": "TensorRT figures predicted (`qdqtool check`: no TensorRT here); ONNX Runtime figures "
+                         "measured (its CPU nodes, not TensorRT's layers)"}
+
+
+def _prediction_line(result) -> str:
+    counts = result.gate_counts()
+    if counts is None:
+        return f"TensorRT (predicted): none, TensorRT would refuse the model: {result.prediction_refused}"
+    return ("TensorRT (predicted; --fail-on judges these): "
+            + ", ".join(f"{gate} {count}" for gate, count in counts.items()))
+
+
+def _enforce_build_gates(result, counts: dict[str, int] | None, fail_on: tuple[str, ...]) -> None:
+    """TensorRT's gates on TensorRT's layers; for an ONNX Runtime build on check's prediction of them."""
+    if result.gates_judged_on == "engine":
+        enforce_gates(result.report, fail_on)
+        return
+    if fail_on and counts is None:
+        raise QdqError(f"--fail-on cannot be judged: TensorRT would refuse this model ({result.prediction_refused})")
+    exit_on_failed_gates([f"{line} [predicted]" for line in describe_violations(counts or {}, fail_on)])

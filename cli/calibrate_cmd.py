@@ -13,18 +13,18 @@ from qdqtool.calibrate.observers import CALIBRATION_METHODS, DEFAULT_PERCENTILE
 from qdqtool.calibrate.ranges import ranges_beside
 from qdqtool.calibrate.summary import summary_lines
 from qdqtool.calibrate.trtcache import DEFAULT_VERSION_TAG
-from qdqtool.errors import DataError
 from qdqtool.placement.plan import PlacementConfig
 
 from .common import emit_json, progress_bar, quiet_from
 from .data_options import DataOptions, data_options
 from .placement_options import placement_options
+from .precision_gates import EXIT_EPILOG
 
 
-@click.command("calibrate")
+@click.command("calibrate", epilog=EXIT_EPILOG)
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="The Q/DQ ONNX model to write.")
-@click.option("--method", type=click.Choice(CALIBRATION_METHODS), default=qdqtool.CalibrationConfig.method,
+@click.option("--method", type=click.Choice(CALIBRATION_METHODS), default=str(qdqtool.CalibrationConfig.method),
               show_default=True,
               help="How a tensor's range is chosen from its observed values; auto tries max, percentiles, entropy "
                    "and mse per scale and keeps the one that changes the model's outputs least.")
@@ -59,8 +59,8 @@ def calibrate_command(ctx: click.Context, model: Path, output: Path, method: str
     Example: qdqtool calibrate yolov8n.onnx --data photos/ --preset yolo --size 320 -o yolov8n.qdq.onnx
     """
     if data.folder is None and from_cache is None:
-        raise DataError("calibrate needs real samples: pass --data DIR (a folder of images or .npy/.npz tensors), "
-                        "or --from-cache CACHE to reuse a TensorRT calibration cache")
+        raise click.UsageError("calibrate needs real samples: pass --data DIR (a folder of images or .npy/.npz "
+                               "tensors), or --from-cache CACHE to reuse a TensorRT calibration cache")
     config = qdqtool.CalibrationConfig(method=method, percentile=percentile, batch_size=batch_size,
                                        max_samples=data.max_samples, preprocess=data.preprocess,
                                        placement=placement, keep_float=keep_float, max_error=max_error)

@@ -7,16 +7,16 @@ from typing import Any
 
 import click
 
-from qdqtool.accuracy.compare import CompareConfig, CompareResult, compare_files
+import qdqtool
+from qdqtool.accuracy.compare import CompareConfig, CompareResult
 from qdqtool.accuracy.measure import MeasureConfig
 from qdqtool.accuracy.report import failed_gates, result_lines
 from qdqtool.accuracy.tasks import TASKS
-from qdqtool.errors import DataError
 from qdqtool.fileio import check_output_path
 
 from .common import emit_json, progress_bar, quiet_from
 from .data_options import DataOptions, data_options
-from .precision_gates import exit_on_failed_gates
+from .precision_gates import EXIT_EPILOG, exit_on_failed_gates
 
 
 class ChannelAxisType(click.ParamType):
@@ -36,7 +36,7 @@ class ChannelAxisType(click.ParamType):
             self.fail(f"{value!r} names no output; write e.g. output0:1", param, ctx)
 
 
-@click.command("compare")
+@click.command("compare", epilog=EXIT_EPILOG)
 @click.argument("fp32_model", type=click.Path(path_type=Path))
 @click.argument("quantized_model", type=click.Path(path_type=Path))
 @data_options
@@ -74,7 +74,8 @@ def compare_command(ctx: click.Context, fp32_model: Path, quantized_model: Path,
     Example: qdqtool compare yolov8n.onnx yolov8n.qdq.onnx --data photos/ --preset yolo --task detect
     """
     if data.folder is None:
-        raise DataError("compare needs real samples: a folder of images or .npy/.npz tensors", settings=("data",))
+        raise click.UsageError("compare needs real samples: pass --data DIR (a folder of images or .npy/.npz "
+                               "tensors)")
     if min_agreement is not None and task is None:
         raise click.UsageError("--min-agreement needs --task (the metric it is a floor for)")
     measure = MeasureConfig(channel_axes=dict(channel_axes), threshold=threshold)
@@ -87,8 +88,8 @@ def compare_command(ctx: click.Context, fp32_model: Path, quantized_model: Path,
             check_output_path(model, plot)
         require_matplotlib()
     with progress_bar("comparing", quiet_from(ctx) or as_json) as (set_total, advance):
-        result: CompareResult = compare_files(fp32_model, quantized_model, data.folder, config, progress=advance,
-                                              on_samples=set_total)
+        result: CompareResult = qdqtool.compare_models(fp32_model, quantized_model, data.folder, config,
+                                                       progress=advance, on_samples=set_total)
     if plot is not None:
         from qdqtool.accuracy.plot import plot_tensor_errors
 

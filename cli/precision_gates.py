@@ -9,11 +9,12 @@ from typing import Any
 import click
 
 from qdqtool.errors import ConfigError, QdqError
-from qdqtool.report.gates import GATES, NAME_ONLY_GATES, describe_violations, parse_gates
+from qdqtool.report.gates import GATES, NAME_ONLY_GATES, describe_violations, measures_tensorrt, parse_gates
 from qdqtool.report.layers import PrecisionReport
 
 GATE_EXIT_STATUS = 3
-EXIT_EPILOG = f"Exit status: 0 ok, 1 bad file or data, 2 bad option value, {GATE_EXIT_STATUS} a --fail-on gate failed."
+EXIT_EPILOG = (f"Exit status: 0 ok, 1 bad file or data, 2 bad or missing option value, {GATE_EXIT_STATUS} a gate "
+               "or threshold failed, 130/143 interrupted (SIGINT/SIGTERM).")
 SHOW_CHOICES = ("all", "problems", "summary")
 
 
@@ -75,6 +76,10 @@ def enforce_gates(report: PrecisionReport, gates: Sequence[str]) -> None:
     """Print each violated gate on stderr and exit 3; refuse gates that need precisions when none are known."""
     if not gates:
         return
+    if not measures_tensorrt(report):
+        raise QdqError(f"--fail-on judges TensorRT's layers, and {report.source} was built by ONNX Runtime, whose CPU "
+                       "nodes are not TensorRT's; judge the Q/DQ model with `qdqtool check MODEL --fail-on ...` "
+                       "(what `qdqtool build` does itself when it builds with ONNX Runtime)")
     if not report.precision_known:
         blind = [g for g in gates if g not in NAME_ONLY_GATES]
         if blind:

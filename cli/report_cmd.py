@@ -9,6 +9,7 @@ import click
 
 import qdqtool
 from qdqtool.fileio import check_output_path, write_json_atomically
+from qdqtool.report.gates import measures_tensorrt
 
 from .common import emit_json
 from .layer_table import report_text
@@ -40,14 +41,20 @@ def report_command(layer_info: Path, output: Path | None, fail_on: tuple[str, ..
     else:
         click.echo(report_text(report, show))
         if rows:
-            click.echo(comparison_text(rows, compare_model))
+            click.echo(comparison_text(rows, compare_model, measures_tensorrt(report)))
     enforce_gates(report, fail_on)
 
 
-def comparison_text(rows: list[qdqtool.GateComparison], model: Path) -> str:
-    lines = [f"compared with `qdqtool check {model}` (predicted / observed):"]
+def comparison_text(rows: list[qdqtool.GateComparison], model: Path, tensorrt: bool = True) -> str:
+    if tensorrt:
+        lines = [f"compared with `qdqtool check {model}` (predicted / observed):"]
+    else:
+        lines = [f"`qdqtool check {model}`'s TensorRT prediction; not observed: this is an ONNX Runtime build, "
+                 "whose CPU nodes are not TensorRT's layers (build with TensorRT, export its layer information, "
+                 "compare that)"]
+    unknown = "observed unknown (names only)" if tensorrt else "not observable (ONNX Runtime build)"
     for row in rows:
-        verdict = {True: "agrees", False: "DIFFERS", None: "observed unknown (names only)"}[row.agrees]
+        verdict = {True: "agrees", False: "DIFFERS", None: unknown}[row.agrees]
         observed = "?" if row.observed is None else row.observed
         lines.append(f"  {row.gate:15s} {row.predicted:4d} / {observed!s:>4}  {verdict}")
         if row.predicted_only:

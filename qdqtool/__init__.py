@@ -15,12 +15,14 @@ __version__ = "0.1.0"
 
 _API = (
     "BuildConfig", "BuildResult", "CalibrationConfig", "CalibrationOutputs", "CalibrationResult", "CheckReport",
-    "DataConfig", "FixConfig", "FixResult", "GateComparison", "PlacementConfig", "PrecisionReport",
-    "build_engine", "calibrate_from_cache", "calibrate_model", "check_model", "compare_report", "fix_residuals",
+    "CompareConfig", "CompareResult", "DataConfig", "FixConfig", "FixResult", "GateComparison", "MeasureConfig",
+    "PlacementConfig", "PrecisionReport",
+    "build_engine", "calibrate_from_cache", "calibrate_model", "check_model", "compare_models", "compare_report",
+    "fix_residuals",
     "read_report",
 )
 _ERRORS = ("QdqError", "ConfigError", "DataError", "ModelError", "OutputError", "RangeError", "BackendUnavailable")
-__all__ = [*_API, *_ERRORS, "Preprocess", "__version__"]
+__all__ = [*_API, *_ERRORS, "Preprocess", "PRESETS", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -32,10 +34,10 @@ def __getattr__(name: str) -> Any:
         from qdqtool import errors
 
         return getattr(errors, name)
-    if name == "Preprocess":
-        from qdqtool.samples.images import Preprocess
+    if name in ("Preprocess", "PRESETS"):
+        from qdqtool.samples import images
 
-        return Preprocess
+        return getattr(images, name)
     raise AttributeError(f"module 'qdqtool' has no attribute {name!r}")
 
 

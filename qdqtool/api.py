@@ -16,6 +16,8 @@ from typing import Callable, Optional, Union
 
 import onnx
 
+from qdqtool.accuracy.compare import CompareConfig, CompareResult, compare_files
+from qdqtool.accuracy.measure import MeasureConfig
 from qdqtool.build.pipeline import BuildConfig, BuildResult, build_engine  # build_engine(BuildConfig): paths
 from qdqtool.calibrate.cache_ranges import calibrate_from_cache
 from qdqtool.calibrate.pipeline import (
@@ -39,11 +41,16 @@ from qdqtool.report.versus_check import GateComparison, compare_with_prediction,
 
 ModelLike = Union[str, "os.PathLike[str]", onnx.ModelProto]
 Progress = Optional[Callable[[int], None]]
+# Samples: a folder (images or .npy/.npz), a numpy array (samples along axis 0, one-input models), a dict of arrays
+# (input name -> samples along axis 0) or an iterable of feed dicts (input name -> array), as a script holds them.
+Data = object
 
 __all__ = [
     "BuildConfig", "BuildResult", "CalibrationConfig", "CalibrationOutputs", "CalibrationResult", "CheckReport",
-    "DataConfig", "FixConfig", "FixResult", "GateComparison", "PlacementConfig", "PrecisionReport",
-    "build_engine", "calibrate_from_cache", "calibrate_model", "check_model", "compare_report", "fix_residuals",
+    "CompareConfig", "CompareResult", "DataConfig", "FixConfig", "FixResult", "GateComparison", "MeasureConfig",
+    "PlacementConfig", "PrecisionReport",
+    "build_engine", "calibrate_from_cache", "calibrate_model", "check_model", "compare_models", "compare_report",
+    "fix_residuals",
     "read_report",
 ]
 
@@ -52,10 +59,11 @@ def _load(model: ModelLike) -> onnx.ModelProto:
     return model if isinstance(model, onnx.ModelProto) else load_model(model)
 
 
-def calibrate_model(model: ModelLike, data: Union[str, "os.PathLike[str]"],
-                    config: Optional[CalibrationConfig] = None, outputs: Optional[CalibrationOutputs] = None,
+def calibrate_model(model: ModelLike, data: Data, config: Optional[CalibrationConfig] = None,
+                    outputs: Optional[CalibrationOutputs] = None,
                     *, progress: Progress = None, on_samples: Progress = None) -> CalibrationResult:
-    """Calibrate an FP32 model on a folder of images or .npy/.npz tensors; Q/DQ placed by TensorRT's rules.
+    """Calibrate an FP32 model on samples (a folder of images or .npy/.npz tensors, a numpy array, a dict of arrays
+    or an iterable of feed dicts); Q/DQ placed by TensorRT's rules.
 
     result.model is the Q/DQ ModelProto. With outputs, the model (and the ranges file and TensorRT cache when
     named) are written atomically, after checking that no output would overwrite the input."""
@@ -87,6 +95,13 @@ def fix_residuals(model: ModelLike, output: Union[str, "os.PathLike[str]", None]
 
         save_model_atomically(result.model or model, Path(output), validate=check_session_opens)
     return result
+
+
+def compare_models(fp32: ModelLike, quantized: ModelLike, data: Data, config: Optional[CompareConfig] = None,
+                   *, progress: Progress = None, on_samples: Progress = None) -> CompareResult:
+    """How far `quantized` is from `fp32` on samples (as calibrate_model takes them): the figures `qdqtool compare`
+    prints (result.headline, per-output errors, task metrics with config.task, per-tensor with config.per_tensor)."""
+    return compare_files(fp32, quantized, data, config or CompareConfig(), progress, on_samples)
 
 
 def check_model(model: ModelLike, config: Optional[PlacementConfig] = None) -> CheckReport:

@@ -1,9 +1,8 @@
-"""The public API: the README's example runs as written on tiny models, and the API's contract (paths or
-ModelProtos, typed configs, QdqError only, nothing printed, lazy exports)."""
+"""The public API's contract on tiny models (paths or ModelProtos, samples as folders or arrays, typed configs,
+QdqError only, nothing printed, lazy exports); tests/test_docs_examples.py runs the README's and docs' examples."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,13 +15,6 @@ import tiny_qdq
 
 import qdqtool
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-def readme_example() -> str:
-    section = README.read_text().split("## Python API", 1)[1]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
-
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
@@ -34,14 +26,6 @@ def workdir(tmp_path, monkeypatch):
         np.save(tmp_path / "samples" / f"s{i}.npy", rng.standard_normal((1, 4, 8, 8)).astype(np.float32))
     monkeypatch.chdir(tmp_path)
     return tmp_path
-
-
-def test_readme_example_runs(workdir, capsys):
-    exec(compile(readme_example(), str(README), "exec"), {})
-    printed = capsys.readouterr().out
-    assert printed.startswith("4 samples;") and "float-add" in printed
-    assert (workdir / "model.qdq.onnx").is_file() and (workdir / "qat.fixed.onnx").is_file()
-    assert "insert" in printed or "remove" in printed     # the QAT skip branch gets repaired
 
 
 def test_paths_and_model_protos_give_the_same_results(workdir):
@@ -69,3 +53,53 @@ def test_import_is_lazy_and_exports_resolve():
     assert all(getattr(qdqtool, name) is not None for name in qdqtool.__all__)
     with pytest.raises(AttributeError):
         qdqtool.no_such_name  # noqa: B018
+
+
+def test_data_as_an_array_a_dict_or_feed_dicts_gives_the_folders_ranges(workdir):
+    """The same four samples as a folder, one array, a dict of arrays and an iterable of feed dicts."""
+    arrays = [np.load(workdir / "samples" / f"s{i}.npy") for i in range(4)]
+    batch = np.concatenate(arrays)                       # (4, 4, 8, 8): four samples along axis 0
+    config = qdqtool.CalibrationConfig(method="max")
+    folder = qdqtool.calibrate_model("model.onnx", "samples", config)
+    name = onnx.load("model.onnx").graph.input[0].name
+    for data in (batch, {name: batch}, ({name: a} for a in arrays), [{name: a[0]} for a in arrays]):
+        result = qdqtool.calibrate_model("model.onnx", data, config)
+        assert result.samples == 4 and result.tensor_amax == folder.tensor_amax
+    with pytest.raises(qdqtool.DataError, match="has inputs"):
+        qdqtool.calibrate_model("model.onnx", [{"wrong": arrays[0]}], config)
+    with pytest.raises(qdqtool.DataError, match="expects shape"):
+        qdqtool.calibrate_model("model.onnx", np.zeros((2, 3, 8, 8), np.float32), config)
+    with pytest.raises(qdqtool.DataError, match="cannot read samples from a int"):
+        qdqtool.calibrate_model("model.onnx", 7, config)
+
+
+def test_compare_models_gives_the_clis_figures(workdir):
+    from click.testing import CliRunner
+    from qdqtool.cli.main import cli
+
+    qdqtool.calibrate_model("model.onnx", "samples", qdqtool.CalibrationConfig(method="max"),
+                            qdqtool.CalibrationOutputs(model=Path("model.qdq.onnx")))
+    assert Path("model.qdq.ranges.json").is_file()  # the ranges file beside the model, as the CLI writes it
+    arrays = np.concatenate([np.load(workdir / "samples" / f"s{i}.npy") for i in range(4)])
+    result = qdqtool.compare_models("model.onnx", "model.qdq.onnx", arrays)
+    cli_json = CliRunner().invoke(cli, ["compare", "model.onnx", "model.qdq.onnx", "--data", "samples", "--json"])
+    import json
+
+    assert result.samples == 4 and json.loads(cli_json.stdout)["headline_error"] == round(result.headline, 6)
+
+
+def test_exports_and_plain_string_counts():
+    assert qdqtool.PRESETS["yolo"] == qdqtool.Preprocess(resize="letterbox", pad_value=114.0)
+    counts = qdqtool.check_model(tiny_qdq.qat(tiny.resnet_block())).counts()
+    assert all(type(key) is str for key in counts) and "'float-add': " in repr(counts)
+
+
+def test_settings_are_validated_when_the_config_is_built():
+    from qdqtool.calibrate.observers import Method
+
+    assert qdqtool.CalibrationConfig(method="MAX").method is Method.MAX == "max"
+    for bad, setting in ((dict(method="median"), "method"), (dict(batch_size=0), "batch_size"),
+                         (dict(percentile=101.0), "percentile"), (dict(keep_float=-1), "keep_float")):
+        with pytest.raises(qdqtool.ConfigError) as raised:
+            qdqtool.CalibrationConfig(**bad)
+        assert raised.value.settings == (setting,)

@@ -153,8 +153,9 @@ def compare_models(fp32: onnx.ModelProto, quantized: onnx.ModelProto, samples: S
 
 def compare_files(fp32_path, quantized_path, data_dir, config: CompareConfig = CompareConfig(),
                   progress: Optional[Progress] = None, on_samples: Optional[Progress] = None) -> CompareResult:
-    """The whole command: load and check both models and the samples first, then compare."""
-    fp32, quantized = load_model(fp32_path), load_model(quantized_path)
+    """The whole command: load and check both models (paths or ModelProtos) and the samples (a folder, or arrays as
+    open_samples takes them) first, then compare."""
+    fp32, quantized = (m if isinstance(m, onnx.ModelProto) else load_model(m) for m in (fp32_path, quantized_path))
     samples = open_samples(fp32, data_dir, config.preprocess, config.max_samples)
     if on_samples is not None:
         on_samples(len(samples))

@@ -52,16 +52,17 @@ def plot_tensor_errors(result: CompareResult, path, title: str = "") -> Path:
     if marginal:
         axes.scatter([t.tensor.depth for t in marginal], [t.marginal_error for t in marginal], marker="x",
                      color="tab:purple", label="output error, only this quantizer", zorder=2, s=18)
-    for item in result.tensors[:LABELLED]:
-        axes.annotate(item.tensor.tensor, (item.tensor.depth, item.relative_error), fontsize=7,
-                      xytext=(4, 4), textcoords="offset points")
+    for rank, item in enumerate(result.tensors[:LABELLED]):   # staggered, so neighbouring labels do not overlap
+        axes.annotate(f"{rank + 1}. {item.tensor.tensor}", (item.tensor.depth, item.relative_error), fontsize=7,
+                      xytext=(6, -12 * rank), textcoords="offset points", arrowprops={"arrowstyle": "-", "lw": 0.5})
     axes.set_yscale("log")
     axes.set_xlabel("depth (position of the quantizer in the graph)")
-    axes.set_ylabel("relative RMS error vs FP32")
-    axes.set_title(f"{title}  headline error {result.headline:.4f}".strip(), fontsize=10)
-    axes.legend(fontsize=8, loc="upper left")
+    axes.set_ylabel("this tensor's relative RMS error vs FP32")
+    axes.set_title(f"{title}  headline error {result.headline:.4f} (the worst output channel, all quantizers; "
+                   "a tensor's own error is on another scale)".strip(), fontsize=9)
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)   # beside, not on, points
     figure.tight_layout()
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")   # the legend beside the axes included
     plt.close(figure)
     return write_bytes_atomically(path, buffer.getvalue())

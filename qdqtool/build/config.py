@@ -8,12 +8,22 @@ from pathlib import Path
 
 from qdqtool.accuracy.measure import ErrorSummary
 from qdqtool.build.shapes import ShapeProfile
+from qdqtool.check.predict import CheckReport
 from qdqtool.errors import ConfigError
 from qdqtool.report.layers import PrecisionReport
 from qdqtool.samples.images import Preprocess
 
 BACKENDS = ("auto", "trt", "ort")
 TRT_MAJORS = (10, 11)                         # the TensorRT versions qdqtool builds with
+# What each backend writes, named after what it is: a TensorRT plan, or ONNX Runtime's optimised ONNX graph.
+OUTPUT_SUFFIXES = {"trt": ".engine", "ort": ".ort.onnx"}
+
+
+def default_output(model: Path, backend: str) -> Path:
+    """Beside the model, named after what the backend writes: yolov8n.qdq.onnx -> yolov8n.qdq.engine (TensorRT)
+    or yolov8n.qdq.ort.onnx (ONNX Runtime)."""
+    stem = model.name[:-len(".onnx")] if model.name.lower().endswith(".onnx") else model.name
+    return model.with_name(stem + OUTPUT_SUFFIXES[backend])
 
 
 class BuildSettingError(ConfigError):
@@ -27,7 +37,7 @@ class BuildSettingError(ConfigError):
 @dataclass(frozen=True)
 class BuildConfig:
     model: Path
-    engine: Path
+    engine: Path | None = None                # default: default_output(model, the backend that builds)
     backend: str = "auto"                     # auto | trt | ort
     shapes: Mapping[str, ShapeProfile] = field(default_factory=dict)
     workspace_mib: int | None = None          # TensorRT workspace memory-pool limit
@@ -70,8 +80,28 @@ class TrtexecCommand:
 
 @dataclass(frozen=True)
 class BuildResult:
+    """report: the layers as the backend built them (TensorRT's layers, or ONNX Runtime's nodes). prediction:
+    `check`'s prediction of TensorRT's layers, made for an ONNX Runtime build, whose CPU nodes say nothing about
+    TensorRT's fusions (None for a TensorRT build, or when TensorRT would refuse the model: prediction_refused)."""
+
     engine: Path
     backend: str          # "trt" or "ort"
     report: PrecisionReport
     trtexec: tuple[TrtexecCommand, ...] = ()
     output_error: ErrorSummary | None = None   # the Q/DQ model in ONNX Runtime vs the reference, on the samples
+    prediction: CheckReport | None = None
+    prediction_refused: str = ""
+
+    @property
+    def gates_judged_on(self) -> str:
+        """'engine' (TensorRT's own layers) or 'prediction' (an ONNX Runtime build: check's prediction)."""
+        return "engine" if self.backend == "trt" else "prediction"
+
+    def gate_counts(self) -> dict[str, int] | None:
+        """TensorRT's gate counts (qdqtool.report.gates.GATES): the engine's, or the prediction's for an ONNX Runtime
+        build; None when neither can say (an ONNX Runtime build of a model TensorRT would refuse)."""
+        if self.backend == "trt":
+            return {str(gate): count for gate, count in self.report.summary.gate_counts().items()}
+        if self.prediction is None:
+            return None
+        return {str(gate): count for gate, count in self.prediction.counts().items()}

@@ -23,6 +23,7 @@ from qdqtool.errors import ModelError
 from qdqtool.fileio import atomic_output_folder, check_not_data_file, check_output_path
 from qdqtool.onnxgraph.prepare import load_model, load_model_with_data_files, refuse_integer_kernels
 from qdqtool.onnxgraph.qdqview import read_qdq
+from qdqtool.report.gates import ONNXRUNTIME_BACKEND
 from qdqtool.report.layers import LatencyComparison, PrecisionReport, make_report
 from qdqtool.runner import create_session, default_providers, onnxruntime_version
 from qdqtool.trt.rules import QDQ_OPS
@@ -120,16 +121,27 @@ def build_with_onnxruntime(config: BuildConfig) -> BuildResult:
     providers = default_providers()
     session, optimized = _build_and_save(lowered, config.engine, providers)
     del lowered   # ONNX Runtime holds its own copy of the weights now
-    report = make_report(f"onnxruntime {onnxruntime_version()} ({', '.join(session.get_providers())})",
+    report = make_report(f"{ONNXRUNTIME_BACKEND} {onnxruntime_version()} ({', '.join(session.get_providers())})",
                          str(config.model), map_node_precisions(optimized),
                          notes + range_notes + lowering_notes,
                          [i.name for i in session.get_inputs()] + [o.name for o in session.get_outputs()])
     report = report.with_notes(_float_node_note(report),
-                               "the engine artifact is ONNX Runtime's optimised graph; it may hold CPU-specific "
-                               "layouts (NCHWc) and is meant for this machine")
+                               "the output is ONNX Runtime's optimised graph (an ONNX model, not a TensorRT engine); "
+                               "it may hold CPU-specific layouts (NCHWc) and is meant for this machine",
+                               _misnamed_note(config.engine))
     if config.measure_latency:
         report = report.with_latency(_latency(session, model, config, feeds, providers))
     return BuildResult(config.engine, "ort", report)
+
+
+TENSORRT_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+def _misnamed_note(engine: Path) -> str:
+    if engine.suffix.lower() not in TENSORRT_SUFFIXES:
+        return ""
+    return (f"{engine.name} holds an ONNX model although its name says TensorRT engine; leave the output out to "
+            f"get {engine.stem}.ort.onnx")
 
 
 def _build_and_save(model: onnx.ModelProto, engine: Path, providers):

@@ -11,9 +11,11 @@ import logging
 from qdqtool.accuracy.compare import measure_models
 from qdqtool.accuracy.measure import ErrorSummary
 from qdqtool.build import ort_backend, tensorrt_backend
-from qdqtool.build.config import BuildConfig, BuildResult
+from qdqtool.build.config import BuildConfig, BuildResult, default_output
 from qdqtool.build.trtexec import shell_line, trtexec_commands
-from qdqtool.onnxgraph.prepare import load_model
+from qdqtool.check.predict import CheckReport, check_model
+from qdqtool.errors import ModelError
+from qdqtool.onnxgraph.prepare import load_model, load_model_graph
 from qdqtool.onnxgraph.qdqview import read_qdq
 from qdqtool.samples.sets import open_samples
 
@@ -44,13 +46,26 @@ def choose_backend(requested: str) -> tuple[str, tensorrt_backend.TensorRTStatus
     return ("trt", status, status.reason) if status.usable else ("ort", status, f"{status.reason}; using ONNX Runtime")
 
 
+def predict_tensorrt(model_path) -> tuple[CheckReport | None, str]:
+    """check's prediction of TensorRT's layers, or (None, why) when TensorRT would refuse the model."""
+    try:
+        return check_model(read_qdq(load_model_graph(model_path))), ""
+    except ModelError as exc:
+        return None, str(exc)
+
+
 def build_engine(config: BuildConfig) -> BuildResult:
-    """Build with the chosen backend; the report says which backend ran and why, the result carries trtexec commands."""
+    """Build with the chosen backend; the report says which backend ran and why, the result carries trtexec commands.
+    An ONNX Runtime build also carries check's prediction of TensorRT's layers (see BuildResult)."""
     backend, status, why = choose_backend(config.backend)
     log.info("build backend: %s (%s)", backend, why)
+    if config.engine is None:
+        config = dataclasses.replace(config, engine=default_output(config.model, backend))
+    prediction, refused = (None, "")
     if backend == "trt":
         result = tensorrt_backend.build_with_tensorrt(config)
     else:
+        prediction, refused = predict_tensorrt(config.model)
         result = ort_backend.build_with_onnxruntime(config)
     detected = status.major if status is not None else None
     commands = trtexec_commands(config, detected)  # after the build: the model is known to load
@@ -58,4 +73,5 @@ def build_engine(config: BuildConfig) -> BuildResult:
         log.debug("trtexec (TensorRT %d): %s", command.tensorrt_major, shell_line(command))
     report = result.report.with_notes(f"backend {backend}: {why}")
     return dataclasses.replace(result, backend=backend, report=report, trtexec=commands,
-                               output_error=measure_output_error(config))
+                               output_error=measure_output_error(config), prediction=prediction,
+                               prediction_refused=refused)

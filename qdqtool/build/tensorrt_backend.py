@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from qdqtool.build.config import BuildConfig, BuildResult
+from qdqtool.build.config import BuildConfig, BuildResult, BuildSettingError
 from qdqtool.build.cuda_device import CudaError, driver_cuda_version
 from qdqtool.build.feeds import latency_feeds, sample_set
 from qdqtool.build.tensorrt_status import (
@@ -31,6 +31,7 @@ from qdqtool.build.trt_precision import unknown_precision_note
 from qdqtool.errors import BackendUnavailable, first_line
 from qdqtool.fileio import check_output_path, write_bytes_atomically
 from qdqtool.onnxgraph.prepare import load_model, refuse_integer_kernels
+from qdqtool.onnxgraph.shapes import format_shape
 from qdqtool.report.layerinfo import parse_layer_info_text
 from qdqtool.report.layers import LatencyComparison, PrecisionReport
 
@@ -116,7 +117,10 @@ def _layer_information(trt, engine, config: BuildConfig) -> str:
     context = engine.create_execution_context() if config.shapes else None
     if context is not None:
         for profile in config.shapes.values():
-            context.set_input_shape(profile.name, profile.opt)
+            if not context.set_input_shape(profile.name, profile.opt):  # False: outside the engine's profile
+                raise BuildSettingError("shapes", f"TensorRT refused the opt shape {format_shape(profile.opt)} of "
+                                                  f"input {profile.name!r} when inspecting the engine; give a shape "
+                                                  "profile whose opt lies within min..max")
         inspector.execution_context = context
     return inspector.get_engine_information(trt.LayerInformationFormat.JSON)
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from qdqtool.build.config import BuildConfig
+from qdqtool.build.config import BuildConfig, BuildSettingError
 from qdqtool.build.trt_plan import NetworkPlan, parser_error_line, profiles_for_inputs
 from qdqtool.errors import ModelError
+from qdqtool.onnxgraph.shapes import format_shape
 
 log = logging.getLogger("qdqtool")
 
@@ -27,10 +28,12 @@ def _parse(trt, network, logger, model: Path) -> None:
                      "fix those nodes (e.g. `qdqtool check`) and build again")
 
 
-def _builder_config(trt, builder, network, flags: tuple[str, ...], config: BuildConfig):
+def _builder_config(trt, builder, network, plan: NetworkPlan, config: BuildConfig, logger):
     settings = builder.create_builder_config()
-    for flag in flags:
+    for flag in plan.builder_flags:
         settings.set_flag(getattr(trt.BuilderFlag, flag))
+    for flag in plan.cleared_flags:
+        settings.clear_flag(getattr(trt.BuilderFlag, flag))
     if config.workspace_mib is not None:
         settings.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, config.workspace_mib << 20)
     settings.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
@@ -40,7 +43,12 @@ def _builder_config(trt, builder, network, flags: tuple[str, ...], config: Build
         profile = builder.create_optimization_profile()
         for entry in profiles:
             profile.set_shape(entry.name, entry.min, entry.opt, entry.max)
-        settings.add_optimization_profile(profile)
+        if settings.add_optimization_profile(profile) < 0:  # -1: TensorRT found the profile invalid
+            shown = ", ".join(f"{p.name}:{format_shape(p.min)}/{format_shape(p.opt)}/{format_shape(p.max)}"
+                              for p in profiles)
+            raise BuildSettingError("shapes", f"TensorRT refused the shape profile {shown} "
+                                              f"({logger.last_errors() or 'no error logged'}); give min <= opt <= max "
+                                              "shapes that fit the model's fixed dimensions")
     return settings
 
 
@@ -50,7 +58,7 @@ def build_serialized(trt, logger, model: Path, plan: NetworkPlan, config: BuildC
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if plan.strongly_typed_flag else 0
     network = builder.create_network(flags)
     _parse(trt, network, logger, model)
-    settings = _builder_config(trt, builder, network, plan.builder_flags, config)
+    settings = _builder_config(trt, builder, network, plan, config, logger)
     log.info("building %s with TensorRT %s, %s", model.name, trt.__version__, plan.description)
     serialized = builder.build_serialized_network(network, settings)
     if serialized is None:

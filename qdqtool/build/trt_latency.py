@@ -59,7 +59,7 @@ def plan_io(trt, engine, context, shapes: Mapping[str, ShapeProfile],
                 shape = tuple(shapes[name].opt)
             else:
                 raise LatencySkipped(f"input {name!r} is dynamic and has no shape profile")
-        if context.set_input_shape(name, shape) is False:
+        if not context.set_input_shape(name, shape):  # False: outside the profile
             raise LatencySkipped(f"TensorRT refused shape {format_shape(shape)} for input {name!r}")
     tensors = []
     for name in names:

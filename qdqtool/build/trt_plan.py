@@ -23,6 +23,7 @@ class NetworkPlan:
     strongly_typed_flag: bool           # create_network(1 << STRONGLY_TYPED) (TensorRT 10)
     builder_flags: tuple[str, ...]      # BuilderFlag names (TensorRT 10 weakly typed only)
     description: str
+    cleared_flags: tuple[str, ...] = ()  # BuilderFlag names cleared (TF32, on by default, for an FP32 reference)
 
 
 def version_major(version: str) -> int:

@@ -51,8 +51,9 @@ def fp16_model(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def reference_plans(major: int) -> tuple[NetworkPlan, NetworkPlan]:
-    """(FP32, FP16) plans: no flags (TensorRT 10 weakly typed = FP32; 11 = as typed); FP16 by flag before 11."""
-    fp32 = NetworkPlan(major, False, (), "FP32 reference")
+    """(FP32, FP16) plans: no precision flags (TensorRT 10 weakly typed = FP32; 11 = as typed) and TF32 cleared, as
+    TensorRT enables it by default (FP32 inner products on 10-bit mantissas); FP16 by flag before 11."""
+    fp32 = NetworkPlan(major, False, (), "FP32 reference", cleared_flags=("TF32",))
     if major >= STRONGLY_TYPED_ONLY:
         return fp32, NetworkPlan(major, False, (), "FP16 reference (model converted to FP16)")
     return fp32, NetworkPlan(major, False, ("FP16",), "FP16 reference (BuilderFlag FP16)")

@@ -7,7 +7,7 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from qdqtool.build.config import TRT_MAJORS, BuildConfig, TrtexecCommand
+from qdqtool.build.config import OUTPUT_SUFFIXES, TRT_MAJORS, BuildConfig, TrtexecCommand
 from qdqtool.build.shapes import ShapeProfile
 from qdqtool.build.trt_plan import STRONGLY_TYPED_ONLY
 from qdqtool.onnxgraph.shapes import format_shape
@@ -16,7 +16,11 @@ Input = tuple[str, Sequence[int | None]]   # name, dims (None or a negative numb
 
 
 def plan_path(engine: Path) -> Path:
-    """The TensorRT engine file: the build's engine, or beside it with .plan when that is an ONNX Runtime .onnx."""
+    """The TensorRT engine file: the build's engine, or beside it when that is an ONNX Runtime .onnx: NAME.ort.onnx
+    (the default name) -> NAME.engine, any other NAME.onnx -> NAME.plan."""
+    ort, trt = OUTPUT_SUFFIXES["ort"], OUTPUT_SUFFIXES["trt"]
+    if engine.name.lower().endswith(ort):
+        return engine.with_name(engine.name[:-len(ort)] + trt)
     return engine.with_suffix(".plan") if engine.suffix.lower() == ".onnx" else engine
 
 
@@ -34,14 +38,36 @@ def _precision_flags(major: int, weakly_typed: bool, fp16: bool) -> tuple[list[s
     return ["--stronglyTyped"], ""
 
 
-def _shape_flags(inputs: Sequence[Input], shapes: dict[str, ShapeProfile]) -> tuple[list[str], str]:
-    """--shapes for fixed profiles, --minShapes/--optShapes/--maxShapes when a profile spans sizes."""
+def _dynamic(dims: Sequence[int | None]) -> bool:
+    return any(d is None or d < 0 for d in dims)
+
+
+def known_shape(config: BuildConfig, inputs: Sequence[Input], dims: Sequence[int | None]) -> ShapeProfile | None:
+    """The shape the run itself feeds a dynamic image input without a profile: the preprocessing's size
+    on the model's one NCHW/NHWC input, batch 1; None when the run does not fix it (channels dynamic too)."""
+    size, layout = config.preprocess.size, config.preprocess.layout
+    if size is None or len(inputs) != 1 or len(dims) != 4:
+        return None
+    height, width = size
+    batch, *rest = dims
+    known = [height, width, rest[2]] if layout == "NHWC" else [rest[0], height, width]
+    if any(d is None or d < 0 for d in known):
+        return None
+    shape = (1 if batch is None or batch < 0 else batch, *known)
+    return ShapeProfile(inputs[0][0], shape, shape, shape)
+
+
+def _shape_flags(config: BuildConfig, inputs: Sequence[Input]) -> tuple[list[str], str]:
+    """Flags for the dynamic inputs only (trtexec refuses shapes for a static model: "Static model does not take
+    explicit shapes"): --shapes for fixed profiles (given, or the size the run used), --minShapes/--optShapes/
+    --maxShapes when a profile spans sizes."""
     fixed, ranged, missing = [], [], []
     for name, dims in inputs:
-        profile = shapes.get(name)
+        if not _dynamic(dims):
+            continue
+        profile = config.shapes.get(name) or known_shape(config, inputs, dims)
         if profile is None:
-            if any(d is None or d < 0 for d in dims):
-                missing.append(name)
+            missing.append(name)
             continue
         (fixed if profile.min == profile.max else ranged).append(profile)
     flags = []
@@ -57,11 +83,12 @@ def _shape_flags(inputs: Sequence[Input], shapes: dict[str, ShapeProfile]) -> tu
 def trtexec_command(config: BuildConfig, inputs: Sequence[Input], major: int) -> TrtexecCommand:
     """trtexec building config.model into config.engine with TensorRT `major`, exporting detailed layer info."""
     precision, precision_note = _precision_flags(major, config.weakly_typed, config.fp16)
-    shape_flags, shape_note = _shape_flags(inputs, dict(config.shapes))
-    argv = ["trtexec", f"--onnx={config.model}", f"--saveEngine={plan_path(config.engine)}", *precision, *shape_flags]
+    shape_flags, shape_note = _shape_flags(config, inputs)
+    plan = plan_path(config.engine)
+    argv = ["trtexec", f"--onnx={config.model}", f"--saveEngine={plan}", *precision, *shape_flags]
     if config.workspace_mib is not None:
         argv.append(f"--memPoolSize=workspace:{config.workspace_mib}M")
-    argv += ["--profilingVerbosity=detailed", f"--exportLayerInfo={layer_info_path(config.engine)}"]
+    argv += ["--profilingVerbosity=detailed", f"--exportLayerInfo={layer_info_path(plan)}"]
     note = "; ".join(n for n in (precision_note, shape_note) if n)
     return TrtexecCommand(major, tuple(argv), note)
 

@@ -17,15 +17,42 @@ import numpy as np
 
 from qdqtool.calibrate.entropy import entropy_amax
 from qdqtool.errors import ConfigError
+from qdqtool.trt.kinds import StrEnum
 from qdqtool.trt.scales import ACTIVATION_QMAX, ACTIVATION_QMIN
 
 log = logging.getLogger("qdqtool")
 
-METHODS = ("max", "entropy", "percentile", "mse")   # one observer, one amax per tensor
-DEFAULT_METHOD = "percentile"      # single-observer default (fix-residuals' quick calibration, collect_ranges)
+
+
+class Method(StrEnum):
+    """The calibration method setting; members are their text ("max" == Method.MAX)."""
+
+    AUTO = "auto"   # every candidate below per tensor; the one that changes the model's outputs least is chosen later
+    MAX = "max"
+    ENTROPY = "entropy"
+    PERCENTILE = "percentile"
+    MSE = "mse"
+
+
+AUTO = Method.AUTO
+METHODS = tuple(m.value for m in Method if m is not AUTO)   # one observer, one amax per tensor
+DEFAULT_METHOD = Method.PERCENTILE.value  # single-observer default (fix-residuals' quick calibration, collect_ranges)
 DEFAULT_PERCENTILE = 99.99
-AUTO = "auto"   # every candidate below per tensor; the one that changes the model's outputs least is chosen later
-CALIBRATION_METHODS = (AUTO, *METHODS)
+CALIBRATION_METHODS = tuple(m.value for m in Method)
+
+
+def check_percentile(percentile: float) -> None:
+    if not 0.0 < percentile <= 100.0:
+        raise ConfigError(f"percentile {percentile} is outside (0, 100]; use e.g. 99.99", settings=("percentile",))
+
+
+def method_setting(value: str) -> Method:
+    """The Method named by value; ConfigError (setting "method") naming the choices otherwise."""
+    try:
+        return Method(str(value).lower())
+    except ValueError:
+        raise ConfigError(f"unknown calibration method {value!r}; use one of: {', '.join(CALIBRATION_METHODS)}",
+                          settings=("method",)) from None
 CANDIDATE_PERCENTILES = (99.9, 99.99, 99.999)
 AUTO_START = "p99.99"   # the candidate a tensor keeps when no search chooses (e.g. ranges collected for a report)
 
@@ -250,15 +277,12 @@ class CandidateObserver(HistogramObserver):
 
 def make_observer(method: str, *, percentile: float = DEFAULT_PERCENTILE, num_bins: int = 2048) -> Observer:
     """A fresh observer for one tensor; raises ConfigError for an unknown method or bad settings."""
+    method = method_setting(method)
     if method == AUTO:
         return CandidateObserver(num_bins)
-    if method not in METHODS:
-        raise ConfigError(f"unknown calibration method {method!r}; use one of: {', '.join(CALIBRATION_METHODS)}",
-                          settings=("method",))
-    if method == "max":
+    if method == Method.MAX:
         return MaxObserver()
-    if not 0.0 < percentile <= 100.0:
-        raise ConfigError(f"percentile {percentile} is outside (0, 100]; use e.g. 99.99", settings=("percentile",))
+    check_percentile(percentile)
     if num_bins < 256 or num_bins & (num_bins - 1):
         raise ConfigError(f"histogram bins {num_bins} must be a power of two >= 256; use the default 2048")
     rules: dict[str, Callable[[Histogram], float]] = {

@@ -14,8 +14,8 @@ from qdqtool.accuracy.compare import measure_outputs
 from qdqtool.accuracy.measure import ErrorSummary
 from qdqtool.calibrate.auto import AutoChoice, choose_ranges
 from qdqtool.calibrate.collect import collect_ranges
-from qdqtool.calibrate.observers import AUTO, CALIBRATION_METHODS, DEFAULT_PERCENTILE
-from qdqtool.calibrate.ranges import TensorRange, amax_map, save_ranges
+from qdqtool.calibrate.observers import AUTO, DEFAULT_PERCENTILE, Method, check_percentile, method_setting
+from qdqtool.calibrate.ranges import TensorRange, amax_map, ranges_beside, save_ranges
 from qdqtool.calibrate.search import SearchConfig, holdout_indices
 from qdqtool.calibrate.sensitivity import keep_float_nodes, measure_sensitivity, model_outputs
 from qdqtool.calibrate.summary import plan_summary
@@ -57,7 +57,7 @@ class RangeSource(Protocol):
 
 @dataclass(frozen=True)
 class CalibrationConfig:
-    method: str = AUTO
+    method: Method = AUTO                # a Method or its text; validated here (ConfigError)
     percentile: float = DEFAULT_PERCENTILE
     batch_size: int = 8
     max_samples: Optional[int] = None
@@ -68,13 +68,32 @@ class CalibrationConfig:
     search: SearchConfig = field(default_factory=SearchConfig)   # method auto
     max_error: Optional[float] = None    # keep the fewest most harmful quantizers' consumers float to meet it
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "method", method_setting(self.method))
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}", settings=("batch_size",))
+        if self.keep_float < 0:
+            raise ConfigError(f"keep_float must be 0 or more, got {self.keep_float}", settings=("keep_float",))
+        check_percentile(self.percentile)
+
 
 @dataclass(frozen=True)
 class CalibrationOutputs:
+    """What calibration writes: the Q/DQ model; the ranges file beside it by default (MODEL.ranges.json, which
+    `build` and `fix-residuals` find there; write_ranges=False for none); a TensorRT cache when named."""
+
     model: Path
-    ranges: Optional[Path] = None
+    ranges: Optional[Path] = None             # default: ranges_beside(model), unless write_ranges is False
     cache: Optional[Path] = None
     cache_version_tag: str = DEFAULT_VERSION_TAG
+    write_ranges: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "model", Path(self.model))
+        if self.ranges is None and self.write_ranges:
+            object.__setattr__(self, "ranges", ranges_beside(self.model))
+        elif not self.write_ranges:
+            object.__setattr__(self, "ranges", None)
 
 
 @dataclass(frozen=True)
@@ -113,8 +132,6 @@ def calibrate_model(model: onnx.ModelProto, samples: Optional[SampleSet],
                     notes: Optional[List[str]] = None, source: Optional[RangeSource] = None) -> CalibrationResult:
     """Plan, collect ranges on the samples (or take them from source), plan again with the ranges, apply. The input
     model is not modified. Without samples (a source only) nothing is measured: no output error, no search."""
-    if config.method not in CALIBRATION_METHODS:
-        raise ConfigError(f"method must be one of {CALIBRATION_METHODS}", settings=("method",))
     if samples is None and (source is None or config.method == AUTO or config.keep_float or config.max_error):
         raise DataError("calibration samples are needed (to collect ranges, search them, or keep quantizers float "
                         "by their effect on the outputs); give a data folder", settings=("data",))

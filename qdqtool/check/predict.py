@@ -63,10 +63,11 @@ class CheckReport:
     findings: tuple[Finding, ...]
     problems: tuple[Problem, ...]
 
-    def counts(self) -> dict[Gate, int]:
-        """Findings per gate name (float-add, float-concat, requant-concat, reformat, float-conv), zeros included."""
+    def counts(self) -> dict[str, int]:
+        """Findings per gate name (float-add, float-concat, requant-concat, reformat, float-conv), zeros included;
+        keyed by plain strings, so the dict prints and compares as a script expects."""
         counted = Counter(f.gate for f in self.findings if f.gate)
-        return {gate: counted.get(gate, 0) for gate in dict.fromkeys(g for g in KIND_GATES.values() if g)}
+        return {str(gate): counted.get(gate, 0) for gate in dict.fromkeys(g for g in KIND_GATES.values() if g)}
 
     def kinds(self) -> dict[Kind, int]:
         return dict(sorted(Counter(f.kind for f in self.findings).items()))

@@ -16,6 +16,13 @@ GATES: dict[Gate, str] = {
     Gate.FLOAT_CONV: "a convolution, Gemm or MatMul not running in INT8",
 }
 NAME_ONLY_GATES = frozenset({Gate.REFORMAT})  # the only gate a names-only layer file (no precisions) can judge
+ONNXRUNTIME_BACKEND = "onnxruntime"          # how an ONNX Runtime build's report names its backend (first word)
+
+
+def measures_tensorrt(report) -> bool:
+    """Whether a PrecisionReport holds TensorRT's layers (an engine or its layer file), not an ONNX Runtime build's
+    nodes, which say nothing about TensorRT's fusions, Reformats or float Adds."""
+    return report.backend.split(" ", 1)[0] != ONNXRUNTIME_BACKEND
 
 
 def parse_gates(text: str) -> tuple[str, ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from qdqtool.report.gates import GATES, NAME_ONLY_GATES
+from qdqtool.report.gates import GATES, NAME_ONLY_GATES, measures_tensorrt
 from qdqtool.report.layerinfo import onnx_nodes_of
 from qdqtool.report.layers import PrecisionReport
 from qdqtool.trt.kinds import Gate
@@ -33,12 +33,13 @@ def _node_names(names: Iterable[str]) -> set[str]:
 
 def compare_with_prediction(report: PrecisionReport, predicted_counts: Mapping[str, int],
                             predicted_nodes: Mapping[str, Iterable[str]]) -> list[GateComparison]:
-    """One row per gate: predicted vs observed count; for Adds and Concats also the node names that differ."""
+    """One row per gate: predicted vs observed count; for Adds and Concats also the node names that differ. An ONNX
+    Runtime build observes none of TensorRT's gates (observed None): its CPU nodes are not TensorRT's layers."""
     observed_counts = report.summary.gate_counts()
     observed_nodes = {Gate.FLOAT_ADD: report.summary.float_adds, Gate.FLOAT_CONCAT: report.summary.float_concats}
     rows = []
     for gate in GATES:
-        known = report.precision_known or gate in NAME_ONLY_GATES
+        known = measures_tensorrt(report) and (report.precision_known or gate in NAME_ONLY_GATES)
         predicted = _node_names(predicted_nodes.get(gate, ()))
         seen = _node_names(observed_nodes.get(gate, ()))
         differs = gate in observed_nodes and known

@@ -73,9 +73,9 @@ def _shape_matches(actual: tuple[int, ...], expected: tuple[int | None, ...]) ->
     return len(actual) == len(expected) and all(e is None or a == e for a, e in zip(actual, expected))
 
 
-def _check_finite(array: np.ndarray, path: Path, name: str) -> None:
+def _check_finite(array: np.ndarray, label: str, name: str) -> None:
     if array.dtype.kind in "fc" and not np.isfinite(array).all():
-        raise DataError(f"sample {path.name} has NaN or Inf values for input '{name}'; fix or remove the file")
+        raise DataError(f"sample {label} has NaN or Inf values for input '{name}'; fix or remove it")
 
 
 def _usable_files(folder: Path) -> tuple[str, list[Path]]:
@@ -99,9 +99,12 @@ def _usable_files(folder: Path) -> tuple[str, list[Path]]:
         found = ", ".join(f"{suffix or '(none)'} x{n}" for suffix, n in suffix_counts.items())
         raise DataError(f"data folder {folder} has no usable files (found {found}); expected images "
                         f"({', '.join(sorted(IMAGE_SUFFIXES))}) or .npy/.npz tensors")
-    ignored = len(files) - len(images) - len(tensors)
-    if ignored:
-        logger.info("ignoring %d file(s) in %s that are neither images nor tensors", ignored, folder)
+    kept = set(images or tensors)
+    skipped = [p.name for p in files if p not in kept]
+    if skipped:  # said by default: a sample the user meant to give may be among them
+        shown = ", ".join(skipped[:5]) + (f", ... (+{len(skipped) - 5})" if len(skipped) > 5 else "")
+        logger.warning("skipping %d file(s) in %s that are neither images nor tensors: %s", len(skipped), folder,
+                       shown)
     return ("images", images) if images else ("tensors", tensors)
 
 
@@ -132,7 +135,63 @@ def _image_geometry(spec: InputSpec, preprocess: Preprocess) -> tuple[tuple[int,
     return (wanted_h, wanted_w), channels
 
 
-class SampleSet:
+class Samples:
+    """What every stage reads samples through: a fixed, validated sequence of feeds (input name -> array), loaded
+    when asked for. SampleSet reads a folder; ArraySamples (qdqtool.samples.arrays) holds arrays given in code."""
+
+    specs: list[InputSpec]
+    kind: str
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def label(self, index: int) -> str:
+        """How messages name sample `index` (a file name, 'array sample 3')."""
+        raise NotImplementedError
+
+    def load(self, index: int) -> Sample:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[Sample]:
+        for index in range(len(self)):
+            yield self.load(index)
+
+    def samples_at(self, indices: Sequence[int]) -> list[Sample]:
+        """The samples at these positions (in order), loaded now."""
+        return [self.load(i) for i in indices]
+
+    @property
+    def dynamic_batch(self) -> bool:
+        """Whether every input's batch dimension is dynamic (samples may be concatenated into one run)."""
+        return all(s.shape and s.shape[0] is None for s in self.specs)
+
+    def batches(self, batch_size: int) -> Iterator[Sample]:
+        """Samples concatenated along dim 0 when every input's batch dim is dynamic; else one run's worth each."""
+        if batch_size < 1:
+            raise DataError(f"batch size must be at least 1, got {batch_size}")
+        dynamic = self.dynamic_batch
+        static_batch = self.specs[0].shape[0] if self.specs[0].shape else None
+        if dynamic:
+            group = batch_size
+        elif self.kind == "images" and static_batch and static_batch > 1:
+            group = static_batch  # images come one per array: stack them up to the model's fixed batch
+        else:
+            group = 1
+        if not dynamic and batch_size != group:
+            logger.info("the model's batch dimension is fixed: using batches of %d, not %d", group, batch_size)
+        pending: list[tuple[str, Sample]] = []
+        for index in range(len(self)):
+            pending.append((self.label(index), self.load(index)))
+            if len(pending) == group:
+                yield _concatenate(pending)
+                pending = []
+        if pending and (dynamic or group == 1):
+            yield _concatenate(pending)
+        elif pending:
+            logger.warning("dropping the last %d sample(s): the model needs batches of exactly %d", len(pending), group)
+
+
+class SampleSet(Samples):
     """A deterministic, validated list of samples from a folder.
 
     Images feed single-input 4-D models through `preprocess`; .npy files feed single-input models and
@@ -158,7 +217,8 @@ class SampleSet:
             raise DataError(f"the model has {len(self.specs)} inputs ({self._names()}); .npy feeds one input, "
                             "save .npz files keyed by input name instead")
         self._load(self.files[0])
-        logger.info("%d %s sample(s) from %s%s", len(self.files), self.kind, self.folder,
+        logger.info("%d %s from %s%s", len(self.files), "image(s)" if self.kind == "images" else "tensor file(s)",
+                    self.folder,
                     f" at {self.image_size[0]}x{self.image_size[1]}" if self.image_size else "")
 
     def _names(self) -> str:
@@ -178,53 +238,21 @@ class SampleSet:
     def __len__(self) -> int:
         return len(self.files)
 
-    def __iter__(self) -> Iterator[Sample]:
-        for path in self.files:
-            yield self._load(path)
+    def label(self, index: int) -> str:
+        return self.files[index].name
 
-    def samples_at(self, indices: Sequence[int]) -> list[Sample]:
-        """The samples at these positions (in file order), loaded now."""
-        return [self._load(self.files[i]) for i in indices]
-
-    @property
-    def dynamic_batch(self) -> bool:
-        """Whether every input's batch dimension is dynamic (samples may be concatenated into one run)."""
-        return all(s.shape and s.shape[0] is None for s in self.specs)
-
-    def batches(self, batch_size: int) -> Iterator[Sample]:
-        """Samples concatenated along dim 0 when every input's batch dim is dynamic; else one run's worth each."""
-        if batch_size < 1:
-            raise DataError(f"batch size must be at least 1, got {batch_size}")
-        dynamic = self.dynamic_batch
-        static_batch = self.specs[0].shape[0] if self.specs[0].shape else None
-        if dynamic:
-            group = batch_size
-        elif self.kind == "images" and static_batch and static_batch > 1:
-            group = static_batch  # images come one per array: stack them up to the model's fixed batch
-        else:
-            group = 1
-        if not dynamic and batch_size != group:
-            logger.info("the model's batch dimension is fixed: using batches of %d, not %d", group, batch_size)
-        pending: list[tuple[Path, Sample]] = []
-        for path in self.files:
-            pending.append((path, self._load(path)))
-            if len(pending) == group:
-                yield _concatenate(pending)
-                pending = []
-        if pending and (dynamic or group == 1):
-            yield _concatenate(pending)
-        elif pending:
-            logger.warning("dropping the last %d sample(s): the model needs batches of exactly %d", len(pending), group)
+    def load(self, index: int) -> Sample:
+        return self._load(self.files[index])
 
     # --- loading -----------------------------------------------------------------------------------------------
     def _load(self, path: Path) -> Sample:
         if self.kind == "images":
             spec = self.specs[0]
             array = image_to_array(decode_image(path, self._channels), self.preprocess, self.image_size, spec.dtype)
-            _check_finite(array, path, spec.name)
+            _check_finite(array, path.name, spec.name)
             return {spec.name: array}
         arrays = self._read_tensors(path)
-        return {spec.name: self._conform(array, spec, path) for spec, array in zip(self.specs, arrays)}
+        return {spec.name: conform(array, spec, path.name) for spec, array in zip(self.specs, arrays)}
 
     def _read_tensors(self, path: Path) -> list[np.ndarray]:
         try:
@@ -239,28 +267,36 @@ class SampleSet:
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise DataError(f"cannot read tensor file {path.name} ({exc}); re-save it with numpy.save/savez") from exc
 
-    @staticmethod
-    def _conform(array: np.ndarray, spec: InputSpec, path: Path) -> np.ndarray:
-        if array.dtype.kind not in "biuf":
-            raise DataError(f"{path.name}: input '{spec.name}' holds {array.dtype} data; save numbers ({spec.dtype})")
-        if array.ndim == len(spec.shape) - 1 and spec.shape and spec.shape[0] in (None, 1):
-            array = array[None]
-        if not _shape_matches(array.shape, spec.shape):
-            raise DataError(f"{path.name}: input '{spec.name}' expects shape {format_shape(spec.shape)}, got "
-                            f"{format_shape(array.shape)}; re-save the tensor in the model's shape")
-        with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values become Inf: refused just below
-            array = np.ascontiguousarray(array, dtype=spec.dtype)
-        _check_finite(array, path, spec.name)
-        return array
+
+def conform(array: np.ndarray, spec: InputSpec, label: str) -> np.ndarray:
+    """One input's array in the model's shape and type (a missing batch dimension of 1 added); DataError naming the
+    sample (label) when it cannot be."""
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"{label}: input '{spec.name}' holds {array.dtype} data; save numbers ({spec.dtype})")
+    if array.ndim == len(spec.shape) - 1 and spec.shape and spec.shape[0] in (None, 1):
+        array = array[None]
+    if not _shape_matches(array.shape, spec.shape):
+        raise DataError(f"{label}: input '{spec.name}' expects shape {format_shape(spec.shape)}, got "
+                        f"{format_shape(array.shape)}; give the tensor in the model's shape")
+    with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values become Inf: refused just below
+        array = np.ascontiguousarray(array, dtype=spec.dtype)
+    _check_finite(array, label, spec.name)
+    return array
 
 
-def open_samples(model: onnx.ModelProto, folder: str | os.PathLike, preprocess: Preprocess = DEFAULT_PREPROCESS,
-                 max_samples: int | None = None) -> SampleSet:
-    """The samples in folder, shaped for the model's inputs (the one way every stage opens its data)."""
-    return SampleSet(folder, model_input_specs(model), preprocess, max_samples)
+def open_samples(model: onnx.ModelProto, data, preprocess: Preprocess = DEFAULT_PREPROCESS,
+                 max_samples: int | None = None) -> Samples:
+    """The samples, shaped for the model's inputs (the one way every stage opens its data). data: a folder (images
+    or .npy/.npz files), or in code a numpy array (samples along axis 0, for a one-input model), a dict of arrays
+    (input name -> samples along axis 0) or an iterable of feed dicts (input name -> one sample's array)."""
+    if isinstance(data, (str, os.PathLike)):
+        return SampleSet(data, model_input_specs(model), preprocess, max_samples)
+    from qdqtool.samples.arrays import ArraySamples
+
+    return ArraySamples(data, model_input_specs(model), max_samples)
 
 
-def _concatenate(pending: list[tuple[Path, Sample]]) -> Sample:
+def _concatenate(pending: list[tuple[str, Sample]]) -> Sample:
     if len(pending) == 1:
         return pending[0][1]
     batch = {}
@@ -268,7 +304,7 @@ def _concatenate(pending: list[tuple[Path, Sample]]) -> Sample:
         arrays = [sample[name] for _, sample in pending]
         shapes = {a.shape[1:] for a in arrays}
         if len(shapes) > 1:
-            raise DataError(f"cannot batch samples {pending[0][0].name}..{pending[-1][0].name}: input '{name}' has "
+            raise DataError(f"cannot batch samples {pending[0][0]}..{pending[-1][0]}: input '{name}' has "
                             f"shapes {sorted(shapes)}; use batch size 1 or give all samples one shape")
         batch[name] = np.concatenate(arrays, axis=0)
     return batch

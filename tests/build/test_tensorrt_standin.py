@@ -189,7 +189,9 @@ def test_tensorrt_10_times_fp32_and_fp16_references_in_the_same_run(monkeypatch,
     install(monkeypatch, script)
     result = build_with_tensorrt(_config(model))
     assert [b["builder_flags"] for b in script.builds] == [[], [], ["FP16"]]
-    assert script.builds[0]["network_flags"] == 1  # INT8 engine: strongly typed (TensorRT 10 default)
+    assert script.builds[0]["network_flags"] == 1 << 1  # INT8 engine: 1 << STRONGLY_TYPED (= 1 in TensorRT 10)
+    assert [b["network_flags"] for b in script.builds[1:]] == [0, 0]   # references weakly typed
+    assert [b["cleared_flags"] for b in script.builds] == [[], ["TF32"], []]  # the FP32 reference is not TF32
     assert script.builds[0]["model"] == str(model) and script.builds[1]["model"] != str(model)
     latency = result.report.latency
     assert latency.reference is not None and latency.reference_name == "the model without Q/DQ (FP32)"
@@ -201,6 +203,7 @@ def test_tensorrt_11_fp16_reference_needs_the_converter(monkeypatch, model):
     install(monkeypatch, script)
     result = build_with_tensorrt(_config(model))  # with or without onnxconverter-common installed
     assert all(b["builder_flags"] == [] and b["network_flags"] == 0 for b in script.builds)
+    assert script.builds[1]["cleared_flags"] == ["TF32"]  # TensorRT 11 keeps TF32 (and has no INT8/FP16 flags)
     converter = any(n.startswith("INT8/FP16 latency ratio") for n in result.report.notes)
     skipped = any(n.startswith("FP16 reference skipped") and "onnxconverter-common" in n for n in result.report.notes)
     assert converter != skipped and len(script.builds) == (3 if converter else 2)
@@ -271,3 +274,44 @@ def test_wheel_cuda_major_from_the_installed_distribution(monkeypatch):
     assert status_module.wheel_cuda_major() == 12
     installed.clear()
     assert status_module.wheel_cuda_major() is None
+
+
+def _dynamic(tmp_path, **script_options):
+    from qdqtool.build.shapes import parse_shapes
+
+    dynamic = tmp_path / "dynamic.onnx"
+    tiny_qdq_conv(dynamic, shape=(None, 3, None, None))
+    script = Script(tensors=[Tensor("x", TensorIOMode.INPUT, (-1, 3, -1, -1)),
+                             Tensor("y", TensorIOMode.OUTPUT, (1, 8, 32, 32))], **script_options)
+    return dynamic, script, parse_shapes("x:1x3x16x16/1x3x32x32/2x3x64x64")
+
+
+def test_a_profile_tensorrt_refuses_is_a_setting_error(monkeypatch, tmp_path):
+    """add_optimization_profile returns -1 for a profile TensorRT finds invalid: said, not built on."""
+    from qdqtool.build.config import BuildSettingError
+
+    dynamic, script, shapes = _dynamic(tmp_path, profile_invalid=True)
+    install(monkeypatch, script)
+    with pytest.raises(BuildSettingError, match="TensorRT refused the shape profile x:1x3x16x16/1x3x32x32/2x3x64x64"):
+        build_with_tensorrt(_config(dynamic, shapes=shapes))
+    assert script.builds == [] and not dynamic.with_name("tiny.plan").exists()
+
+
+def test_an_input_shape_tensorrt_refuses_is_said(monkeypatch, tmp_path):
+    """set_input_shape returns False for a shape outside the profile: an error, not a report at no shape."""
+    from qdqtool.build.config import BuildSettingError
+
+    dynamic, script, shapes = _dynamic(tmp_path, shape_refused=True)
+    install(monkeypatch, script)
+    with pytest.raises(BuildSettingError, match="refused the opt shape 1x3x32x32 of input 'x'"):
+        build_with_tensorrt(_config(dynamic, shapes=shapes, measure_latency=False))
+
+
+@pytest.mark.parametrize("version, strongly_typed, has_int8", [("10.16.1.11", 1, True), ("11.1.0.1", 0, False)])
+def test_the_standin_flags_have_tensorrts_values(version, strongly_typed, has_int8):
+    """include/NvInfer.h of TensorRT 10.16 and 11.1: what the flag arithmetic in trt_engine relies on."""
+    from trt_standin import version_enums
+
+    network, builder = version_enums(version)
+    assert int(network.STRONGLY_TYPED) == strongly_typed and int(builder.TF32) == 6
+    assert hasattr(builder, "INT8") == has_int8 == hasattr(builder, "FP16")

@@ -75,6 +75,21 @@ class Script:
     parsed: list[str] = field(default_factory=list)      # model paths given to the parser
     inspectors: list = field(default_factory=list)        # engine inspectors handed out
     parser_errors: tuple[tuple[str, str, str], ...] = ()  # (node name, operator, description): parsing fails
+    profile_invalid: bool = False           # add_optimization_profile returns -1
+    shape_refused: bool = False             # set_input_shape returns False
+
+
+def version_enums(version: str) -> tuple[type[enum.IntEnum], type[enum.IntEnum]]:
+    """NetworkDefinitionCreationFlag and BuilderFlag with TensorRT's own values (include/NvInfer.h of TensorRT
+    10.16 and 11.1): TensorRT 10 has EXPLICIT_BATCH = 0 (deprecated) and STRONGLY_TYPED = 1, BuilderFlag FP16 = 0,
+    INT8 = 1; TensorRT 11 has STRONGLY_TYPED = 0 (deprecated, ignored) and no FP16/INT8 builder flags. TF32 = 6 in
+    both, enabled by default."""
+    eleven = version.split(".")[0] == "11"
+    network = enum.IntEnum("NetworkDefinitionCreationFlag",
+                           {"STRONGLY_TYPED": 0} if eleven else {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1})
+    builder = enum.IntEnum("BuilderFlag", {"DEBUG": 2, "GPU_FALLBACK": 3, "REFIT": 4, "TF32": 6} if eleven else
+                           {"FP16": 0, "INT8": 1, "DEBUG": 2, "GPU_FALLBACK": 3, "REFIT": 4, "TF32": 6})
+    return network, builder
 
 
 def make_tensorrt(script: Script) -> types.ModuleType:
@@ -101,16 +116,24 @@ def make_tensorrt(script: Script) -> types.ModuleType:
 
     class BuilderConfig:
         def __init__(self) -> None:
-            self.flags, self.profiles, self.pool = [], [], None
+            self.flags, self.cleared, self.profiles, self.pool = [], [], [], None   # flags set / cleared, by name
             self.profiling_verbosity = None
 
         def set_flag(self, flag) -> None:
-            self.flags.append(flag)
+            self.flags.append(flag.name)
+            self.cleared = [f for f in self.cleared if f != flag.name]
+
+        def clear_flag(self, flag) -> None:
+            self.flags = [f for f in self.flags if f != flag.name]
+            self.cleared.append(flag.name)
 
         def set_memory_pool_limit(self, pool, size: int) -> None:
             self.pool = size
 
         def add_optimization_profile(self, profile) -> int:
+            """The profile's index, or -1 when TensorRT finds it invalid (IBuilderConfig::addOptimizationProfile)."""
+            if script.profile_invalid:
+                return -1
             self.profiles.append(profile)
             return len(self.profiles) - 1
 
@@ -141,6 +164,7 @@ def make_tensorrt(script: Script) -> types.ModuleType:
             for severity, message in script.build_messages:
                 self.logger.log(severity, message)
             script.builds.append({"network_flags": network.flags, "builder_flags": list(settings.flags),
+                                  "cleared_flags": list(settings.cleared),
                                   "workspace": settings.pool, "verbosity": settings.profiling_verbosity,
                                   "profiles": [p.shapes for p in settings.profiles], "model": script.parsed[-1]})
             if script.build_returns_none:
@@ -171,7 +195,10 @@ def make_tensorrt(script: Script) -> types.ModuleType:
             self.shapes = {}
 
         def set_input_shape(self, name, shape) -> bool:
+            """False when the shape is outside the profile (IExecutionContext::setInputShape)."""
             script.calls.append(("set_input_shape", name))
+            if script.shape_refused:
+                return False
             self.shapes[name] = tuple(shape)
             return True
 
@@ -232,8 +259,7 @@ def make_tensorrt(script: Script) -> types.ModuleType:
     module.ILogger = ILogger
     module.Builder, module.OnnxParser, module.Runtime = Builder, OnnxParser, Runtime
     module.DataType, module.TensorIOMode, module.nptype = DataType, TensorIOMode, nptype
-    module.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=0)
-    module.BuilderFlag = types.SimpleNamespace(INT8="INT8", FP16="FP16")
+    module.NetworkDefinitionCreationFlag, module.BuilderFlag = version_enums(script.version)
     module.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
     module.ProfilingVerbosity = types.SimpleNamespace(DETAILED="DETAILED")
     module.LayerInformationFormat = types.SimpleNamespace(JSON="JSON")

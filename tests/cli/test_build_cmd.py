@@ -95,3 +95,44 @@ def test_bad_shape_profiles_are_usage_errors(tmp_path, args, option):
                                       "--backend", "ort", *args])
     assert result.exit_code == 2 and "shape profile" in result.stderr and option in result.stderr, result.output
     assert not (tmp_path / "e.onnx").exists()
+
+
+def test_onnxruntime_build_judges_tensorrt_gates_on_the_prediction(tmp_path):
+    """ONNX Runtime keeps standalone Q/DQ nodes that TensorRT fuses: they are not TensorRT's Reformats, and the
+    gates a CPU-only CI runner asks for are judged on check's prediction, said on the first line."""
+    tiny_qdq_conv(tmp_path / "tiny.qdq.onnx")
+    report = tmp_path / "tiny.json"
+    result = CliRunner().invoke(cli, ["build", str(tmp_path / "tiny.qdq.onnx"), "--backend", "ort", "--no-latency",
+                                      "--report", str(report), "--fail-on", "float-add,requant-concat,reformat"])
+    assert result.exit_code == 0, result.output
+    first, second = result.stdout.splitlines()[:2]
+    assert first.startswith("TensorRT figures predicted") and "ONNX Runtime figures measured" in first
+    assert second.startswith("TensorRT (predicted") and "reformat 0" in second
+    assert "reformat layers" not in result.stdout and "Adds left in float" not in result.stdout
+    payload = json.loads(report.read_text())
+    assert payload["summary"]["reformat_count"] > 0  # ONNX Runtime's own Q/DQ nodes, shown under its name
+    assert "standalone QuantizeLinear/DequantizeLinear nodes: " in result.stdout
+    assert payload["gates"]["judged_on"] == "prediction" and payload["gates"]["counts"]["reformat"] == 0
+    assert (tmp_path / "tiny.qdq.ort.onnx").is_file() and not list(tmp_path.glob("*.engine"))  # named for what it is
+    assert "--saveEngine=" + str(tmp_path / "tiny.qdq.engine") in result.stdout
+
+
+def test_onnxruntime_build_fails_a_gate_the_prediction_fails(tmp_path):
+    tiny_qdq_conv(tmp_path / "tiny.qdq.onnx")
+    model = onnx.load(str(tmp_path / "tiny.qdq.onnx"))
+    conv = next(node for node in model.graph.node if node.op_type == "Conv")
+    conv.input[0] = "x"  # the convolution's input no longer comes through Q/DQ: TensorRT runs it in float
+    onnx.save(model, str(tmp_path / "float.onnx"))
+    result = CliRunner().invoke(cli, ["build", str(tmp_path / "float.onnx"), "--backend", "ort", "--no-latency",
+                                      "--fail-on", "float-conv"])
+    assert result.exit_code == 3, result.output
+    assert "qdqtool: gate failed: float-conv: 1" in result.stderr and "[predicted]" in result.stderr
+
+
+def test_onnxruntime_output_named_engine_is_said_to_be_onnx(tmp_path):
+    tiny_qdq_conv(tmp_path / "tiny.qdq.onnx")
+    engine = tmp_path / "tiny.engine"
+    result = CliRunner().invoke(cli, ["build", str(tmp_path / "tiny.qdq.onnx"), "-o", str(engine), "--backend", "ort",
+                                      "--no-latency", "--show", "summary"])
+    assert result.exit_code == 0, result.output
+    assert onnx.load(str(engine)).graph.node and "tiny.engine holds an ONNX model" in result.stdout

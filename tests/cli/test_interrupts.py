@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import bad_inputs as bad
@@ -21,6 +20,9 @@ from qdqtool.cli.main import cli
 
 PREVIOUS = b"previous output, must survive"
 WAIT_SECONDS = 120
+PAUSED = Path(__file__).with_name("paused_qdqtool.py")
+MARKER = "paused at"
+ORT_EXTENSION = "onnxruntime.capi.onnxruntime_pybind11_state"
 
 
 def slow_model(folder: Path) -> Path:
@@ -35,7 +37,7 @@ def slow_model(folder: Path) -> Path:
     return path
 
 
-def many_samples(folder: Path, count: int = 400) -> Path:
+def many_samples(folder: Path, count: int = 8) -> Path:
     data = folder / "many"
     data.mkdir()
     rng = np.random.default_rng(0)
@@ -53,58 +55,97 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def qdqtool_process(args: list) -> subprocess.Popen:
-    code = "from qdqtool.cli.main import main; main()"
-    return subprocess.Popen([sys.executable, "-c", code, "-v", *map(str, args)], stdout=subprocess.DEVNULL,
+def paused_qdqtool(point: str, args: list) -> subprocess.Popen:
+    """qdqtool's console script, paused at point (see paused_qdqtool.py) until a signal arrives."""
+    return subprocess.Popen([sys.executable, str(PAUSED), point, "-v", *map(str, args)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
 
 
-def interrupt_when(process: subprocess.Popen, marker: str, signum: int) -> str:
-    """Send signum once stderr shows marker (the command is past loading, in the middle of its work)."""
+def interrupt_at(process: subprocess.Popen, point: str, signum: int) -> str:
+    """Send signum once the command says it is paused at point; its whole stderr."""
     seen = []
-    deadline = time.monotonic() + WAIT_SECONDS
     try:
         for line in process.stderr:
             seen.append(line)
-            if marker in line:
+            if line.startswith(f"{MARKER} {point}"):
                 process.send_signal(signum)
                 break
-            assert time.monotonic() < deadline, "the command never reached " + marker
         _, rest = process.communicate(timeout=WAIT_SECONDS)
     finally:
         if process.poll() is None:  # a failed test must not leave the command running
             process.kill()
             process.wait()
-    return "".join(seen) + rest
+    stderr = "".join(seen) + rest
+    assert f"{MARKER} {point}" in stderr, "the command never reached " + point + ":\n" + stderr
+    return stderr
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_signal_during_calibration(tmp_path, signum):
+def assert_interrupted(process: subprocess.Popen, stderr: str, signum: int) -> None:
+    assert process.returncode == 128 + signum, stderr
+    assert "Traceback" not in stderr and "qdqtool: error" not in stderr, stderr
+    assert stderr.rstrip().endswith("no partial output was written"), stderr
+
+
+def complete_model(path: Path) -> bool:
+    return len(onnx.load(str(path)).graph.node) > 0
+
+
+SIGNALS = pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+# Where a calibration can be interrupted, from start-up to the last write: the first heavy import (numpy, a Python
+# package), onnxruntime's C extension initialising (runner._ort: the exception becomes ImportError), the middle of
+# the observation, and while the validated model is still a temp file.
+CALIBRATION_POINTS = ["import:numpy", f"extension:{ORT_EXTENSION}", "log:observing",
+                      "call:qdqtool.calibrate.pipeline:check_session_opens"]
+# After the model is in place and before the ranges file: each output is the old one or a complete new one.
+CALIBRATION_LATE_POINT = "call:qdqtool.calibrate.pipeline:save_ranges"
+
+
+@SIGNALS
+@pytest.mark.parametrize("point", CALIBRATION_POINTS)
+def test_signal_during_calibration(tmp_path, signum, point):
     out = tmp_path / "out.onnx"
     out.write_bytes(PREVIOUS)
-    process = qdqtool_process(["calibrate", slow_model(tmp_path), "--data", many_samples(tmp_path), "-o", out,
-                               "--batch-size", "1"])
-    stderr = interrupt_when(process, "observing", signum)
-    assert process.returncode != 0, stderr
-    assert "Traceback" not in stderr
+    process = paused_qdqtool(point, ["calibrate", slow_model(tmp_path), "--data", many_samples(tmp_path), "-o", out,
+                                     "--batch-size", "1", "--method", "max"])
+    assert_interrupted(process, interrupt_at(process, point, signum), signum)
     assert out.read_bytes() == PREVIOUS and not (tmp_path / "out.ranges.json").exists()
     assert leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_signal_during_build(tmp_path, signum):
+@SIGNALS
+def test_signal_between_calibration_outputs(tmp_path, signum):
+    out, ranges = tmp_path / "out.onnx", tmp_path / "out.ranges.json"
+    out.write_bytes(PREVIOUS)
+    ranges.write_bytes(PREVIOUS)
+    process = paused_qdqtool(CALIBRATION_LATE_POINT, ["calibrate", slow_model(tmp_path), "--data",
+                                                      many_samples(tmp_path), "-o", out, "--method", "max"])
+    assert_interrupted(process, interrupt_at(process, CALIBRATION_LATE_POINT, signum), signum)
+    assert complete_model(out) and ranges.read_bytes() == PREVIOUS
+    assert leftovers(tmp_path) == []
+
+
+# A build: onnxruntime initialising, the backend chosen, ONNX Runtime writing its graph into the temp folder, and
+# the latency runs after the engine file is in place (the report, written last, stays the old one throughout).
+BUILD_POINTS = [f"extension:{ORT_EXTENSION}", "log:build backend", "call:qdqtool.build.ort_backend:create_session",
+                "log:wrote"]
+
+
+@SIGNALS
+@pytest.mark.parametrize("point", BUILD_POINTS)
+def test_signal_during_build(tmp_path, signum, point):
     model = tmp_path / "slow.qdq.onnx"
     onnx.save(tiny_qdq.qat(onnx.load(slow_model(tmp_path))), model)
-    engine, report = tmp_path / "out.engine", tmp_path / "out.json"
+    engine, report = tmp_path / "out.ort.onnx", tmp_path / "out.json"
     engine.write_bytes(PREVIOUS)
     report.write_bytes(PREVIOUS)
-    process = qdqtool_process(["build", model, "--backend", "ort", "-o", engine, "--report", report,
-                               "--runs", "100000", "--data", many_samples(tmp_path)])
-    stderr = interrupt_when(process, "build backend", signum)
-    assert process.returncode != 0, stderr
-    assert "Traceback" not in stderr
+    process = paused_qdqtool(point, ["build", model, "--backend", "ort", "-o", engine, "--report", report,
+                                     "--runs", "5", "--data", many_samples(tmp_path)])
+    assert_interrupted(process, interrupt_at(process, point, signum), signum)
     assert report.read_bytes() == PREVIOUS  # the report is written last
-    assert engine.read_bytes() == PREVIOUS or onnx.load(str(engine)).graph.node  # old, or new and complete
+    if point == "log:wrote":
+        assert complete_model(engine)
+    else:
+        assert engine.read_bytes() == PREVIOUS
     assert leftovers(tmp_path) == []
 
 
@@ -148,11 +189,11 @@ def test_failure_while_onnxruntime_writes_the_engine(tmp_path, monkeypatch, exc)
     assert engine.read_bytes() == PREVIOUS and leftovers(tmp_path) == []
 
 
-def test_sigterm_handler_is_installed_by_main():
+def test_signal_handlers_are_installed_by_main():
     code = ("import signal, sys; sys.argv = ['qdqtool', '--version']\n"
-            "from qdqtool.cli import main\n"
+            "from qdqtool.cli import main, interrupts\n"
             "try:\n    main.main()\nexcept SystemExit:\n    pass\n"
-            "print(signal.getsignal(signal.SIGTERM) is main._terminated)")
+            "print(all(signal.getsignal(s) is interrupts._handler for s in (signal.SIGINT, signal.SIGTERM)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=WAIT_SECONDS,
                             env={**os.environ})
     assert result.stdout.strip().endswith("True"), result.stdout + result.stderr

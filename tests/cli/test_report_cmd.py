@@ -44,3 +44,20 @@ def test_unknown_gate_and_missing_file_are_user_errors(tmp_path):
     assert run(tmp_path / "none.json").exit_code == 1
     result = run(tmp_path / "none.json", "--fail-on", "nope")
     assert result.exit_code == 2 and "float-add" in result.stderr   # a bad option value: usage error
+
+
+def test_an_onnxruntime_build_report_is_not_judged_or_compared_as_tensorrt(tmp_path):
+    """build's report of an ONNX Runtime build: report --fail-on refuses it (its nodes are not TensorRT's layers) and
+    --compare says the prediction cannot be observed there, never 'DIFFERS'."""
+    from tiny_build import tiny_qdq_conv
+
+    model, layers = tmp_path / "tiny.qdq.onnx", tmp_path / "tiny.json"
+    tiny_qdq_conv(model)
+    built = CliRunner().invoke(cli, ["build", str(model), "--backend", "ort", "--no-latency", "--report", str(layers)])
+    assert built.exit_code == 0, built.output
+    gated = CliRunner().invoke(cli, ["report", str(layers), "--fail-on", "reformat"])
+    assert gated.exit_code == 1 and "built by ONNX Runtime" in gated.stderr and "qdqtool check" in gated.stderr
+    compared = CliRunner().invoke(cli, ["report", str(layers), "--compare", str(model), "--show", "summary"])
+    assert compared.exit_code == 0, compared.output
+    assert "this is an ONNX Runtime build" in compared.stdout and "DIFFERS" not in compared.stdout
+    assert "not observable (ONNX Runtime build)" in compared.stdout

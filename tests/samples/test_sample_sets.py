@@ -386,3 +386,14 @@ def test_cli_bad_values_are_bad_parameters(args, message):
 def test_yolo_model_file_specs(models_dir):
     specs = model_input_specs(onnx.load(str(models_dir / "yolov8n_320.onnx"), load_external_data=False))
     assert len(specs) == 1 and specs[0].shape[1] == 3 and specs[0].dtype == np.float32
+
+
+def test_skipped_files_are_said_by_default(tmp_path, caplog):
+    """A file that is neither an image nor a tensor is skipped with a warning naming it (not only at INFO)."""
+    np.save(tmp_path / "a.npy", np.zeros((1, 3, 8, 8), np.float32))
+    (tmp_path / "notes.txt").write_text("not a sample")
+    with caplog.at_level("WARNING", logger="qdqtool"):
+        samples = SampleSet(tmp_path, [InputSpec("x", (1, 3, 8, 8), np.dtype(np.float32))])
+    assert len(samples) == 1
+    assert any(r.levelname == "WARNING" and "skipping 1 file(s)" in r.message and "notes.txt" in r.message
+               for r in caplog.records)
