@@ -8,6 +8,7 @@ import click
 
 import qdqtool
 from qdqtool.accuracy.report import error_lines
+from qdqtool.calibrate.auto import auto_lines
 from qdqtool.calibrate.observers import CALIBRATION_METHODS, DEFAULT_PERCENTILE
 from qdqtool.calibrate.ranges import ranges_beside
 from qdqtool.calibrate.summary import summary_lines
@@ -76,11 +77,8 @@ def calibrate_command(ctx: click.Context, model: Path, output: Path, method: str
     for line in summary_lines(summary):
         click.echo(line)
     if "auto" in summary:
-        auto = summary["auto"]
-        taken = ", ".join(f"{n} {name}" for name, n in auto["scales_by_candidate"].items())
-        click.echo(f"auto: scales by candidate: {taken} ({auto['trials']} trials from uniform {auto['start']}; "
-                   f"output error {auto['holdout_error'][0]:.4f} -> {auto['holdout_error'][1]:.4f} on held-out "
-                   "calibration samples)")
+        for line in auto_lines(summary["auto"]):
+            click.echo(line)
     if "max_error" in summary:
         target = summary["max_error"]
         before, after = target["int8_convs_before"], target["int8_convs_after"]

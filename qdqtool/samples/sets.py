@@ -24,6 +24,14 @@ TENSOR_SUFFIXES = frozenset({".npy", ".npz"})
 DEFAULT_PREPROCESS = Preprocess()
 CHANNEL_AXES = {"NCHW": (1, 2, 3), "NHWC": (3, 1, 2)}  # layout -> (channel, height, width) axis
 Sample = dict[str, np.ndarray]
+SOURCE_MARK = "__"   # NAME__SOURCE.ext: a sample cut from image SOURCE (write_augmented_crops names crops so)
+
+
+def source_of(path: Path) -> str:
+    """The image a sample file comes from: SOURCE of NAME__SOURCE.ext, else the file's own stem. Crops and flips of
+    one photo share it, so that choices checked on samples they took no part in (auto's folds) keep them together."""
+    stem = Path(path).stem
+    return stem.rsplit(SOURCE_MARK, 1)[1] if SOURCE_MARK in stem else stem
 
 
 @dataclass(frozen=True)
@@ -181,6 +189,10 @@ class SampleSet:
     def __iter__(self) -> Iterator[Sample]:
         for path in self.files:
             yield self._load(path)
+
+    def sources(self) -> list[str]:
+        """The source image of each sample (source_of), in file order."""
+        return [source_of(path) for path in self.files]
 
     def samples_at(self, indices: Sequence[int]) -> list[Sample]:
         """The samples at these positions (in file order), loaded now."""
