@@ -219,3 +219,70 @@ def test_max_error_goes_as_far_as_the_ranking_when_needed(model_and_data, tmp_pa
                             CalibrationConfig(method="entropy", max_error=1e-9))
     assert result.target.met and set(result.target.kept) == {"scale_a_out", "scale_b_out"}
     assert result.target.convs_after == (0, 2) and result.target.error_after <= 1e-9
+
+
+def single_conv():
+    """y = Conv1x1(x * 1): every value of the quantized tensor reaches the output."""
+    b = Builder()
+    one = b.const(np.array(1.0, np.float32), "one")
+    x = b.input("x", [None, 1, SIDE, SIDE])
+    return b.model([b.op("Conv", [b.op("Mul", [x, one], "scale"), b.const(np.ones((1, 1, 1, 1), np.float32))],
+                         "conv")])
+
+
+def with_dark_spots(rng, spots: bool):
+    """Gaussian bulk (sigma 0.25); with spots, 0.3% of the values at -2..-6 (one photo's dark details)."""
+    values = rng.normal(0.0, 0.25, (1, 1, SIDE, SIDE)).astype(np.float32)
+    if spots:
+        where = rng.choice(SIDE * SIDE, int(0.003 * SIDE * SIDE), replace=False)
+        values.reshape(-1)[where] = -rng.uniform(2.0, 6.0, len(where))
+    return values
+
+
+def test_auto_keeps_max_when_a_clip_helps_the_calibration_samples_but_not_across_their_images(tmp_path):
+    """Nine plain photos and one photo with dark details (3 crops, named as write_augmented_crops names them): a clip
+    beats max on the 12 samples as a whole and on both halves of them (the evidence auto used to take), but the
+    fold holding the detailed photo disagrees, and on held-out photos like it the clip is worse. Auto keeps max."""
+    path, data = tmp_path / "conv.onnx", tmp_path / "data"
+    path.write_bytes(single_conv().SerializeToString())
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(9):
+        np.save(data / f"plain{index}.npy", with_dark_spots(rng, False))
+    for index in range(3):
+        np.save(data / f"crop_{index:05d}__detailed.npy", with_dark_spots(rng, True))
+    held = [{"x": with_dark_spots(rng, True)} for _ in range(4)]
+    result = calibrate_file(path, data, CalibrationOutputs(model=tmp_path / "q.onnx"), CalibrationConfig())
+    chosen = result.ranges["scale_out"]
+    assert chosen.method == "auto: max" and chosen.amax == chosen.observed_max
+    assert result.summary()["auto"]["clipped"] == [] and result.summary()["auto"]["note"] == ""
+    # what the clip does: better on the calibration samples and both their halves, worse on held-out photos
+    model, units = load_model(path), scale_units(result.plan, result.ranges)
+    names = [o.name for o in model.graph.output]
+    feeds = [{"x": np.load(p)} for p in sorted(data.glob("*.npy"))]
+    fp32 = create_session(model)
+    trials = Trials(model, result.plan, units, FeedSet(feeds, [dict(zip(names, fp32.run(None, f))) for f in feeds],
+                                                       MeasureConfig()))
+    unseen = FeedSet(held, [dict(zip(names, fp32.run(None, f))) for f in held], MeasureConfig())
+    plain, _ = trials.scores([units[0].amax("max")])
+    plain_held, _ = trials.scores([units[0].amax("max")], unseen)
+    helped = []
+    for name, amax in units[0].candidates:
+        scores, _ = trials.scores([amax])
+        if scores.whole < 0.99 * plain.whole and all(s < m for s, m in zip(scores.folds, plain.folds)):
+            helped.append((name, trials.scores([amax], unseen)[0].whole))
+    assert helped and all(error > 1.05 * plain_held.whole for _, error in helped), helped
+
+
+def test_too_few_source_images_keep_max_and_say_so(tmp_path):
+    path, data = tmp_path / "conv.onnx", tmp_path / "data"
+    path.write_bytes(single_conv().SerializeToString())
+    data.mkdir()
+    rng = np.random.default_rng(1)
+    for photo in range(4):   # 4 photos x 3 crops: 12 samples, but only 4 images
+        for crop in range(3):
+            np.save(data / f"crop_{crop:05d}__photo{photo}.npy", heavy_tailed(rng, (1, 1, SIDE, SIDE)))
+    result = calibrate_file(path, data, CalibrationOutputs(model=tmp_path / "q.onnx"), CalibrationConfig())
+    assert result.ranges["scale_out"].amax == result.ranges["scale_out"].observed_max
+    summary = result.summary()["auto"]
+    assert "4 source images are too few" in summary["note"] and summary["trials"] == 0 and not summary["clipped"]
