@@ -35,7 +35,8 @@ from bench.accuracy_metrics import task_cell, task_scores
 from bench.accuracy_models import MODELS, BenchModel, write_static_copy
 from bench.accuracy_rescore import held_out_set, rescore_folder, run_model, write_json
 from bench.accuracy_stats import comparison_line, comparisons, missing_components
-from qdqtool.accuracy.measure import headline_error
+from qdqtool.accuracy.measure import MeasureConfig, headline_error
+from qdqtool.accuracy.scores import scored_measure
 from qdqtool.check.predict import check_model
 from qdqtool.errors import QdqError
 from qdqtool.onnxgraph.prepare import load_model
@@ -52,9 +53,10 @@ GATES = ("float-add", "requant-concat", "reformat")
 DEFAULT_MODELS = ("yolov8n_320", "ppocrv4_det", "orientation_cls", "ddddocr_yolox", "centerface", "ppocr_cls")
 TOOL_ORDER = ("fp32", "ort", "fix", "qdqtool", "modelopt")
 INCOMPLETE = " **Incomplete: the run was stopped before the remaining rows.**"
-HOW = ("Calibration: the same .npy feeds for every tool (9 photos + 7 crops of them, each model's own pre-processing);"
-       " held out: 9 other photos + Ultralytics' bus.jpg and zidane.jpg + 25 crops of them (+ page.png turned 4 ways"
-       " for orientation_cls). ORT: quantize_static, QDQ, per-channel, symmetric int8 activations and weights (its"
+SPLIT = ("Calibration: the same .npy feeds for every tool (9 photos + 7 crops of them, each model's own "
+         "pre-processing); held out: 9 other photos + Ultralytics' bus.jpg and zidane.jpg + 25 crops of them (+ "
+         "page.png turned 4 ways for orientation_cls). ")
+HOW = ("ORT: quantize_static, QDQ, per-channel, symmetric int8 activations and weights (its"
        " Entropy calibrator keeps its defaults of 128 histogram bins and 128 quantized bins, which leave one"
        " candidate threshold, the whole range: ORT's Entropy gives MinMax's scales, and quantize_static has no option"
        " to change that). fix-residuals: ORT's MinMax output, `--data` the same"
@@ -63,7 +65,8 @@ HOW = ("Calibration: the same .npy feeds for every tool (9 photos + 7 crops of t
        " calibration.npy --calibration_eps cpu --high_precision_dtype fp32` on a copy of the model (it rewrites its"
        " input; it raises the opset to 19; fp32 kept for the rest, no fp16 autocast). Time and peak RSS: one process"
        " per run (os.wait4), on a shared 2-core machine, so compare them within a table. Output error:"
-       " qdqtool.accuracy.measure (worst channel, 0 = identical). Task metric: against FP32's own answers.")
+       " qdqtool.accuracy.measure as `qdqtool compare` gives it (worst channel, lost confident scores on score"
+       " outputs; 0 = identical). Task metric: against FP32's own answers.")
 
 
 def as_dicts(outputs: List[List], names: Sequence[str]) -> List[Dict]:
@@ -127,6 +130,7 @@ def bench_model(model: BenchModel, methods, has_max_error, default, peer, option
     stacked = data.write_stacked(data.write_feeds(calibration, model.prepare, feeds_dir, calibration_names),
                                  work / "calibration.npy")
     names = [o.name for o in create_session(fp32).get_outputs()]
+    measure = scored_measure(load_model(fp32), MeasureConfig())   # what `qdqtool compare` measures: lost scores count
     reference = run_model(fp32, held_feeds)
     result = {"model": model.key, "note": model.note, "shape": list(model.shape), "metric": model.metric,
               "calibration_feeds": len(list(feeds_dir.glob("*.npy"))), "held_out_feeds": len(held_feeds),
@@ -149,7 +153,7 @@ def bench_model(model: BenchModel, methods, has_max_error, default, peer, option
                 print(f"  {model.key:16s} {row.name:44s} {entry['error_message'][:200]}", flush=True)
                 continue
             entry.update(checks=check_counts(out), task=task_scores(model, reference, candidate),
-                         error=headline_error(as_dicts(reference, names), as_dicts(candidate, names)))
+                         error=headline_error(as_dicts(reference, names), as_dicts(candidate, names), measure))
             choice = auto_choice(out.with_suffix(".ranges.json"))
             if choice:
                 entry["auto_choice"] = choice
@@ -283,17 +287,18 @@ def main(argv: Sequence[str] = ()) -> List[str]:
     results = [{**r, "comparisons": comparisons(r)} for r in results]
     seconds = sum(r["seconds"] for r in results) if "reuse" in options else time.perf_counter() - start
     info = versions(peer_versions)
+    split = SPLIT if calib is None else (
+        f"Calibration (calib={calib}): the same .npy feeds for every tool, {calib} whole photos "
+        f"({', '.join(data.CALIBRATION_POOL[:int(calib)])}), one feed each; held out: {', '.join(data.POOL_HELD_OUT)}"
+        " + Ultralytics' bus.jpg and zidane.jpg + 25 crops of them (+ page.png turned 4 ways for orientation_cls). ")
     lines = ["## Accuracy against FP32, every tool on the same calibration tensors", "",
              f"`make bench BENCH_ARGS=accuracy`: {seconds / 60:.1f} min in all; "
              + ", ".join(f"{k} {v}" for k, v in info.items()) + ".",
-             "" if peer else f"ModelOpt rows skipped: {peer_versions}.", "", HOW, ""]
+             "" if peer else f"ModelOpt rows skipped: {peer_versions}.", "", split + HOW, ""]
     for model_result in results:
         lines += markdown_table(MODELS[model_result["model"]], model_result)
     OUT.mkdir(exist_ok=True)
     stem = "accuracy" if calib is None else f"accuracy_calib{calib}"
-    if calib is not None:
-        lines[2:2] = [f"calib={calib}: {calib} whole photos ({', '.join(data.CALIBRATION_POOL[:int(calib)])}), one "
-                      "feed each; held out: the other photos of the 18, the fetched ones and crops of them.", ""]
     (OUT / f"{stem}.md").write_text("\n".join(lines))
     calibration = [p.name for p in data.calibration_sources(int(calib) if calib else None)]
     (OUT / f"{stem}.json").write_text(json.dumps({"versions": info, "seconds": round(seconds, 1),
