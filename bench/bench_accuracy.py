@@ -118,7 +118,7 @@ def bench_model(model: BenchModel, methods, has_max_error, default, peer, option
         return saved_results(key)
     work = WORK / (key + (f".{options['part']}" if "part" in options else ""))
     saved = work / "result.json"
-    tools_wanted = options.get("rows", "ort,fix,qdqtool,modelopt").split(",")
+    tools_wanted = options.get("rows", "ort,fix,qdqtool,max-error,modelopt").split(",")
     work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     calib = int(options["calib"]) if "calib" in options else None
@@ -137,7 +137,8 @@ def bench_model(model: BenchModel, methods, has_max_error, default, peer, option
               "held_out_sources": sources,
               "rows": [{"name": "FP32", "task": task_scores(model, reference, reference), "error": 0.0}]}
     every = tools.rows(methods, has_max_error, default, peer is not None)
-    for row in [r for r in every if r.tool in tools_wanted or (r.extra and "max-error" in tools_wanted)]:
+    wanted = [r for r in every if ("max-error" if r.extra else r.tool) in tools_wanted]
+    for row in wanted:
         out = tools.output_path(row, work)
         run = tools.run_measured(tools.command(row, fp32, feeds_dir, stacked, out, peer, work),
                                  out.with_suffix(".log"))
