@@ -67,5 +67,5 @@ def test_the_flip_rate_counts_samples_whose_top_class_changes():
     meter.add({"probs": reference}, {"probs": candidate})
     out = meter.result().outputs["probs"]
     assert out.flip_rate == pytest.approx(0.5) and out.error >= 0.5
-    same = ReferenceMeter([{"probs": reference}], MeasureConfig(score_outputs=("probs",))).result([{"probs": candidate}])
-    assert same.outputs["probs"].flip_rate == pytest.approx(0.5)
+    same = ReferenceMeter([{"probs": reference}], MeasureConfig(score_outputs=("probs",)))
+    assert same.result([{"probs": candidate}]).outputs["probs"].flip_rate == pytest.approx(0.5)
