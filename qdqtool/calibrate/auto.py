@@ -64,7 +64,7 @@ class AutoChoice:
                 "tensors_by_candidate": tensors, "trials": self.result.trials,
                 "search_error": [round(e, 6) for e in self.result.search_error],
                 "holdout_error": [round(e, 6) for e in self.result.holdout_error],
-                "clipped": self.clipped(), "note": self.result.note}
+                "holdout_samples": self.result.held_out, "clipped": self.clipped(), "note": self.result.note}
 
 
 def choose_ranges(model: onnx.ModelProto, plan: PlacementPlan, ranges: Mapping[str, TensorRange],
@@ -139,8 +139,10 @@ def auto_lines(summary: Mapping[str, object]) -> List[str]:
     """Human lines for AutoChoice.summary(): the counts, and every scale moved off max with how sure it was."""
     taken = ", ".join(f"{n} {name}" for name, n in summary["scales_by_candidate"].items())
     held = summary["holdout_error"]
+    checked = (f"output error {held[0]:.4f} -> {held[1]:.4f} on {summary['holdout_samples']} samples of images the "
+               "search did not run on" if summary["holdout_samples"] else "no samples of other images to check it on")
     lines = [f"auto: scales by candidate: {taken} ({summary['trials']} trials from uniform {summary['start']}; "
-             f"output error {held[0]:.4f} -> {held[1]:.4f} on held-out calibration samples)"]
+             f"{checked})"]
     if summary["note"]:
         lines.append(f"auto: {summary['note']}")
     for item in summary["clipped"]:

@@ -91,6 +91,7 @@ class SearchResult:
     trials: int
     evidence: Dict[Tuple[str, ...], Verdict] = field(default_factory=dict)   # unit tensors -> why not max
     note: str = ""                         # why nothing was searched, when nothing was
+    held_out: int = 0                      # samples of images the descent never ran on that checked it
 
     def tensor_amax(self, units: Sequence[ScaleUnit]) -> Dict[str, float]:
         return {t: u.amax(self.choice[u.tensors]) for u in units for t in u.tensors}
@@ -334,7 +335,8 @@ def search_scales(trials: Trials, units: Sequence[ScaleUnit], pool: FeedSet, uns
     start_evidence = {i: verdict for i in range(len(units)) if start != "max"}
     choice = {u.tensors: _credited(u, name) for u, name in zip(units, chosen)}
     why = {units[i].tensors: v for i, v in {**start_evidence, **evidence}.items() if choice[units[i].tensors] != "max"}
-    return SearchResult(choice, start, (start_scores.whole, state.best.whole), held, trials.count, why)
+    return SearchResult(choice, start, (start_scores.whole, state.best.whole), held, trials.count, why,
+                        held_out=len(unseen))
 
 
 def kept_max(units: Sequence[ScaleUnit], note: str) -> SearchResult:

@@ -11,6 +11,7 @@ import pytest
 from tiny import Builder
 
 from qdqtool.accuracy.measure import MeasureConfig, ReferenceMeter
+from qdqtool.calibrate.auto import auto_lines
 from qdqtool.calibrate.folds import (
     cross_validated,
     drawn_order,
@@ -92,6 +93,8 @@ def test_auto_keeps_outliers_that_reach_the_output_and_clips_those_that_do_not(m
     assert reason["candidate"] == clipped.method.split(": ")[1]
     assert reason["observed_max"] == pytest.approx(clipped.observed_max) and reason["amax"] < reason["observed_max"]
     assert reason["cv_gain"] > reason["cv_spread"] >= 0 and min(reason["fold_gains"]) > 0
+    shown = [line for line in auto_lines(summary) if "clipped: scale_b_out:" in line]
+    assert len(shown) == 1 and f"gain {100 * reason['cv_gain']:.1f}%" in shown[0] and "-> amax" in shown[0]
     saved = {r["tensor"]: r for r in json.loads(ranges_path.read_text())["ranges"]}
     assert saved["scale_b_out"]["method"] == clipped.method
     assert saved["scale_b_out"]["cv_gain"] == pytest.approx(reason["cv_gain"])
@@ -286,3 +289,4 @@ def test_too_few_source_images_keep_max_and_say_so(tmp_path):
     assert result.ranges["scale_out"].amax == result.ranges["scale_out"].observed_max
     summary = result.summary()["auto"]
     assert "4 source images are too few" in summary["note"] and summary["trials"] == 0 and not summary["clipped"]
+    assert any("too few" in line for line in auto_lines(summary))
