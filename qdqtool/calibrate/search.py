@@ -190,8 +190,8 @@ def _dequantize(node: onnx.NodeProto, constants: Mapping[str, onnx.TensorProto])
 
 @dataclass(frozen=True)
 class Scores:
-    """A trial's search_score on each fold of its feeds (None where not run) and on all of them (None unless all
-    were run)."""
+    """A trial's search_score on each fold of its feeds (None where not run) and their mean (None unless all were
+    run: every decision is made on fold scores, so the whole set is not measured again)."""
 
     folds: Tuple[Optional[float], ...]
     whole: Optional[float]
@@ -216,7 +216,6 @@ class FeedSet:
             positions = list(range(len(self.feeds)))
             folds = [positions[0::2], positions[1::2]] if len(positions) > 1 else [positions]
         self.folds = [list(f) for f in folds]
-        self.whole = ReferenceMeter(self.references, measure)
         self.meters = [ReferenceMeter([self.references[p] for p in fold], measure) for fold in self.folds]
         self.first_part = (len(self.folds) + 1) // 2   # folds run before a trial may stop
 
@@ -280,8 +279,7 @@ class Trials:
             for position, one in zip(fold, outputs):
                 got[position] = one
             fold_scores[k] = search_score(feeds.meters[k], outputs)
-        whole = fold_scores[0] if len(feeds.folds) == 1 else search_score(feeds.whole, got)
-        return Scores(tuple(fold_scores), whole), got
+        return Scores(tuple(fold_scores), float(np.mean(fold_scores))), got
 
 
 def search_score(meter: ReferenceMeter, candidates: Sequence[Outputs]) -> float:
