@@ -162,7 +162,7 @@ def main(argv: Sequence[str]) -> List[str]:
         stripped, count = strip_edges(models[paths[0].name], options["strip"].split(","))
         models[f"{paths[0].stem}.stripped ({count} edges)"] = stripped
     fp32 = Path(options.get("fp32", WORK / key / "fp32.onnx"))
-    _, held_out = data.photo_split(WORK)
+    _, _, held_out = data.photo_split(WORK)
     feeds = [feed for rgb in held_out for feed in MODELS[key].prepare(rgb)]
     reference_session = create_session(fp32)
     names = [o.name for o in reference_session.get_outputs()]

@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -31,11 +31,11 @@ def run_model(session_path: Path, feeds) -> List[List]:
     return [session.run(None, {name: feed}) for feed in feeds]
 
 
-def held_out_set(model: BenchModel, work: Path, extra_photos: Sequence[Path] = ()
-                 ) -> Tuple[List[np.ndarray], List[np.ndarray], List[str]]:
-    """(calibration RGB images, held-out feeds, the source photo of each held-out feed)."""
-    calibration, held_out = data.photo_split(work, extra_photos)
-    names = data.held_out_names(extra_photos)
+def held_out_set(model: BenchModel, work: Path, extra_photos: Sequence[Path] = (), calib: Optional[int] = None
+                 ) -> Tuple[List[np.ndarray], List[str], List[np.ndarray], List[str]]:
+    """(calibration RGB images, their source photos, held-out feeds, the source photo of each held-out feed)."""
+    calibration, calibration_names, held_out = data.photo_split(work, extra_photos, calib)
+    names = data.held_out_names(extra_photos, calib)
     if model.key == "orientation_cls":
         turned = data.turned_page()
         held_out, names = held_out + turned, names + [data.TURNED_PAGE_SOURCE] * len(turned)
@@ -46,7 +46,7 @@ def held_out_set(model: BenchModel, work: Path, extra_photos: Sequence[Path] = (
         cut = model.prepare(rgb)
         feeds += cut
         sources += [name] * len(cut)
-    return calibration, feeds, sources
+    return calibration, calibration_names, feeds, sources
 
 
 def rescore_folder(model: BenchModel, folder: Path, feeds: Sequence[np.ndarray], sources: Sequence[str]) -> str:

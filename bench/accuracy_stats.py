@@ -22,6 +22,7 @@ RESAMPLES = 2000
 SEED = 0
 LEVEL = 0.95
 PEER_TOOLS = ("ort", "fix", "modelopt")
+MAX_ROW = "qdqtool --method max"
 METRIC_LABEL = {"detection": "F1", "mask": "mask IoU", "top1": "top-1"}
 
 Parts = Tuple[np.ndarray, np.ndarray]   # per-feed (numerator, denominator)
@@ -102,17 +103,25 @@ def best_peer(rows: Sequence[Dict], metric: str) -> Optional[Dict]:
 
 
 def comparisons(result: Dict) -> List[Dict]:
-    """Each qdqtool row of one model's result against the best other tool's row, with its interval."""
+    """Each qdqtool row of one model's result against the best other tool's row, and the default row against
+    `--method max`, with their intervals."""
     metric, sources = result["metric"], result.get("held_out_sources")
     peer = best_peer(result["rows"], metric)
-    if peer is None or not sources:
+    if not sources:
         return []
     found = []
     candidates = [r for r in result["rows"] if r.get("tool") == "qdqtool" and usable(r)]
-    for row in sorted(candidates, key=lambda r: "(default)" not in r["name"]):   # the default row first
+    for row in sorted(candidates, key=lambda r: "(default)" not in r["name"]) if peer else []:   # the default first
         interval = paired_interval(ratio_parts(metric, row["task"]["per_feed"]),
                                    ratio_parts(metric, peer["task"]["per_feed"]), sources)
         found.append({"candidate": row["name"], "reference": peer["name"], "metric": METRIC_LABEL[metric],
+                      "seed": SEED, **asdict(interval)})
+    default = next((r for r in candidates if "(default)" in r["name"]), None)
+    plain = next((r for r in candidates if r["name"].startswith(MAX_ROW)), None)
+    if default is not None and plain is not None and plain is not default:   # the default against no clipping
+        interval = paired_interval(ratio_parts(metric, default["task"]["per_feed"]),
+                                   ratio_parts(metric, plain["task"]["per_feed"]), sources)
+        found.append({"candidate": default["name"], "reference": plain["name"], "metric": METRIC_LABEL[metric],
                       "seed": SEED, **asdict(interval)})
     return found
 

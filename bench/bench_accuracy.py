@@ -5,6 +5,9 @@
     make bench BENCH_ARGS="accuracy reuse=1"                    tables from the saved per-model results
     make bench BENCH_ARGS="accuracy rows=modelopt part=peers"   only some tools, saved beside the others
     make bench BENCH_ARGS="accuracy rows=qdqtool,max-error methods=auto part=auto2"   only qdqtool's auto rows
+    make bench BENCH_ARGS="accuracy calib=12 models=yolov8n_320 rows=qdqtool,modelopt methods=auto,max"
+                                                                the first-try protocol: 12 whole photos, one feed
+                                                                each, none of them held out (accuracy_calib12.md)
     make bench BENCH_ARGS="accuracy stats=1"                    reuse=1, after adding per-feed components to saved
                                                                 results that lack them (from their saved models)
 
@@ -32,7 +35,8 @@ from bench.accuracy_metrics import task_cell, task_scores
 from bench.accuracy_models import MODELS, BenchModel, write_static_copy
 from bench.accuracy_rescore import held_out_set, rescore_folder, run_model, write_json
 from bench.accuracy_stats import comparison_line, comparisons, missing_components
-from qdqtool.accuracy.measure import headline_error
+from qdqtool.accuracy.measure import MeasureConfig, headline_error
+from qdqtool.accuracy.scores import scored_measure
 from qdqtool.check.predict import check_model
 from qdqtool.errors import QdqError
 from qdqtool.onnxgraph.prepare import load_model
@@ -49,9 +53,10 @@ GATES = ("float-add", "requant-concat", "reformat")
 DEFAULT_MODELS = ("yolov8n_320", "ppocrv4_det", "orientation_cls", "ddddocr_yolox", "centerface", "ppocr_cls")
 TOOL_ORDER = ("fp32", "ort", "fix", "qdqtool", "modelopt")
 INCOMPLETE = " **Incomplete: the run was stopped before the remaining rows.**"
-HOW = ("Calibration: the same .npy feeds for every tool (9 photos + 7 crops of them, each model's own pre-processing);"
-       " held out: 9 other photos + Ultralytics' bus.jpg and zidane.jpg + 25 crops of them (+ page.png turned 4 ways"
-       " for orientation_cls). ORT: quantize_static, QDQ, per-channel, symmetric int8 activations and weights (its"
+SPLIT = ("Calibration: the same .npy feeds for every tool (9 photos + 7 crops of them, each model's own "
+         "pre-processing); held out: 9 other photos + Ultralytics' bus.jpg and zidane.jpg + 25 crops of them (+ "
+         "page.png turned 4 ways for orientation_cls). ")
+HOW = ("ORT: quantize_static, QDQ, per-channel, symmetric int8 activations and weights (its"
        " Entropy calibrator keeps its defaults of 128 histogram bins and 128 quantized bins, which leave one"
        " candidate threshold, the whole range: ORT's Entropy gives MinMax's scales, and quantize_static has no option"
        " to change that). fix-residuals: ORT's MinMax output, `--data` the same"
@@ -60,7 +65,8 @@ HOW = ("Calibration: the same .npy feeds for every tool (9 photos + 7 crops of t
        " calibration.npy --calibration_eps cpu --high_precision_dtype fp32` on a copy of the model (it rewrites its"
        " input; it raises the opset to 19; fp32 kept for the rest, no fp16 autocast). Time and peak RSS: one process"
        " per run (os.wait4), on a shared 2-core machine, so compare them within a table. Output error:"
-       " qdqtool.accuracy.measure (worst channel, 0 = identical). Task metric: against FP32's own answers.")
+       " qdqtool.accuracy.measure as `qdqtool compare` gives it (worst channel, lost confident scores on score"
+       " outputs; 0 = identical). Task metric: against FP32's own answers.")
 
 
 def as_dicts(outputs: List[List], names: Sequence[str]) -> List[Dict]:
@@ -73,9 +79,15 @@ def check_counts(path: Path) -> Dict[str, int]:
 
 
 def result_folders(key: str) -> List[Path]:
-    """bench_out/accuracy/KEY/ and its KEY.PART/ folders that hold a result.json, in name order."""
+    """bench_out/accuracy/KEY/ and its KEY.PART/ folders that hold a result.json, in name order (KEY may end in
+    .calibN: the calib=N protocol's results, kept apart from the fixed split's)."""
     return [p.parent for p in sorted(WORK.glob(f"{key}*/result.json"))
-            if p.parent.name == key or p.parent.name.startswith(f"{key}.")]
+            if p.parent.name == key or (p.parent.name.startswith(f"{key}.")
+                                        and ".calib" not in p.parent.name[len(key):])]
+
+
+def result_key(model: BenchModel, options: Dict[str, str]) -> str:
+    return model.key + (f".calib{options['calib']}" if "calib" in options else "")
 
 
 def saved_results(key: str) -> Optional[Dict]:
@@ -101,25 +113,32 @@ def bench_model(model: BenchModel, methods, has_max_error, default, peer, option
                 extra_photos: Sequence[Path] = ()) -> Dict:
     """One model's rows, kept in bench_out/accuracy/KEY/result.json (KEY.PART/ with part=PART; reuse=1 reads them
     instead of measuring; rows=ort,fix,qdqtool,modelopt,max-error picks tools)."""
-    if options.get("reuse") == "1" and saved_results(model.key):
-        return saved_results(model.key)
-    work = WORK / (model.key + (f".{options['part']}" if "part" in options else ""))
+    key = result_key(model, options)
+    if options.get("reuse") == "1" and saved_results(key):
+        return saved_results(key)
+    work = WORK / (key + (f".{options['part']}" if "part" in options else ""))
     saved = work / "result.json"
-    tools_wanted = options.get("rows", "ort,fix,qdqtool,modelopt").split(",")
+    tools_wanted = options.get("rows", "ort,fix,qdqtool,max-error,modelopt").split(",")
     work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    calibration, held_feeds, sources = held_out_set(model, WORK, extra_photos)
+    calib = int(options["calib"]) if "calib" in options else None
+    calibration, calibration_names, held_feeds, sources = held_out_set(model, WORK, extra_photos, calib)
     fp32 = write_static_copy(model, EXTRA_DIR, work / "fp32.onnx")
     feeds_dir = work / "calibration_feeds"
-    stacked = data.write_stacked(data.write_feeds(calibration, model.prepare, feeds_dir), work / "calibration.npy")
+    for old in feeds_dir.glob("*.npy"):   # a folder from an earlier split or naming: its feeds are not this run's
+        old.unlink()
+    stacked = data.write_stacked(data.write_feeds(calibration, model.prepare, feeds_dir, calibration_names),
+                                 work / "calibration.npy")
     names = [o.name for o in create_session(fp32).get_outputs()]
+    measure = scored_measure(load_model(fp32), MeasureConfig())   # what `qdqtool compare` measures: lost scores count
     reference = run_model(fp32, held_feeds)
     result = {"model": model.key, "note": model.note, "shape": list(model.shape), "metric": model.metric,
               "calibration_feeds": len(list(feeds_dir.glob("*.npy"))), "held_out_feeds": len(held_feeds),
               "held_out_sources": sources,
               "rows": [{"name": "FP32", "task": task_scores(model, reference, reference), "error": 0.0}]}
     every = tools.rows(methods, has_max_error, default, peer is not None)
-    for row in [r for r in every if r.tool in tools_wanted or (r.extra and "max-error" in tools_wanted)]:
+    wanted = [r for r in every if ("max-error" if r.extra else r.tool) in tools_wanted]
+    for row in wanted:
         out = tools.output_path(row, work)
         run = tools.run_measured(tools.command(row, fp32, feeds_dir, stacked, out, peer, work),
                                  out.with_suffix(".log"))
@@ -135,10 +154,11 @@ def bench_model(model: BenchModel, methods, has_max_error, default, peer, option
                 print(f"  {model.key:16s} {row.name:44s} {entry['error_message'][:200]}", flush=True)
                 continue
             entry.update(checks=check_counts(out), task=task_scores(model, reference, candidate),
-                         error=headline_error(as_dicts(reference, names), as_dicts(candidate, names)))
+                         error=headline_error(as_dicts(reference, names), as_dicts(candidate, names), measure))
             choice = auto_choice(out.with_suffix(".ranges.json"))
             if choice:
                 entry["auto_choice"] = choice
+                entry["auto_clips"] = auto_clips(out.with_suffix(".ranges.json"))
         result["rows"].append(entry)
         save(saved, result, start, partial=True)   # a stopped run keeps its rows
         print(f"  {model.key:16s} {row.name:44s} {run.seconds:6.1f} s "
@@ -155,6 +175,13 @@ def auto_choice(ranges_file: Path) -> Dict[str, int]:
     return dict(chosen.most_common())
 
 
+def auto_clips(ranges_file: Path) -> List[str]:
+    """Each tensor auto moved off max, with its cross-validated gain, from the ranges file."""
+    return [f"{r['tensor']} {r['method'].split(': ', 1)[1]} {r['observed_max']:.4g} -> {r['amax']:.4g} (gain "
+            f"{100 * r['cv_gain']:.1f}%, spread {100 * r['cv_spread']:.1f}%)"
+            for r in json.loads(ranges_file.read_text())["ranges"] if "cv_gain" in r]
+
+
 def save(path: Path, result: Dict, start: float, partial: bool) -> Dict:
     result = {**result, "seconds": round(time.perf_counter() - start, 1), "partial": partial}
     write_json(path, result)
@@ -167,7 +194,7 @@ def rescore(model: BenchModel, extra_photos: Sequence[Path]) -> List[str]:
     incomplete = [f for f in folders if missing_components(json.loads((f / "result.json").read_text()))]
     if not incomplete:
         return [f"{f.name}: complete" for f in folders]
-    _, feeds, sources = held_out_set(model, WORK, extra_photos)
+    _, _, feeds, sources = held_out_set(model, WORK, extra_photos)
     return [rescore_folder(model, folder, feeds, sources) for folder in folders]
 
 
@@ -192,7 +219,9 @@ def markdown_table(model: BenchModel, result: Dict) -> List[str]:
     choices = [f"{row['name']}: tensors per chosen candidate: "
                + ", ".join(f"{n} {name}" for name, n in row["auto_choice"].items())
                for row in result["rows"] if row.get("auto_choice")]
-    lines += ["", *choices] if choices else []
+    clips = [f"{row['name']}: clipped {', '.join(row['auto_clips']) or 'nothing'}" for row in result["rows"]
+             if "auto_clips" in row]
+    lines += ["", *choices, *clips] if choices else []
     return [*lines, "", *comparison_lines(model, result), ""]
 
 
@@ -200,8 +229,9 @@ def comparison_lines(model: BenchModel, result: Dict) -> List[str]:
     """The qdqtool rows against the best other tool, with their intervals (or why there are none)."""
     if result.get("comparisons"):
         size = sample_size(model, result)
-        return ["Against the best other tool (task metric difference, paired bootstrap 95% interval over the "
-                "held-out source photos):", "", *[f"- {comparison_line(c, size)}" for c in result["comparisons"]]]
+        return ["Against the best other tool, and the default against `--method max` (task metric difference, "
+                "paired bootstrap 95% interval over the held-out source photos):", "",
+                *[f"- {comparison_line(c, size)}" for c in result["comparisons"]]]
     missing = missing_components(result)
     if missing:
         return [f"No intervals: no per-feed components saved for {', '.join(missing)} (`accuracy stats=1` adds "
@@ -254,22 +284,29 @@ def main(argv: Sequence[str] = ()) -> List[str]:
         for key in keys:
             print("\n".join(f"  {line}" for line in rescore(MODELS[key], extra_photos)), flush=True)
     results = [bench_model(MODELS[k], methods, has_max_error, default, peer, options, extra_photos) for k in keys]
+    calib = options.get("calib")
     results = [{**r, "comparisons": comparisons(r)} for r in results]
     seconds = sum(r["seconds"] for r in results) if "reuse" in options else time.perf_counter() - start
     info = versions(peer_versions)
+    split = SPLIT if calib is None else (
+        f"Calibration (calib={calib}): the same .npy feeds for every tool, {calib} whole photos "
+        f"({', '.join(data.CALIBRATION_POOL[:int(calib)])}), one feed each; held out: {', '.join(data.POOL_HELD_OUT)}"
+        " + Ultralytics' bus.jpg and zidane.jpg + 25 crops of them (+ page.png turned 4 ways for orientation_cls). ")
     lines = ["## Accuracy against FP32, every tool on the same calibration tensors", "",
              f"`make bench BENCH_ARGS=accuracy`: {seconds / 60:.1f} min in all; "
              + ", ".join(f"{k} {v}" for k, v in info.items()) + ".",
-             "" if peer else f"ModelOpt rows skipped: {peer_versions}.", "", HOW, ""]
+             "" if peer else f"ModelOpt rows skipped: {peer_versions}.", "", split + HOW, ""]
     for model_result in results:
         lines += markdown_table(MODELS[model_result["model"]], model_result)
     OUT.mkdir(exist_ok=True)
-    (OUT / "accuracy.md").write_text("\n".join(lines))
-    (OUT / "accuracy.json").write_text(json.dumps({"versions": info, "seconds": round(seconds, 1),
-                                                   "split": {"calibration": data.CALIBRATION_PHOTOS,
-                                                             "held_out": [p.name for p in data.held_out_sources(
-                                                                 extra_photos)]},
-                                                   "models": results}, indent=1))
+    stem = "accuracy" if calib is None else f"accuracy_calib{calib}"
+    (OUT / f"{stem}.md").write_text("\n".join(lines))
+    calibration = [p.name for p in data.calibration_sources(int(calib) if calib else None)]
+    (OUT / f"{stem}.json").write_text(json.dumps({"versions": info, "seconds": round(seconds, 1),
+                                                  "split": {"calibration": calibration,
+                                                            "held_out": [p.name for p in data.held_out_sources(
+                                                                extra_photos, int(calib) if calib else None)]},
+                                                  "models": results}, indent=1))
     return lines
 
 

@@ -8,6 +8,7 @@ import click
 
 import qdqtool
 from qdqtool.accuracy.report import error_lines
+from qdqtool.calibrate.auto import auto_lines
 from qdqtool.calibrate.cache_usage import cache_lines
 from qdqtool.calibrate.observers import CALIBRATION_METHODS, DEFAULT_PERCENTILE
 from qdqtool.calibrate.ranges import ranges_beside
@@ -87,11 +88,8 @@ def calibrate_command(ctx: click.Context, model: Path, output: Path, method: str
     for line in summary_lines(summary) + (cache_lines(summary["from_cache"]) if "from_cache" in summary else []):
         click.echo(line)
     if "auto" in summary:
-        auto = summary["auto"]
-        taken = ", ".join(f"{n} {name}" for name, n in auto["scales_by_candidate"].items())
-        click.echo(f"auto: scales by candidate: {taken} ({auto['trials']} trials from uniform {auto['start']}; "
-                   f"output error {auto['holdout_error'][0]:.4f} -> {auto['holdout_error'][1]:.4f} on held-out "
-                   "calibration samples)")
+        for line in auto_lines(summary["auto"]):
+            click.echo(line)
     if "max_error" in summary:
         target = summary["max_error"]
         before, after = target["int8_convs_before"], target["int8_convs_after"]

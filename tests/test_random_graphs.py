@@ -37,7 +37,7 @@ FLOAT_KINDS = {"float-conv", "float-add", "float-concat", "requant-concat", "sca
 
 
 class MemorySamples:
-    """Random feeds with the SampleSet interface calibrate_model uses (len, iteration, batches, samples_at)."""
+    """Random feeds with the SampleSet interface calibrate_model uses (len, iteration, batches, samples_at, sources)."""
 
     dynamic_batch = False   # one feed per run
 
@@ -55,6 +55,9 @@ class MemorySamples:
 
     def samples_at(self, indices):
         return [self.feeds[i] for i in indices]
+
+    def sources(self):
+        return [f"feed{index}" for index in range(len(self.feeds))]   # every feed its own image
 
 
 def relative_error(reference: onnx.ModelProto, candidate: onnx.ModelProto, feeds) -> float:

@@ -11,6 +11,7 @@ import onnx
 
 from qdqtool.accuracy.measure import DEFAULT_MEASURE, ErrorSummary, MeasureConfig, OutputErrorMeter
 from qdqtool.accuracy.per_tensor import TensorError, TensorErrorMeter, marginal_errors, quantized_tensors
+from qdqtool.accuracy.scores import scored_measure
 from qdqtool.accuracy.tasks import TaskMeter, TaskResult, top1_meters
 from qdqtool.errors import DataError, ModelError
 from qdqtool.onnxgraph.edit import expose_tensors
@@ -118,7 +119,7 @@ def compare_models(fp32: onnx.ModelProto, quantized: onnx.ModelProto, samples: S
     fp32_session = create_session(expose_tensors(fp32, fp32_names), optimize=optimize)
     int8_session = create_session(expose_tensors(quantized, [t.dequantized for t in tensors]), optimize=optimize)
     int8_names = names + [t.dequantized for t in tensors if t.dequantized not in names]
-    meter = OutputErrorMeter(config.measure)
+    meter = OutputErrorMeter(scored_measure(fp32, config.measure, config.task))
     tensor_meter = TensorErrorMeter(tensors)
     task = TaskMeter(config.task, config.measure.threshold) if config.task else None
     top1: Optional[Dict[str, TaskMeter]] = None

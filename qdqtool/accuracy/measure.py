@@ -19,8 +19,15 @@ scores (0..1) may collapse while cosine stays at 0.99. So each output is measure
 - A channel's error is the larger of its RMS error over all values and its top error; an output's error is its worst
   channel's, raised to the "crossed threshold" rate when the user names a score threshold (in the worst channel,
   the share of values above the threshold in FP32 or INT8 but not both: 1 - IoU of the two above-threshold sets;
-  per channel, so box coordinates, always above a score threshold, do not dilute it). The headline is the worst
-  output. 0 = identical, lower is better; roughly "the worst channel is off by this fraction of its range".
+  per channel, so box coordinates, always above a score threshold, do not dilute it).
+- Score outputs (`MeasureConfig.score_outputs`: a Sigmoid/Softmax output, see accuracy.scores) also count what a
+  threshold or a ranking acts on, which an RMS can call small: the *lost rate*, the share of confident FP32 values
+  (>= `score_threshold`, in the output's channels whose FP32 values all lie in [0, 1]) that fall below the threshold
+  minus SCORE_TOLERANCE (the tolerance the detection F1 of accuracy.tasks allows), and for [N, classes] outputs the
+  *flip rate*, the share of samples whose top class changes. A clip that pulls a detector's confident logits down
+  loses detections while its RMS error falls; these rates see it. The output's error is the largest of its worst
+  channel's error, the crossed rate and these rates. The headline is the worst output.
+  0 = identical, lower is better; roughly "the worst channel is off by this fraction of its range".
 
 Why worst and not mean: a detector with one broken class channel misses that class in every image; a mean over 84
 channels dilutes the break 84 times. Why max(bulk, top): the bulk error sees a scale that is off for everything,
@@ -37,6 +44,7 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from qdqtool.accuracy.tasks import SCORE_TOLERANCE, looks_like_logits
 from qdqtool.errors import DataError
 
 SPREAD_RATIO = 10.0        # "very different ranges": an order of magnitude between the widest and narrowest slice
@@ -51,6 +59,8 @@ class MeasureConfig:
     threshold: Optional[float] = None     # a user-named score threshold: enables the "crossed threshold" rate
     top_fraction: float = 0.001           # share of each channel's largest FP32 values (over all data) on their own
     scale_floor: float = 1.0 / 256        # a channel's scale is at least this share of the loudest channel's scale
+    score_outputs: Tuple[str, ...] = ()   # outputs whose confident values (and top class) are counted when lost
+    score_threshold: float = 0.25         # FP32 values at or above it are confident (accuracy.scores)
 
 
 DEFAULT_MEASURE = MeasureConfig()
@@ -66,6 +76,8 @@ class OutputError:
     mean_channel_error: float
     top_error: float                  # worst channel's RMS error on its top FP32 values, against its FP32 scale
     crossed_rate: Optional[float]     # worst channel's 1 - IoU of the above-threshold sets; None without a threshold
+    lost_rate: Optional[float]        # score outputs: share of confident FP32 values the candidate drops; else None
+    flip_rate: Optional[float]        # score outputs [N, classes]: share of samples whose top class changes
     cosine: float                     # whole-tensor cosine similarity (for reference: blind to small channels)
     sqnr_db: float                    # whole-tensor signal to quantization-noise ratio
     max_abs: float                    # largest absolute difference
@@ -122,8 +134,8 @@ def _channels_last(array: np.ndarray, axis: Optional[int]) -> np.ndarray:
 class _OutputStats:
     """Running sums for one output: per channel (a few floats each) and for the whole tensor."""
 
-    def __init__(self, name: str, axis: Optional[int], channels: int) -> None:
-        self.name, self.axis, self.channels = name, axis, channels
+    def __init__(self, name: str, axis: Optional[int], channels: int, scores: bool = False) -> None:
+        self.name, self.axis, self.channels, self.scores = name, axis, channels, scores
         zeros = np.zeros(channels)
         self.ref_absmax, self.sq_err, self.count = zeros.copy(), zeros.copy(), zeros.copy()
         self.capacity = max(MIN_TOP_KEPT, TOP_KEPT_PER_OUTPUT // channels)
@@ -131,6 +143,9 @@ class _OutputStats:
         self.top_err = np.empty((0, channels))
         self.dot = self.ref_sq = self.cand_sq = self.err_sq = self.max_abs = 0.0
         self.crossed, self.above = zeros.copy(), zeros.copy()
+        self.ref_min = np.full(channels, np.inf)
+        self.confident, self.lost = zeros.copy(), zeros.copy()
+        self.flips = self.ranked = 0
 
     def rows(self, batch: np.ndarray) -> np.ndarray:
         """One batch of this output as (values, channels) in float64."""
@@ -146,7 +161,15 @@ class _OutputStats:
             return
         err = got - ref
         self._accumulate(ref, got, err, config)
+        self._count_flips(reference, candidate)
         self._keep_top(ref, err)
+
+    def _count_flips(self, reference: np.ndarray, candidate: np.ndarray) -> None:
+        """A score output shaped [N, classes]: how many samples change their top class."""
+        if self.scores and looks_like_logits(reference.shape):
+            ref, got = reference.reshape(reference.shape[0], -1), candidate.reshape(candidate.shape[0], -1)
+            self.flips += int(np.count_nonzero(ref.argmax(1) != got.argmax(1)))
+            self.ranked += ref.shape[0]
 
     def _accumulate(self, ref: np.ndarray, got: np.ndarray, err: np.ndarray, config: MeasureConfig) -> None:
         """The running sums over rows (values, channels) of FP32, candidate and their difference."""
@@ -162,6 +185,11 @@ class _OutputStats:
             ref_on, got_on = ref >= config.threshold, got >= config.threshold
             self.crossed += np.count_nonzero(ref_on != got_on, axis=0)
             self.above += np.count_nonzero(ref_on | got_on, axis=0)
+        if self.scores:
+            self.ref_min = np.minimum(self.ref_min, ref.min(axis=0))
+            confident = ref >= config.score_threshold
+            self.confident += np.count_nonzero(confident, axis=0)
+            self.lost += np.count_nonzero(confident & (got < config.score_threshold - SCORE_TOLERANCE), axis=0)
 
     def _keep_top(self, ref: np.ndarray, err: np.ndarray) -> None:
         """Keep the `capacity` largest FP32 values seen so far per channel, with their errors."""
@@ -192,10 +220,19 @@ class _OutputStats:
         norm = np.sqrt(self.ref_sq * self.cand_sq)
         cosine = self.dot / norm if norm > 0 else float(self.ref_sq == self.cand_sq)
         sqnr = float("inf") if self.err_sq == 0 else 10 * np.log10(max(self.ref_sq, _TINY) / self.err_sq)
-        error = max(float(per_channel[worst]), crossed or 0.0)
+        lost, flips = self._lost_rate(), (self.flips / self.ranked if self.ranked else None)
+        error = max(float(per_channel[worst]), crossed or 0.0, lost or 0.0, flips or 0.0)
         return OutputError(self.name, self.axis, self.channels, worst, float(per_channel[worst]),
-                           float(per_channel.mean()), float(top.max()), crossed, float(cosine), float(sqnr),
-                           self.max_abs, error)
+                           float(per_channel.mean()), float(top.max()), crossed, lost, flips, float(cosine),
+                           float(sqnr), self.max_abs, error)
+
+    def _lost_rate(self) -> Optional[float]:
+        """Over the channels whose FP32 values all lie in [0, 1] (scores, not box coordinates): lost / confident."""
+        if not self.scores:
+            return None
+        in_unit = (self.ref_min >= 0) & (self.ref_absmax <= 1 + 1e-6)
+        confident = float(self.confident[in_unit].sum())
+        return float(self.lost[in_unit].sum()) / confident if confident else 0.0
 
 
 def keep_largest(kept_ref: np.ndarray, kept: np.ndarray, ref: np.ndarray, other: np.ndarray, capacity: int
@@ -256,7 +293,7 @@ class OutputErrorMeter:
         else:
             axis = choose_channel_axis(reference)
         channels = 1 if axis is None else reference.shape[axis]
-        return _OutputStats(name, axis, channels)
+        return _OutputStats(name, axis, channels, name in self.config.score_outputs)
 
     def result(self) -> ErrorSummary:
         outputs = {name: stats.result(self.config) for name, stats in self._stats.items()}
@@ -301,7 +338,7 @@ class _ReferenceSide:
     top rows (in `_largest_first` order) it holds and at which of its rows."""
 
     def __init__(self, stats: _OutputStats, batches: Sequence[np.ndarray], config: MeasureConfig) -> None:
-        self.name, self.axis, self.channels = stats.name, stats.axis, stats.channels
+        self.name, self.axis, self.channels, self.scores = stats.name, stats.axis, stats.channels, stats.scores
         self.batches, self.shapes = list(batches), [b.shape for b in batches]
         bounds, rows = [], 0
         for batch in self.batches:   # the streaming meter's choice of top rows, batch by batch, ties included
@@ -327,13 +364,14 @@ class _ReferenceSide:
         if [c.shape for c in candidates] != self.shapes:
             raise DataError(f"output {self.name!r} has other shapes than the reference's; compare models with the same "
                             "output shapes")
-        stats = _OutputStats(self.name, self.axis, self.channels)
+        stats = _OutputStats(self.name, self.axis, self.channels, self.scores)
         top_got = np.zeros(self.top_ref.shape)
         for reference, candidate, (entries, rows) in zip(self.batches, candidates, self.top_at):
             if not reference.size:
                 continue
             ref, got = stats.rows(reference), stats.rows(candidate)
             stats._accumulate(ref, got, got - ref, config)
+            stats._count_flips(reference, candidate)
             top_got[entries] = got[rows, entries[1]]
         stats.top_ref, stats.top_err = self.top_ref, top_got - self.top_ref
         return stats.result(config)

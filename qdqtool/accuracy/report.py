@@ -16,6 +16,8 @@ def _channel(out: OutputError) -> str:
 
 def output_line(out: OutputError) -> str:
     crossed = "" if out.crossed_rate is None else f", crossed threshold {100 * out.crossed_rate:.2f}%"
+    crossed += "" if out.lost_rate is None else f", confident scores lost {100 * out.lost_rate:.2f}%"
+    crossed += "" if out.flip_rate is None else f", top class changed {100 * out.flip_rate:.2f}%"
     return (f"  {out.name}: error {out.error:.4f} ({_channel(out)}: {out.worst_channel_error:.4f}, mean channel "
             f"{out.mean_channel_error:.4f}, top values {out.top_error:.4f}{crossed}); cosine {out.cosine:.5f}, "
             f"SQNR {out.sqnr_db:.1f} dB, max abs {out.max_abs:.4g}")

@@ -12,11 +12,11 @@ import onnx
 
 from qdqtool.accuracy.compare import measure_outputs
 from qdqtool.accuracy.measure import ErrorSummary
-from qdqtool.calibrate.auto import AutoChoice, choose_ranges
+from qdqtool.calibrate.auto import AutoChoice, choose_ranges, holdout_indices
 from qdqtool.calibrate.collect import collect_ranges
 from qdqtool.calibrate.observers import AUTO, DEFAULT_PERCENTILE, Method, check_percentile, method_setting
 from qdqtool.calibrate.ranges import TensorRange, amax_map, ranges_beside, save_ranges
-from qdqtool.calibrate.search import SearchConfig, holdout_indices
+from qdqtool.calibrate.search import SearchConfig
 from qdqtool.calibrate.sensitivity import keep_float_nodes, measure_sensitivity, model_outputs
 from qdqtool.calibrate.summary import plan_summary
 from qdqtool.calibrate.target import TargetResult, meet_error_target
@@ -168,7 +168,7 @@ def calibrate_model(model: onnx.ModelProto, samples: Optional[SampleSet],
         plan, target = meet_error_target(
             model, view, config.placement, amax, amax_map(ranges), plan,
             lambda: measure_sensitivity(model, plan, tensor_amax, feeds, references),
-            samples.samples_at(holdout_indices(len(samples), config.search)), config.max_error)
+            samples.samples_at(holdout_indices(samples, config.search)), config.max_error)
         notes += [f"kept float to meet the maximum output error: consumers of {tensor} (costs: {cost.describe()})"
                   for tensor, cost in zip(target.kept, target.costs)]
         tensor_amax = group_amax(plan, amax_map(ranges))

@@ -6,7 +6,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, Iterable, Mapping, Tuple
+from typing import Dict, Iterable, Mapping, Optional, Tuple
 
 from qdqtool.errors import QdqError
 from qdqtool.fileio import write_json_atomically
@@ -24,6 +24,8 @@ class TensorRange:
     method: str
     observed_max: float = 0.0  # plain max |x| seen, for reports (ratio checks, clipping)
     candidates: Tuple[Tuple[str, float], ...] = ()   # method auto: (candidate name, amax) it chose from
+    cv_gain: Optional[float] = None    # method auto, a clip: mean held-out gain of the choice over folds
+    cv_spread: Optional[float] = None  # ... and the spread (largest minus smallest) of those gains
 
 
 
@@ -51,6 +53,9 @@ def _entry(item: TensorRange) -> Dict[str, object]:
     entry["candidates"] = dict(item.candidates)
     if not item.candidates:
         del entry["candidates"]
+    for key in ("cv_gain", "cv_spread"):
+        if entry[key] is None:
+            del entry[key]
     return entry
 
 

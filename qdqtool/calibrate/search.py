@@ -9,17 +9,19 @@ measure (qdqtool.accuracy.measure) of the whole quantized model against FP32:
    rebuilt. Tensors sharing one scale (Concat groups, commuting chains) form one unit and move together.
 2. Start: a uniform choice (every unit the same candidate), judged on many more samples than the descent (up to
    `start_samples`: 6 trials only), because this one choice decides most of the result and 4 samples pick it
-   badly. max (nothing clipped) unless a candidate beats it on all those samples and on both random halves of
-   them (`choose_start`).
+   badly. max (nothing clipped) unless a candidate wins under cross-validation over folds of those samples
+   (calibrate.folds: chosen without each fold, gain measured on it, mean gain above the spread across folds).
 3. Screening: each unit in graph order tries the candidate farthest from its current one with the rest fixed and
-   keeps it when it lowers the error by `min_gain` and is no worse on either half of the search samples; how much
-   the first half's error moved ranks the units by sensitivity.
+   keeps it when that wins under cross-validation over folds of the search samples (one per source image); how
+   much the first folds' error moved ranks the units by sensitivity.
 4. Refinement (coordinate descent on the sensitive few): the units that moved the error most try every candidate.
-5. The start samples the descent did not run on check it: if it is worse than its start on them, the start is
-   kept (the descent fitted noise).
+5. The start samples from images the descent did not run on check it: if it is worse than its start on them, the
+   start is kept (the descent fitted noise).
+With too few source images for `min_folds` folds of two, nothing is searched: every scale keeps max, and the
+summary says so. Each non-max choice carries its cross-validated gain and spread (SearchResult.evidence).
 
-Cost: every trial runs the first half of its samples first; a trial that is already worse there than what it must
-beat cannot be chosen, so it is not run on the second half (most screening trials, most uniform candidates). The
+Cost: every trial runs the first half of its folds first; a trial that is already worse there than what it must
+beat is not chosen, so it is not run on the other folds (most screening trials, most uniform candidates). The
 references are measured once (accuracy.measure.ReferenceMeter), not again for every trial.
 """
 
@@ -36,6 +38,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from qdqtool.accuracy.measure import MeasureConfig, ReferenceMeter
+from qdqtool.calibrate.folds import Verdict, cross_validated
 from qdqtool.calibrate.observers import CANDIDATES
 from qdqtool.calibrate.ranges import TensorRange
 from qdqtool.calibrate.suffix import SuffixRuns
@@ -62,6 +65,8 @@ class SearchConfig:
     refine_min: int = 4              # ... and at least this many, that try every candidate
     min_gain: float = 0.005     # relative error drop a change must bring
     same_amax: float = 0.01     # candidates closer than this (relative) are one trial
+    folds: int = 4              # cross-validation folds (by source image) a change from max must win on
+    min_folds: int = 3          # fewer possible folds of two source images: too few to tell, every scale keeps max
     measure: MeasureConfig = field(default_factory=MeasureConfig)
 
 
@@ -84,6 +89,9 @@ class SearchResult:
     search_error: Tuple[float, float]      # (start, final) on the search samples
     holdout_error: Tuple[float, float]     # (start, final) on the held-out samples; final is the kept one
     trials: int
+    evidence: Dict[Tuple[str, ...], Verdict] = field(default_factory=dict)   # unit tensors -> why not max
+    note: str = ""                         # why nothing was searched, when nothing was
+    held_out: int = 0                      # samples of images the descent never ran on that checked it
 
     def tensor_amax(self, units: Sequence[ScaleUnit]) -> Dict[str, float]:
         return {t: u.amax(self.choice[u.tensors]) for u in units for t in u.tensors}
@@ -180,19 +188,36 @@ def _dequantize(node: onnx.NodeProto, constants: Mapping[str, onnx.TensorProto])
     return ((q - zero) * scale).astype(np.float32)
 
 
-Scores = Tuple[Optional[float], float, Optional[float]]   # (all, first half, second half): None where not run
+@dataclass(frozen=True)
+class Scores:
+    """A trial's search_score on each fold of its feeds (None where not run) and their mean (None unless all were
+    run: every decision is made on fold scores, so the whole set is not measured again)."""
+
+    folds: Tuple[Optional[float], ...]
+    whole: Optional[float]
+
+    @property
+    def complete(self) -> bool:
+        return self.whole is not None
+
+    def first(self, part: int) -> float:
+        """The mean score over the first `part` folds (those run first)."""
+        return float(np.mean(self.folds[:part]))
 
 
 class FeedSet:
-    """Feeds with their FP32 references, scored whole and by halves (the even and the odd positions)."""
+    """Feeds with their FP32 references, scored whole and by folds (lists of feed positions; default: the even and
+    the odd positions)."""
 
-    def __init__(self, feeds: Sequence[Feed], references: Sequence[Outputs], measure: MeasureConfig) -> None:
+    def __init__(self, feeds: Sequence[Feed], references: Sequence[Outputs], measure: MeasureConfig,
+                 folds: Optional[Sequence[Sequence[int]]] = None) -> None:
         self.feeds, self.references = list(feeds), list(references)
-        self.whole = ReferenceMeter(self.references, measure)
-        self.halves = [ReferenceMeter(self.references[part], measure) for part in _HALVES] if len(feeds) > 1 else []
-
-
-_HALVES = (slice(0, None, 2), slice(1, None, 2))
+        if folds is None:
+            positions = list(range(len(self.feeds)))
+            folds = [positions[0::2], positions[1::2]] if len(positions) > 1 else [positions]
+        self.folds = [list(f) for f in folds]
+        self.meters = [ReferenceMeter([self.references[p] for p in fold], measure) for fold in self.folds]
+        self.first_part = (len(self.folds) + 1) // 2   # folds run before a trial may stop
 
 
 class Trials:
@@ -240,28 +265,21 @@ class Trials:
     def scores(self, amaxes: Sequence[float], feeds: Optional[FeedSet] = None,
                go_on: Callable[[float], bool] = lambda first: True, moved: Optional[int] = None
                ) -> Tuple[Scores, Optional[List[Outputs]]]:
-        """search_score on the first half of the feeds (default: the search feeds), then, if `go_on(first)`, on the
-        second half and on all of them; with the outputs of all feeds when all were run (one feed: it is both
-        halves). `moved`: on the search feeds, the one unit whose scale differs from the current choice."""
+        """search_score on each of the first folds of the feeds (default: the search feeds), then, if
+        `go_on(their mean)`, on the other folds and on all feeds; with the outputs of all feeds when all were run.
+        `moved`: on the search feeds, the one unit whose scale differs from the current choice."""
         feeds = self.search if feeds is None else feeds
         self.count += 1
-        positions = range(len(feeds.feeds))
-
-        def run(part: slice) -> List[Outputs]:
-            return self._outputs_at(feeds, amaxes, positions[part], moved)
-
-        if not feeds.halves:
-            got = run(slice(None))
-            whole = search_score(feeds.whole, got)
-            return (whole, whole, whole), got
-        first = run(_HALVES[0])
-        first_score = search_score(feeds.halves[0], first)
-        if not go_on(first_score):
-            return (None, first_score, None), None
-        second = run(_HALVES[1])
-        got: List[Outputs] = [{} for _ in feeds.feeds]
-        got[_HALVES[0]], got[_HALVES[1]] = first, second
-        return (search_score(feeds.whole, got), first_score, search_score(feeds.halves[1], second)), got
+        got: List[Optional[Outputs]] = [None] * len(feeds.feeds)
+        fold_scores: List[Optional[float]] = [None] * len(feeds.folds)
+        for k, fold in enumerate(feeds.folds):
+            if k == feeds.first_part and not go_on(float(np.mean(fold_scores[:k]))):
+                return Scores(tuple(fold_scores), None), None
+            outputs = self._outputs_at(feeds, amaxes, fold, moved)
+            for position, one in zip(fold, outputs):
+                got[position] = one
+            fold_scores[k] = search_score(feeds.meters[k], outputs)
+        return Scores(tuple(fold_scores), float(np.mean(fold_scores))), got
 
 
 def search_score(meter: ReferenceMeter, candidates: Sequence[Outputs]) -> float:
@@ -274,15 +292,21 @@ def search_score(meter: ReferenceMeter, candidates: Sequence[Outputs]) -> float:
     return result.headline + (float(np.mean(means)) if means else 0.0)
 
 
-def search_scales(trials: Trials, units: Sequence[ScaleUnit], pool: FeedSet, unseen: int, config: SearchConfig
-                  ) -> SearchResult:
-    """Choose a candidate per unit: uniform start (chosen on the pool of start samples), screening, refinement, check
-    on the pool samples from `unseen` on (those the descent never ran on)."""
-    holdout = ReferenceMeter(pool.references[unseen:], config.measure) if len(pool.feeds) > unseen else None
+def search_scales(trials: Trials, units: Sequence[ScaleUnit], pool: FeedSet, unseen: Sequence[int],
+                  config: SearchConfig) -> SearchResult:
+    """Choose a candidate per unit: uniform start (cross-validated on the pool's folds), screening, refinement (each
+    move cross-validated on the search feeds' folds), check on the pool positions `unseen` (samples of images the
+    descent never ran on)."""
+    holdout = ReferenceMeter([pool.references[p] for p in unseen], config.measure) if unseen else None
     pooled, held_start = _uniform_scores(trials, units, pool, holdout, unseen)
-    start = choose_start(pooled)
-    log.info("auto: uniform candidates on %d samples (all; first half; second half): %s; start %s", len(pool.feeds),
-             ", ".join(f"{n} " + "{} ({}; {})".format(*(_shown(e) for e in s)) for n, s in pooled.items()), start)
+    others = {n: s.folds for n, s in pooled.items() if n != "max" and s.complete}
+    verdict = cross_validated(pooled["max"].folds, others, config.min_gain)
+    start = verdict.chosen or "max"
+    log.info("auto: uniform candidates on %d samples in %d folds (mean held-out gain, spread): %s; start %s",
+             len(pool.feeds), len(pool.folds), ", ".join(
+                 f"{n} " + ("-" if not s.complete else " ".join(_shown(e) for e in s.folds))
+                 for n, s in pooled.items()), start)
+    log.info("auto: start cross-validated gain %.4f, spread %.4f", verdict.gain, verdict.spread)
     start_scores, _ = trials.scores([u.amax(start) for u in units])
     state = _Descent(trials, units, start, start_scores, config)
     searchable = [i for i, u in enumerate(units) if len(_distinct(u, config)) > 1]
@@ -292,37 +316,44 @@ def search_scales(trials: Trials, units: Sequence[ScaleUnit], pool: FeedSet, uns
     for index in refine:
         state.try_candidates(index, [n for n, _ in _distinct(units[index], config)])
     log.info("auto: screened %d scales, refined %d: error %.4f -> %.4f (%d trials)", len(searchable), len(refine),
-             start_scores[0], state.best[0], trials.count)
-    chosen = state.chosen
+             start_scores.whole, state.best.whole, trials.count)
+    chosen, evidence = state.chosen, dict(state.evidence)
     final_amax = [u.amax(n) for u, n in zip(units, chosen)]
     held = (0.0, 0.0)
     if holdout is not None:
         moved = final_amax != [u.amax(start) for u in units]
         if moved:
             trials.count += 1
-        held = (held_start[start], holdout.result(trials.outputs(final_amax, pool.feeds[unseen:])).headline
-                if moved else held_start[start])
+        held = (held_start[start], holdout.result(trials.outputs(final_amax, [pool.feeds[p] for p in unseen])
+                                                  ).headline if moved else held_start[start])
         if held[1] > held[0]:
             log.info("auto: the search is worse on the held-out samples (%.4f > %.4f): keeping the uniform %s",
                      held[1], held[0], start)
-            chosen, held = [start for _ in units], (held[0], held[0])
+            chosen, held, evidence = [start for _ in units], (held[0], held[0]), {}
+    start_evidence = {i: verdict for i in range(len(units)) if start != "max"}
     choice = {u.tensors: _credited(u, name) for u, name in zip(units, chosen)}
-    return SearchResult(choice, start, (start_scores[0], state.best[0]), held, trials.count)
+    why = {units[i].tensors: v for i, v in {**start_evidence, **evidence}.items() if choice[units[i].tensors] != "max"}
+    return SearchResult(choice, start, (start_scores.whole, state.best.whole), held, trials.count, why,
+                        held_out=len(unseen))
+
+
+def kept_max(units: Sequence[ScaleUnit], note: str) -> SearchResult:
+    """Every unit at max: what auto gives when the calibration set is too small to tell a gain from noise."""
+    return SearchResult({u.tensors: "max" for u in units}, "max", (0.0, 0.0), (0.0, 0.0), 0, {}, note)
 
 
 def _uniform_scores(trials: Trials, units: Sequence[ScaleUnit], pool: FeedSet, holdout: Optional[ReferenceMeter],
-                    unseen: int) -> Tuple[Dict[str, Scores], Dict[str, float]]:
-    """Each uniform candidate's scores on the pool (max first: another candidate that is not better on the first half
-    cannot be chosen, so it is not run on the second) and, where run on all, its error on the samples from `unseen`
-    on."""
+                    unseen: Sequence[int]) -> Tuple[Dict[str, Scores], Dict[str, float]]:
+    """Each uniform candidate's scores on the pool (max first: another candidate that is not better on the first
+    folds is not run on the others) and, where run on all, its error on the pool positions `unseen`."""
     pooled: Dict[str, Scores] = {}
     held: Dict[str, float] = {}
     limit = float("inf")
     for name in CANDIDATES:
         pooled[name], got = trials.scores([u.amax(name) for u in units], pool, partial(operator.gt, limit))
-        limit = pooled["max"][1]
+        limit = pooled["max"].first(pool.first_part)
         if holdout is not None and got is not None:
-            held[name] = holdout.result(got[unseen:]).headline
+            held[name] = holdout.result([got[p] for p in unseen]).headline
     return pooled, held
 
 
@@ -330,45 +361,39 @@ def _shown(score: Optional[float]) -> str:
     return "-" if score is None else f"{score:.4f}"
 
 
-def choose_start(scores: Mapping[str, Tuple[float, float, float]]) -> str:
-    """The uniform start from each candidate's (all, even half, odd half) score: max (nothing clipped) unless a
-    candidate beats it on the whole AND on both halves (a gain one half of the samples does not show is noise);
-    of those, the best on the whole. The rule the descent's moves follow, applied to the start."""
-    better = [n for n in scores if n != "max" and None not in scores[n]
-              and all(s < m for s, m in zip(scores[n], scores["max"]))]
-    return min(better, key=lambda n: (scores[n][0], CANDIDATES.index(n))) if better else "max"
-
-
 class _Descent:
-    """The current choice per unit and its scores; moves one unit at a time when that lowers the error enough."""
+    """The current choice per unit and its scores; moves one unit at a time when that wins under cross-validation."""
 
     def __init__(self, trials: Trials, units: Sequence[ScaleUnit], start: str, scores: Scores,
                  config: SearchConfig) -> None:
         self.trials, self.units, self.config = trials, units, config
         self.chosen = [start for _ in units]
         self.best = scores
+        self.evidence: Dict[int, Verdict] = {}
 
     def try_candidates(self, index: int, names: Sequence[str]) -> float:
-        """Try unit `index` at each named candidate with the rest fixed, keep the best that lowers the error by
-        min_gain and is no worse on either half of the search samples (a trial worse on the first half is not run
-        on the second); returns the largest change of the first half's error (how much this unit's choice
-        matters)."""
+        """Try unit `index` at each named candidate with the rest fixed (a trial worse than the current choice on the
+        first folds is not run on the others) and move to the one that wins under cross-validation over the search
+        folds; returns the largest change of the first folds' mean error (how much this unit's choice matters)."""
         unit = self.units[index]
         amaxes = [u.amax(n) for u, n in zip(self.units, self.chosen)]
         current = amaxes[index]
-        best_first = self.best[1]
-        effect, winner, winner_scores = 0.0, self.chosen[index], self.best
+        part = self.trials.search.first_part
+        best_first = self.best.first(part)
+        effect, tried = 0.0, {}
         for name in names:
             amax = unit.amax(name)
             if _same(amax, current, self.config.same_amax):
                 continue
             amaxes[index] = amax
             scores, _ = self.trials.scores(amaxes, go_on=lambda first: first <= best_first, moved=index)
-            effect = max(effect, abs(scores[1] - best_first))
-            if scores[0] is not None and scores[0] < winner_scores[0] * (1 - self.config.min_gain) and all(
-                    e <= b for e, b in zip(scores[1:], self.best[1:])):
-                winner, winner_scores = name, scores
-        self.chosen[index], self.best = winner, winner_scores
+            effect = max(effect, abs(scores.first(part) - best_first))
+            if scores.complete:
+                tried[name] = scores
+        verdict = cross_validated(self.best.folds, {n: s.folds for n, s in tried.items()}, self.config.min_gain)
+        if verdict.chosen is not None:
+            self.chosen[index], self.best = verdict.chosen, tried[verdict.chosen]
+            self.evidence[index] = verdict
         return effect
 
 
@@ -405,31 +430,3 @@ def batched(feeds: Sequence[Feed], dynamic_batch: bool) -> List[Feed]:
     if len(shapes) > 1:
         return list(feeds)
     return [{name: np.concatenate([f[name] for f in feeds]) for name in feeds[0]}]
-
-
-SAMPLE_SEED = 0   # a fixed draw: the same samples every run (reproducible output)
-
-
-def drawn_order(total: int) -> List[int]:
-    """The calibration samples' indices in a fixed pseudo-random order. Auto's sample sets are taken from its start:
-    evenly spaced indices alias with periodic folders (frames, crops of one photo, a strip and its turned copy:
-    every 16th of 64 text strips was the same strip of each photo, never turned), a random draw does not."""
-    return [int(i) for i in np.random.default_rng(SAMPLE_SEED).permutation(total)]
-
-
-def search_indices(total: int, config: SearchConfig) -> List[int]:
-    """The samples the descent's trials run on: the first of the drawn order, in file order."""
-    return sorted(drawn_order(total)[:config.search_samples])
-
-
-def holdout_indices(total: int, config: SearchConfig) -> List[int]:
-    """The calibration samples no search decision sees (auto's check, the maximum-error target): the next of the
-    drawn order, none when there are too few samples to spare."""
-    order = drawn_order(total)
-    return sorted(order[config.search_samples:config.search_samples + config.holdout_samples])
-
-
-def start_indices(total: int, config: SearchConfig) -> List[int]:
-    """The samples the uniform start is chosen on: as many as `start_samples` allows, in drawn order (so that its
-    even and odd halves are two random halves)."""
-    return drawn_order(total)[:config.start_samples]

@@ -200,7 +200,8 @@ def write_augmented_crops(src_folder: str | os.PathLike, dest_folder: str | os.P
                           count: int, seed: int = 0) -> list[Path]:
     """Write `count` augmented RGB PNG crops of the photos in src_folder (cycled in name order) to dest_folder.
 
-    The same (photos, count, seed) always gives the same files, named crop_00000.png, crop_00001.png, ...
+    The same (photos, count, seed) always gives the same files, named crop_00000__PHOTO.png, crop_00001__PHOTO.png,
+    ... after the photo's stem, so a SampleSet knows which photo each crop comes from (sets.source_of).
     """
     sources = list_image_files(src_folder)
     if count < 1:
@@ -212,9 +213,10 @@ def write_augmented_crops(src_folder: str | os.PathLike, dest_folder: str | os.P
     rng = np.random.default_rng(seed)
     written = []
     for index in range(count):
-        crop = _augmented(decode_image(sources[index % len(sources)]), rng)
+        source = sources[index % len(sources)]
+        crop = _augmented(decode_image(source), rng)
         buffer = io.BytesIO()
         crop.save(buffer, format="PNG")
-        written.append(write_bytes_atomically(dest / f"crop_{index:05d}.png", buffer.getvalue()))
+        written.append(write_bytes_atomically(dest / f"crop_{index:05d}__{source.stem}.png", buffer.getvalue()))
     logger.info("wrote %d augmented crops of %d photos to %s (seed %d)", count, len(sources), dest, seed)
     return written

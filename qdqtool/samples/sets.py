@@ -24,6 +24,14 @@ TENSOR_SUFFIXES = frozenset({".npy", ".npz"})
 DEFAULT_PREPROCESS = Preprocess()
 CHANNEL_AXES = {"NCHW": (1, 2, 3), "NHWC": (3, 1, 2)}  # layout -> (channel, height, width) axis
 Sample = dict[str, np.ndarray]
+SOURCE_MARK = "__"   # NAME__SOURCE.ext: a sample cut from image SOURCE (write_augmented_crops names crops so)
+
+
+def source_of(path: Path) -> str:
+    """The image a sample file comes from: SOURCE of NAME__SOURCE.ext, else the file's own stem. Crops and flips of
+    one photo share it, so that choices checked on samples they took no part in (auto's folds) keep them together."""
+    stem = Path(path).stem
+    return stem.rsplit(SOURCE_MARK, 1)[1] if SOURCE_MARK in stem else stem
 
 
 @dataclass(frozen=True)
@@ -160,6 +168,11 @@ class Samples:
         """The samples at these positions (in order), loaded now."""
         return [self.load(i) for i in indices]
 
+    def sources(self) -> list[str]:
+        """Which source image each sample comes from (auto's folds keep one source together); by default every
+        sample is its own source."""
+        return [self.label(i) for i in range(len(self))]
+
     @property
     def dynamic_batch(self) -> bool:
         """Whether every input's batch dimension is dynamic (samples may be concatenated into one run)."""
@@ -243,6 +256,10 @@ class SampleSet(Samples):
 
     def load(self, index: int) -> Sample:
         return self._load(self.files[index])
+
+    def sources(self) -> list[str]:
+        """The source image of each sample (source_of), in file order."""
+        return [source_of(path) for path in self.files]
 
     # --- loading -----------------------------------------------------------------------------------------------
     def _load(self, path: Path) -> Sample:

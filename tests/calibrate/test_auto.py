@@ -11,21 +11,19 @@ import pytest
 from tiny import Builder
 
 from qdqtool.accuracy.measure import MeasureConfig, ReferenceMeter
+from qdqtool.calibrate.auto import auto_lines
+from qdqtool.calibrate.folds import (
+    cross_validated,
+    drawn_order,
+    fold_count,
+    fold_positions,
+    search_indices,
+    start_indices,
+    unseen_indices,
+)
 from qdqtool.calibrate.observers import CANDIDATES, make_observer
 from qdqtool.calibrate.pipeline import CalibrationConfig, CalibrationOutputs, calibrate_file
-from qdqtool.calibrate.search import (
-    FeedSet,
-    SearchConfig,
-    Trials,
-    choose_start,
-    drawn_order,
-    holdout_indices,
-    scale_fed_model,
-    scale_units,
-    search_indices,
-    search_score,
-    start_indices,
-)
+from qdqtool.calibrate.search import FeedSet, Trials, scale_fed_model, scale_units, search_score
 from qdqtool.onnxgraph.prepare import load_model
 from qdqtool.placement.apply import apply_plan
 from qdqtool.placement.plan import group_amax
@@ -90,8 +88,16 @@ def test_auto_keeps_outliers_that_reach_the_output_and_clips_those_that_do_not(m
     summary = result.summary()["auto"]
     assert sum(summary["scales_by_candidate"].values()) == 2
     assert summary["search_error"][1] < summary["search_error"][0]
+    # the clip helps on every fold of 12 independent samples: taken, with how sure it was, in the summary and file
+    reason = next(r for r in summary["clipped"] if r["tensors"] == ["scale_b_out"])
+    assert reason["candidate"] == clipped.method.split(": ")[1]
+    assert reason["observed_max"] == pytest.approx(clipped.observed_max) and reason["amax"] < reason["observed_max"]
+    assert reason["cv_gain"] > reason["cv_spread"] >= 0 and min(reason["fold_gains"]) > 0
+    shown = [line for line in auto_lines(summary) if "clipped: scale_b_out:" in line]
+    assert len(shown) == 1 and f"gain {100 * reason['cv_gain']:.1f}%" in shown[0] and "-> amax" in shown[0]
     saved = {r["tensor"]: r for r in json.loads(ranges_path.read_text())["ranges"]}
     assert saved["scale_b_out"]["method"] == clipped.method
+    assert saved["scale_b_out"]["cv_gain"] == pytest.approx(reason["cv_gain"])
     assert set(saved["scale_b_out"]["candidates"]) == set(CANDIDATES)
 
 
@@ -129,32 +135,45 @@ def test_candidate_observer_gives_every_candidate_ordered_by_clipping():
     assert observer.amax() == candidates["p99.99"]
 
 
-def test_sample_sets_are_disjoint_reproducible_and_do_not_alias_with_periodic_folders():
-    config = SearchConfig()
-    search, holdout = search_indices(64, config), holdout_indices(64, config)
-    assert (len(search), len(holdout)) == (config.search_samples, config.holdout_samples)
-    assert not set(search) & set(holdout)
-    assert search == search_indices(64, config) and sorted(drawn_order(64)) == list(range(64))
+def test_sample_sets_keep_each_source_image_whole_and_do_not_alias_with_periodic_folders():
     # a folder of 16 photos x (strip 1, strip 2, both turned): evenly spaced indices took strip 1 upright only
-    assert len({i % 4 for i in search}) >= 3, search   # evenly spaced: 1 kind
-    start = start_indices(64, config)
-    assert len(start) == config.start_samples and set(search) <= set(start)
-    assert {i % 4 for i in start[0::2]} == {i % 4 for i in start[1::2]} == {0, 1, 2, 3}
-    assert search_indices(3, config) == [0, 1, 2] and holdout_indices(3, config) == []
-    assert len(holdout_indices(10, config)) == 10 - config.search_samples
-    assert sorted(start_indices(10, config)) == list(range(10))
+    strips = [f"photo{i // 4}" for i in range(64)]
+    search = search_indices(strips, 8)
+    assert len(search) == 8 and len({strips[i] for i in search}) == 8   # one sample of each of 8 photos
+    assert len({i % 4 for i in search}) >= 3, search
+    assert search == search_indices(strips, 8) and sorted(drawn_order(64)) == list(range(64))
+    start = start_indices(strips, search, 32)
+    assert start[:8] == search and len(start) >= 32 and len(set(start)) == len(start)
+    whole = {strips[i] for i in start[8:]} - {strips[i] for i in search}
+    assert all(sum(strips[j] == photo for j in start) == 4 for photo in whole)   # whole photos, never part of one
+    unseen = unseen_indices(strips, search, 4)
+    assert len(unseen) == 4 and not {strips[i] for i in unseen} & {strips[i] for i in search}
+    assert unseen_indices([f"p{i}" for i in range(3)], search_indices([f"p{i}" for i in range(3)], 8), 4) == []
 
 
-def test_start_stays_max_unless_a_candidate_wins_on_both_halves():
-    max_scores = (0.30, 0.30, 0.30)
-    # better on the whole, but only thanks to one half: noise, not a reason to clip
-    assert choose_start({"max": max_scores, "p99.9": (0.25, 0.10, 0.40), "mse": (0.31, 0.29, 0.33)}) == "max"
-    # two candidates beat max everywhere: the better on the whole
-    assert choose_start({"max": max_scores, "p99.9": (0.20, 0.21, 0.19), "mse": (0.22, 0.18, 0.26)}) == "p99.9"
-    assert choose_start({"max": max_scores, "entropy": (0.30, 0.29, 0.29)}) == "max"   # a tie is no win
-    # not better on the first half: not run on the second, never chosen
-    assert choose_start({"max": max_scores, "mse": (None, 0.31, None), "p99.9": (0.2, 0.2, 0.2)}) == "p99.9"
-    assert choose_start({"max": max_scores, "mse": (None, 0.31, None)}) == "max"
+def test_folds_keep_crops_of_one_image_together_and_need_enough_images():
+    sources = ["a", "b", "a", "c", "d", "b", "e", "f"]
+    folds = fold_positions(sources, 3)
+    assert sorted(p for f in folds for p in f) == list(range(8))
+    for fold in folds:
+        for other in folds:
+            assert fold is other or not {sources[p] for p in fold} & {sources[p] for p in other}
+    assert fold_count(sources, 4, 3) == 3    # 6 images: 3 folds of 2
+    assert fold_count(sources[:5], 4, 3) == 0   # 4 images: too few to tell a gain from noise
+    assert fold_count([f"p{i}" for i in range(12)], 4, 3) == 4
+
+
+def test_a_change_needs_a_held_out_gain_above_the_spread_across_folds():
+    current = (0.30, 0.30, 0.30, 0.30)
+    steady = cross_validated(current, {"p99.9": (0.20, 0.21, 0.19, 0.20), "mse": (0.25, 0.25, 0.25, 0.25)}, 0.005)
+    assert steady.chosen == "p99.9" and steady.gain > steady.spread > 0
+    # a large win on one fold, small losses on the others: better on the whole, but noise
+    lucky = cross_validated(current, {"p99.9": (0.05, 0.31, 0.31, 0.31)}, 0.005)
+    assert lucky.chosen is None and lucky.gain < lucky.spread
+    mixed = cross_validated(current, {"p99.9": (0.20, 0.20, 0.20, 0.40)}, 0.005)   # the fourth image disagrees
+    assert mixed.chosen is None
+    assert cross_validated(current, {"mse": (0.30, 0.299, 0.30, 0.30)}, 0.005).chosen is None   # a tie is no win
+    assert cross_validated(current, {}, 0.005).chosen is None
 
 
 def test_a_trial_worse_on_the_first_half_is_not_run_on_the_second(model_and_data):
@@ -170,13 +189,14 @@ def test_a_trial_worse_on_the_first_half_is_not_run_on_the_second(model_and_data
     trials.session.run = lambda names, feed: runs.append(1) or session_run(names, feed)
     clipped = [0.05 * u.amax("max") for u in units]   # most values saturate
     scores, outputs = trials.scores(clipped)
-    assert len(runs) == 4 and len(outputs) == 4 and None not in scores
-    assert scores[0] == pytest.approx(search_score(ReferenceMeter(references), outputs))
-    assert scores[1] == pytest.approx(search_score(ReferenceMeter(references[0::2]), outputs[0::2]))
-    assert scores[2] == pytest.approx(search_score(ReferenceMeter(references[1::2]), outputs[1::2]))
-    stopped, nothing = trials.scores(clipped, go_on=lambda first: first < scores[1])
-    assert (stopped, nothing) == ((None, scores[1], None), None) and len(runs) == 6   # the first half only
-    assert trials.scores([u.amax("max") for u in units])[0][0] != scores[0] and trials.count == 3
+    assert len(runs) == 4 and len(outputs) == 4 and scores.complete
+    assert scores.whole == pytest.approx(np.mean(scores.folds))
+    assert scores.folds[0] == pytest.approx(search_score(ReferenceMeter(references[0::2]), outputs[0::2]))
+    assert scores.folds[1] == pytest.approx(search_score(ReferenceMeter(references[1::2]), outputs[1::2]))
+    stopped, nothing = trials.scores(clipped, go_on=lambda first: first < scores.folds[0])
+    assert (stopped.folds, stopped.whole, nothing) == ((scores.folds[0], None), None, None)
+    assert len(runs) == 6   # the first fold only
+    assert trials.scores([u.amax("max") for u in units])[0].whole != scores.whole and trials.count == 3
 
 
 def test_max_error_keeps_the_fewest_harmful_quantizers_float(model_and_data, tmp_path):
@@ -202,3 +222,74 @@ def test_max_error_goes_as_far_as_the_ranking_when_needed(model_and_data, tmp_pa
                             CalibrationConfig(method="entropy", max_error=1e-9))
     assert result.target.met and set(result.target.kept) == {"scale_a_out", "scale_b_out"}
     assert result.target.convs_after == (0, 2) and result.target.error_after <= 1e-9
+
+
+def single_conv():
+    """y = Conv1x1(x * 1): every value of the quantized tensor reaches the output."""
+    b = Builder()
+    one = b.const(np.array(1.0, np.float32), "one")
+    x = b.input("x", [None, 1, SIDE, SIDE])
+    return b.model([b.op("Conv", [b.op("Mul", [x, one], "scale"), b.const(np.ones((1, 1, 1, 1), np.float32))],
+                         "conv")])
+
+
+def with_dark_spots(rng, spots: bool):
+    """Gaussian bulk (sigma 0.25); with spots, 0.3% of the values at -2..-6 (one photo's dark details)."""
+    values = rng.normal(0.0, 0.25, (1, 1, SIDE, SIDE)).astype(np.float32)
+    if spots:
+        where = rng.choice(SIDE * SIDE, int(0.003 * SIDE * SIDE), replace=False)
+        values.reshape(-1)[where] = -rng.uniform(2.0, 6.0, len(where))
+    return values
+
+
+def test_auto_keeps_max_when_a_clip_helps_the_calibration_samples_but_not_across_their_images(tmp_path):
+    """Nine plain photos and one photo with dark details (3 crops, named as write_augmented_crops names them): a clip
+    beats max on the 12 samples as a whole and on both halves of them (the evidence auto used to take), but the
+    fold holding the detailed photo disagrees, and on held-out photos like it the clip is worse. Auto keeps max."""
+    path, data = tmp_path / "conv.onnx", tmp_path / "data"
+    path.write_bytes(single_conv().SerializeToString())
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(9):
+        np.save(data / f"plain{index}.npy", with_dark_spots(rng, False))
+    for index in range(3):
+        np.save(data / f"crop_{index:05d}__detailed.npy", with_dark_spots(rng, True))
+    held = [{"x": with_dark_spots(rng, True)} for _ in range(4)]
+    result = calibrate_file(path, data, CalibrationOutputs(model=tmp_path / "q.onnx"), CalibrationConfig())
+    chosen = result.ranges["scale_out"]
+    assert chosen.method == "auto: max" and chosen.amax == chosen.observed_max
+    assert result.summary()["auto"]["clipped"] == [] and result.summary()["auto"]["note"] == ""
+    # what the clip does: better on the calibration samples and both their halves, worse on held-out photos
+    model, units = load_model(path), scale_units(result.plan, result.ranges)
+    names = [o.name for o in model.graph.output]
+    feeds = [{"x": np.load(p)} for p in sorted(data.glob("*.npy"))]
+    fp32 = create_session(model)
+    references = [dict(zip(names, fp32.run(None, f))) for f in feeds]
+    held_references = [dict(zip(names, fp32.run(None, f))) for f in held]
+    trials = Trials(model, result.plan, units, FeedSet(feeds, references, MeasureConfig()))
+    whole, held_out = ReferenceMeter(references), ReferenceMeter(held_references)
+
+    def judged(amax):   # (on all samples, on each half, on the held-out photos)
+        halves, outputs = trials.scores([amax])
+        return search_score(whole, outputs), halves.folds, search_score(held_out, trials.outputs([amax], held))
+
+    plain = judged(units[0].amax("max"))
+    helped = [(name, judged(amax)) for name, amax in units[0].candidates]
+    helped = [(name, j) for name, j in helped if j[0] < 0.99 * plain[0] and all(
+        s < m for s, m in zip(j[1], plain[1]))]
+    assert helped and all(j[2] > 1.05 * plain[2] for _, j in helped), helped
+
+
+def test_too_few_source_images_keep_max_and_say_so(tmp_path):
+    path, data = tmp_path / "conv.onnx", tmp_path / "data"
+    path.write_bytes(single_conv().SerializeToString())
+    data.mkdir()
+    rng = np.random.default_rng(1)
+    for photo in range(4):   # 4 photos x 3 crops: 12 samples, but only 4 images
+        for crop in range(3):
+            np.save(data / f"crop_{crop:05d}__photo{photo}.npy", heavy_tailed(rng, (1, 1, SIDE, SIDE)))
+    result = calibrate_file(path, data, CalibrationOutputs(model=tmp_path / "q.onnx"), CalibrationConfig())
+    assert result.ranges["scale_out"].amax == result.ranges["scale_out"].observed_max
+    summary = result.summary()["auto"]
+    assert "4 source images are too few" in summary["note"] and summary["trials"] == 0 and not summary["clipped"]
+    assert any("too few" in line for line in auto_lines(summary))

@@ -319,7 +319,7 @@ def test_write_augmented_crops_is_deterministic_and_bounded(tmp_path):
     first = write_augmented_crops(src, tmp_path / "one", count=7, seed=1)
     again = write_augmented_crops(src, tmp_path / "two", count=7, seed=1)
     other = write_augmented_crops(src, tmp_path / "three", count=7, seed=2)
-    assert [p.name for p in first] == [f"crop_{i:05d}.png" for i in range(7)]
+    assert [p.name for p in first] == [f"crop_{i:05d}__{'abc'[i % 3]}.png" for i in range(7)]
     assert [p.read_bytes() for p in first] == [p.read_bytes() for p in again]
     assert [p.read_bytes() for p in first] != [p.read_bytes() for p in other]
     for index, path in enumerate(first):
@@ -327,7 +327,8 @@ def test_write_augmented_crops_is_deterministic_and_bounded(tmp_path):
             source_w, source_h = sizes["abc"[index % 3] + ".png"]
             assert crop.mode == "RGB"
             assert 0.3 * source_w - 1 <= crop.width <= source_w and 0.3 * source_h - 1 <= crop.height <= source_h
-    assert len(SampleSet(tmp_path / "one", [image_spec(16, 16)], RAW)) == 7
+    crops = SampleSet(tmp_path / "one", [image_spec(16, 16)], RAW)
+    assert len(crops) == 7 and crops.sources() == ["abc"[i % 3] for i in range(7)]
     with pytest.raises(OutputError):
         write_augmented_crops(src, src, count=2)
 
