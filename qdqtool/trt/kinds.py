@@ -70,7 +70,8 @@ class Kind(StrEnum):
     REQUANT_CONCAT = "requant-concat"
     SCALE_MISMATCH = "scale-mismatch"
     TWO_SCALES = "two-scales"        # one float tensor read by quantizers of different scales
-    REFORMAT = "reformat"
+    REFORMAT = "reformat"            # a standalone Q/DQ layer (other than a graph input's quantizer)
+    INPUT_QUANTIZE = "input-quantize"   # a graph input's quantizer: always its own layer, unavoidable, not a defect
 
 
 # finding kind -> the gate it counts toward (None: fine for TensorRT)
@@ -87,6 +88,7 @@ KIND_GATES: dict[Kind, Gate | None] = {
     Kind.SCALE_MISMATCH: Gate.REFORMAT,
     Kind.TWO_SCALES: Gate.REFORMAT,
     Kind.REFORMAT: Gate.REFORMAT,
+    Kind.INPUT_QUANTIZE: None,
 }
 
 
@@ -131,6 +133,8 @@ class Cause(StrEnum):
     COMMUTING_SCALES = "commuting-scales"
     TWO_SCALES = "two-scales"
     FLOAT_CONSUMER = "float-consumer"
+    FLOAT_PRODUCER = "float-producer"    # a Q whose tensor is written in float (a float reader, a float layer)
+    FLOAT_READER = "float-reader"        # a fused group whose output has a float reader writes float
     HOISTED_ONTO_FLOAT_CONCAT = "hoisted-onto-float-concat"   # its Q would move in front of a float Concat's inputs
     # repairs
     MODE = "mode"                    # an explicit choice of the user (residual/standalone-add mode)

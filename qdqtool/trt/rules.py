@@ -41,6 +41,16 @@ COMMUTING_OPS = frozenset({
     "Squeeze", "Unsqueeze", "Identity", "Upsample", "DepthToSpace", "SpaceToDepth",
 })
 
+# Pooling TensorRT runs in INT8 between a DQ and a Q (CudaPooling int8 -> int8); MaxPool also fuses into the INT8
+# convolution before it (ConvActPool) when it writes INT8.
+INT8_POOLS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"})
+CONV_POOLS = frozenset({"MaxPool"})
+# Ops that only move or reshape data: TensorRT turns them into shuffles or folds them; no precision of their own.
+SHAPE_OPS = frozenset({
+    "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Shape", "Gather", "Identity", "Cast", "Constant",
+    "ConstantOfShape", "Expand", "Slice", "Split", "Pad", "Range", "Unique", "NonZero",
+})
+
 # Pointwise ops TensorRT fuses into a preceding convolution (Conv(+BN)(+act) -> Add). Single data input 0.
 FUSIBLE_EPILOGUES = frozenset({
     "BatchNormalization", "Relu", "LeakyRelu", "Clip", "HardSwish", "Elu", "Selu", "Softplus", "Tanh",
