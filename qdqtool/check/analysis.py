@@ -249,13 +249,12 @@ class Analysis:
 
     def qdq_layer_findings(self, engine: EngineModel) -> list[Finding]:
         """The predicted engine's standalone Q/DQ layers (Reformats) and graph-input quantizers, one finding each."""
-        kinds = {LayerRole.QUANTIZE: (Kind.REFORMAT, Cause.FLOAT_PRODUCER),
-                 LayerRole.DEQUANTIZE: (Kind.REFORMAT, Cause.FLOAT_CONSUMER),
-                 LayerRole.INPUT_QUANTIZE: (Kind.INPUT_QUANTIZE, Cause.GRAPH_INPUT)}
+        kinds = {LayerRole.QUANTIZE: Kind.REFORMAT, LayerRole.DEQUANTIZE: Kind.REFORMAT,
+                 LayerRole.INPUT_QUANTIZE: Kind.INPUT_QUANTIZE}
         findings = []
         for layer in engine.of_role(*kinds):
-            kind, cause = kinds[layer.role]
-            findings.append(Finding(kind, layer.nodes[0], layer.op_types[0], layer.reason, layer.nodes, cause,
+            findings.append(Finding(kinds[layer.role], layer.nodes[0], layer.op_types[0], layer.reason, layer.nodes,
+                                    Cause(layer.cause),
                                     tuple(p.name for p in layer.inputs), tuple(s for _, s in layer.scales)))
         return findings
 

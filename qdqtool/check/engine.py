@@ -13,6 +13,7 @@ read it. The rules, each held against the engines of ../shared/fixtures/trt/pair
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import onnx
 
@@ -21,7 +22,7 @@ from qdqtool.onnxgraph.qdqview import GRAPH_OUTPUT, Edge, QdqView, Quantizer
 from qdqtool.placement.plan import PlacementConfig
 from qdqtool.trt.analysis import is_two_input_add
 from qdqtool.trt.engine_model import EngineLayer, EngineModel, LayerRole, Precision, TensorPort
-from qdqtool.trt.kinds import Kind
+from qdqtool.trt.kinds import Cause, Kind
 from qdqtool.trt.rules import (
     CONV_POOLS,
     DEQUANTIZE,
@@ -31,6 +32,7 @@ from qdqtool.trt.rules import (
     QUANTIZE,
     SHAPE_OPS,
     WEIGHTED_OPS,
+    constant_epilogue_input,
     is_commuting,
 )
 from qdqtool.trt.scales import same_scale
@@ -52,10 +54,12 @@ class _Layer:
     position: float
     scales: dict[str, float] = field(default_factory=dict)
     fix: str = ""
+    cause: str = ""
 
     def freeze(self) -> EngineLayer:
         return EngineLayer(" + ".join(self.nodes), self.role, tuple(self.nodes), tuple(self.op_types),
-                           tuple(self.inputs), tuple(self.outputs), self.reason, tuple(self.scales.items()), self.fix)
+                           tuple(self.inputs), tuple(self.outputs), self.reason, tuple(self.scales.items()), self.fix,
+                           self.cause)
 
 
 def _precision(int8: bool) -> Precision:
@@ -76,6 +80,18 @@ class _Predictor:
                 res = analysis.residual(node)
                 if res is not None:
                     self.hosts[node.name] = res
+
+    @cached_property
+    def input_region(self) -> frozenset[str]:
+        """Tensors computed from graph inputs alone by float pre-processing (no weighted op, no Q/DQ before them):
+        a Q on one is the graph input's quantizer, run after that pre-processing."""
+        found = set(self.view.input_names)
+        for node in self.view.nodes:
+            data = [t for t in node.input if t and not self.view.is_constant(t)]
+            if node.op_type not in WEIGHTED_OPS and data and all(t in found for t in data) and not any(
+                    (node.name, i) in self.edges for i in range(len(node.input))):
+                found.update(t for t in node.output if t)
+        return frozenset(found)
 
     # --- readers ---------------------------------------------------------------------------------------------
     def ends_in_quantizers(self, tensor: str, depth: int = 0) -> bool:
@@ -122,21 +138,45 @@ class _Predictor:
         readers = self.view.consumers(tensor)
         if self.view.is_graph_output(tensor) or any((c.name, i) in self.edges for c, i in readers):
             return None
-        if len(readers) == 2:   # Mul(x, gate(x)): SiLU, HardSwish written out
-            gate = next((c for c, i in readers if c.op_type in GATED_ACTIVATION_GATES and i == 0), None)
-            mul = next((c for c, _ in readers if c.op_type == "Mul"), None)
-            if gate is not None and mul is not None and set(mul.input) == {tensor, gate.output[0]} \
-                    and self.view.fan_out(gate.output[0]) == 1:
-                return [gate, mul], mul.output[0]
-            return None
+        if len(readers) == 2:   # Mul(x, gate(x)): SiLU, HardSwish written out (x * Clip(x + 3) / 6 ...)
+            gated = self.gated_step(tensor, readers)
+            return None if gated is None else (gated, gated[-1].output[0])
         if len(readers) != 1:
             return None
         consumer, index = readers[0]
-        if consumer.op_type in FUSIBLE_EPILOGUES and index == 0:
+        if (consumer.op_type in FUSIBLE_EPILOGUES and index == 0) or \
+                constant_epilogue_input(consumer, self.view.is_constant) == index:
             return [consumer], consumer.output[0]
         res = self.hosts.get(consumer.name)
         if not have_add and res is not None and res.conv == host_of and res.fused_index == index:
             return [consumer], consumer.output[0]
+        return None
+
+    def pointwise_input(self, node: onnx.NodeProto) -> int | None:
+        """The data input of a pointwise op TensorRT fuses into a conv's epilogue (None: not one)."""
+        if node.op_type in FUSIBLE_EPILOGUES or node.op_type in GATED_ACTIVATION_GATES or node.op_type == "Clip":
+            return 0
+        return constant_epilogue_input(node, self.view.is_constant)
+
+    def gated_step(self, tensor: str, readers) -> list[onnx.NodeProto] | None:
+        """x read by Mul(x, g) and by a chain of pointwise ops that makes g (each read only by the next): the gate
+        chain and the Mul, which fuse into the conv's pointwise epilogue (`Conv + PWN(PWN(Sigmoid, Mul), Add)`)."""
+        mul = next((c for c, _ in readers if c.op_type == "Mul" and len(c.input) == 2), None)
+        start = next(((c, i) for c, i in readers if c is not mul), None)
+        if mul is None or start is None or tensor not in mul.input:
+            return None
+        gate = mul.input[1] if mul.input[0] == tensor else mul.input[0]
+        chain, (node, index) = [], start
+        for _ in range(EPILOGUE_WALK):
+            if self.pointwise_input(node) != index or any((node.name, i) in self.edges for i in range(len(node.input))):
+                return None
+            chain.append(node)
+            if node.output[0] == gate:
+                return [*chain, mul] if self.view.fan_out(gate) == 1 else None
+            after = self.view.consumers(node.output[0])
+            if len(after) != 1 or self.view.is_graph_output(node.output[0]):
+                return None
+            node, index = after[0]
         return None
 
     def conv_group(self, conv: onnx.NodeProto) -> None:
@@ -271,10 +311,12 @@ class _Predictor:
             tensor = quantizer.tensor
             producer = self.view.producer(tensor)
             ports = ([TensorPort(tensor, Precision.FP32)], [TensorPort(tensor, Precision.INT8)])
-            if producer is None:
+            if tensor in self.input_region:
+                after = "" if producer is None else f" after its float pre-processing ({producer.name})"
                 self.layers.append(_Layer(LayerRole.INPUT_QUANTIZE, q_nodes, [QUANTIZE] * len(q_nodes), *ports,
-                                          f"quantizes graph input {tensor}: always its own layer, unavoidable",
-                                          -1.0, {tensor: quantizer.scale}))
+                                          f"quantizes the graph input{after}: always its own layer, unavoidable",
+                                          -1.0 if producer is None else self.view.order[producer.name] + 0.5,
+                                          {tensor: quantizer.scale}, cause=Cause.GRAPH_INPUT))
                 continue
             writer = self.layer_of.get(producer.name)
             if tensor in self.int8_tensors and writer is not None:
@@ -282,14 +324,24 @@ class _Predictor:
                 writer.op_types += [QUANTIZE] * len(q_nodes)
                 continue
             readers = self.float_readers(tensor)
-            why = (f"{tensor} is also read in float by {', '.join(readers)}, so {producer.name} writes float"
-                   if readers else f"{producer.name} writes float ({writer.reason if writer else 'float'})")
-            fix = (f"quantize {tensor} for {', '.join(readers)} too (one scale), so {producer.name} writes INT8"
-                   if readers and writer is not None and writer.role == LayerRole.FUSED else "")
+            int8_writer = writer is not None and writer.role == LayerRole.FUSED
+            if not int8_writer:
+                cause = Cause.FLOAT_PRODUCER
+                why = (f"{producer.name} runs in float ({writer.reason if writer else 'float'}): where a float "
+                       "region meets an INT8 one, TensorRT runs the Q on its own wherever it stands")
+            elif readers:
+                cause = Cause.FLOAT_READER
+                why = f"{tensor} is also read in float by {', '.join(readers)}, so {producer.name} writes float"
+            else:
+                cause = Cause.FLOAT_SKIP
+                why = f"{producer.name}'s layer writes float ({writer.reason})"
+            fix = {Cause.FLOAT_READER: f"quantize {tensor} for {', '.join(readers)} too (one scale), so "
+                                       f"{producer.name} writes INT8",
+                   Cause.FLOAT_SKIP: "quantize the skip input of the Add fused there"}.get(cause, "")
             self.layers.append(_Layer(LayerRole.QUANTIZE, q_nodes, [QUANTIZE] * len(q_nodes),
                                       [TensorPort(tensor, Precision.FLOAT)], ports[1],
                                       f"runs standalone (a Reformat): {why} (rules 2, 7)",
-                                      self.view.order[producer.name] + 0.5, {tensor: quantizer.scale}, fix))
+                                      self.view.order[producer.name] + 0.5, {tensor: quantizer.scale}, fix, cause))
 
     def place_dequantizers(self) -> None:
         for dq_node, uses in self.grouped(lambda q: q.dq_node).items():
@@ -307,7 +359,7 @@ class _Predictor:
                 [TensorPort(quantizer.tensor, Precision.FLOAT)],
                 f"runs standalone (a Reformat): feeds {', '.join(floats)}, which reads it in float (rule 7)",
                 first - 0.5, {quantizer.tensor: quantizer.scale}, "remove this Q/DQ pair, or quantize the layer "
-                "reading it" if len(floats) == len(edges) else ""))
+                "reading it" if len(floats) == len(edges) else "", Cause.FLOAT_CONSUMER))
 
 
 def predict_engine(qdq: QdqView, config: PlacementConfig | None = None,

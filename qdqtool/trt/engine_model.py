@@ -70,7 +70,7 @@ class TensorPort:
 class EngineLayer:
     """One layer. name: as TensorRT would print it ("Conv_95 + Add_97 + Relu_98"); nodes: its ONNX nodes in graph
     order; reason: for people (why it runs this way, why it could not fuse); scales: quantizer tensor -> scale;
-    fix: what `fix-residuals` would change here, "" when nothing."""
+    fix: what `fix-residuals` would change here, "" when nothing; cause: the why for code."""
 
     name: str
     role: LayerRole
@@ -81,6 +81,7 @@ class EngineLayer:
     reason: str = ""
     scales: tuple[tuple[str, float], ...] = ()
     fix: str = ""
+    cause: str = ""   # machine-readable why (trt.kinds.Cause text), "" when nothing to say
 
     @property
     def precision(self) -> Precision:
@@ -98,7 +99,7 @@ class EngineLayer:
             "nodes": list(self.nodes), "op_types": list(self.op_types),
             "inputs": [{"name": p.name, "precision": str(p.precision)} for p in self.inputs],
             "outputs": [{"name": p.name, "precision": str(p.precision)} for p in self.outputs],
-            "reason": self.reason, "scales": dict(self.scales), "fix": self.fix,
+            "reason": self.reason, "scales": dict(self.scales), "fix": self.fix, "cause": self.cause,
         }
 
 
