@@ -15,8 +15,9 @@ __version__ = "0.1.0"
 
 _API = (
     "BuildConfig", "BuildResult", "CalibrationConfig", "CalibrationOutputs", "CalibrationResult", "CheckReport",
-    "DataConfig", "FixConfig", "FixResult", "GateComparison", "PlacementConfig", "PrecisionReport",
-    "build_engine", "calibrate_model", "check_model", "compare_report", "fix_residuals", "read_report",
+    "DataConfig", "EngineComparison", "FixConfig", "FixResult", "GateComparison", "PlacementConfig",
+    "PrecisionReport", "build_engine", "calibrate_model", "check_model", "compare_engine", "compare_report",
+    "fix_residuals", "read_report",
 )
 _ERRORS = ("QdqError", "ConfigError", "DataError", "ModelError", "OutputError", "RangeError", "BackendUnavailable")
 __all__ = [*_API, *_ERRORS, "Preprocess", "__version__"]

@@ -288,4 +288,4 @@ class Analysis:
                     findings.append(found)
         findings += self.two_scale_findings()
         findings += self.qdq_layer_findings(engine)
-        return CheckReport(tuple(findings), self.qdq.problems)
+        return CheckReport(tuple(findings), self.qdq.problems, engine)

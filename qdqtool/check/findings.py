@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from qdqtool.onnxgraph.qdqview import Problem
+from qdqtool.trt.engine_model import EngineModel
 from qdqtool.trt.kinds import KIND_GATES, Cause, Gate, Kind
 
 
@@ -33,6 +34,7 @@ class Finding:
 class CheckReport:
     findings: tuple[Finding, ...]
     problems: tuple[Problem, ...]
+    engine: EngineModel | None = field(default=None, compare=False, repr=False)   # the predicted engine
 
     def counts(self) -> dict[Gate, int]:
         """Findings per gate name (float-add, float-concat, requant-concat, reformat, float-conv), zeros included."""

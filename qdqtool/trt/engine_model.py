@@ -148,11 +148,8 @@ def node_differences(predicted: EngineModel, engine: EngineModel,
     on the nodes both sides know, since engines leave folded nodes (BatchNormalization, an activation after a conv,
     activation DQs) out of layer names and name weights and unnamed layers the ONNX graph does not have."""
     mine, theirs = predicted.layer_of_node(), engine.layer_of_node()
-    if nodes is None:
-        standalone = [layer.nodes[0] for layer in predicted.of_role(*_QDQ_ROLES) if layer.nodes]
-        nodes = dict.fromkeys([*(n for n in theirs if n in mine), *standalone])
     differences = []
-    for node in nodes:
+    for node in compared_nodes(predicted, engine) if nodes is None else nodes:
         a, b = mine.get(node), theirs.get(node)
         if a is None or b is None:
             if a is not b:
@@ -166,6 +163,14 @@ def node_differences(predicted: EngineModel, engine: EngineModel,
 
 
 _QDQ_ROLES = (LayerRole.QUANTIZE, LayerRole.DEQUANTIZE, LayerRole.INPUT_QUANTIZE)
+
+
+def compared_nodes(predicted: EngineModel, engine: EngineModel) -> list[str]:
+    """The nodes node_differences compares by default: those the engine names that the prediction knows, then each
+    predicted standalone Q/DQ layer by its first node."""
+    mine, theirs = predicted.layer_of_node(), engine.layer_of_node()
+    standalone = [layer.nodes[0] for layer in predicted.of_role(*_QDQ_ROLES) if layer.nodes]
+    return list(dict.fromkeys([*(n for n in theirs if n in mine), *standalone]))
 
 
 def _describe(layer: EngineLayer | None) -> str:
