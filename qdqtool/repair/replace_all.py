@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from qdqtool.check.predict import Analysis, CheckReport
+from qdqtool.check.predict import Analysis, CheckReport, report_of
 from qdqtool.onnxgraph.graph import GraphView
 from qdqtool.onnxgraph.qdqview import GRAPH_OUTPUT, Edge, QdqView
 from qdqtool.placement.plan import (
@@ -156,7 +156,7 @@ class _Replacement:
             if tensor not in self.ranges:
                 self.ranges[tensor] = amax
                 self.sources[tensor] = (ScaleSource.MEASURED, "a ranges file or data")
-        self.before = self.analysis.report()
+        self.before = report_of(self.analysis)
         standalone = "int8" if config.standalone_add == "int8" else "float"
         placement = config.placement
         self.placement = replace(placement, standalone_add=standalone,
