@@ -31,6 +31,7 @@ from qdqtool.trt.rules import (
     INT8_POOLS,
     QUANTIZE,
     SHAPE_OPS,
+    SHAPE_READERS,
     WEIGHTED_OPS,
     constant_epilogue_input,
     is_commuting,
@@ -94,6 +95,11 @@ class _Predictor:
                 found.update(t for t in node.output if t)
         return frozenset(found)
 
+    def can_run_int8(self, node: onnx.NodeProto) -> bool:
+        """An op TensorRT runs in INT8 when Q/DQ surround it: weighted ops, Adds, pools, Concats, commuting ops."""
+        return (node.op_type in WEIGHTED_OPS or node.op_type in INT8_POOLS or node.op_type in ("Add", "Concat")
+                or is_commuting(node))
+
     def some_reader_quantized(self, node: onnx.NodeProto) -> bool:
         return any((c.name, i) in self.edges for t in node.output if t for c, i in self.view.consumers(t)) or any(
             self.output_quantized(t) for t in node.output if t)
@@ -110,7 +116,7 @@ class _Predictor:
 
     def reads_int8(self, consumer: onnx.NodeProto, index: int, depth: int = 0) -> bool:
         """The reader takes this input through a quantizer, or passes it on to quantizers only (a Q moves back)."""
-        if (consumer.name, index) in self.edges:
+        if (consumer.name, index) in self.edges or consumer.op_type in SHAPE_READERS:
             return True
         through = consumer.op_type == "Concat" or (index == 0 and is_commuting(consumer))
         return through and depth < READER_WALK and bool(consumer.output) and all(
@@ -345,10 +351,15 @@ class _Predictor:
                 continue
             readers = self.float_readers(tensor)
             int8_writer = writer is not None and writer.role == LayerRole.FUSED
+            float_only = [r for r in readers if r in self.view.by_name and not self.can_run_int8(self.view.by_name[r])]
             if not int8_writer:
-                cause = Cause.FLOAT_PRODUCER
+                cause = Cause.FLOAT_BOUNDARY
                 why = (f"{producer.name} runs in float ({writer.reason if writer else 'float'}): where a float "
                        "region meets an INT8 one, TensorRT runs the Q on its own wherever it stands")
+            elif float_only:
+                cause = Cause.FLOAT_BOUNDARY
+                why = (f"{tensor} is also read by {', '.join(float_only)}, which cannot run INT8, so {producer.name} "
+                       "writes float: where a float region meets an INT8 one, TensorRT runs the Q on its own")
             elif readers:
                 cause = Cause.FLOAT_READER
                 why = f"{tensor} is also read in float by {', '.join(readers)}, so {producer.name} writes float"
