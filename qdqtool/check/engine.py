@@ -405,3 +405,23 @@ def predict_engine(qdq: QdqView, config: PlacementConfig | None = None,
                    analysis: Analysis | None = None) -> EngineModel:
     """The engine TensorRT will build from a Q/DQ model, layer by layer, from the graph alone (source "predicted")."""
     return _Predictor(qdq, analysis or Analysis(qdq, config)).predict()
+
+
+STANDALONE_WHY = {
+    Cause.FLOAT_BOUNDARY: "where a float region (a float Add, an SE block's Mul, a float pool) meets an INT8 one: "
+                          "one Reformat wherever the Q stands, the lesser cost than keeping the INT8 layers float",
+    Cause.FLOAT_READER: "a reader that could take a Q reads the tensor in float (fix-residuals --scope all)",
+    Cause.FLOAT_SKIP: "its writer hosts an Add whose skip arrives in float (quantize the skip)",
+    Cause.FLOAT_CONSUMER: "a DQ read by a layer that runs in float",
+}
+
+
+def standalone_notes(engine: EngineModel, shown: int = 4) -> list[str]:
+    """One line per cause of the predicted standalone Q/DQ layers (graph-input quantizers apart), saying why each is
+    there: what a plan reports about the Reformats its placement leaves."""
+    by_cause: dict[str, list[str]] = {}
+    for layer in engine.of_role(LayerRole.QUANTIZE, LayerRole.DEQUANTIZE):
+        by_cause.setdefault(layer.cause, []).append(layer.nodes[0])
+    return [f"predicted standalone Q/DQ ({cause}): {len(names)}, {STANDALONE_WHY.get(Cause(cause), cause)}: "
+            + ", ".join(names[:shown]) + (" ..." if len(names) > shown else "")
+            for cause, names in by_cause.items()]
