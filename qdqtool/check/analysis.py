@@ -125,8 +125,8 @@ class Analysis:
                            Cause.BOTH_ONE_SCALE if both_ok else Cause.SKIP_QUANTIZED, (skip_tensor,), (skip_scale,))
         if skip_scale is None:
             note = self.hoist_note(skip_tensor)
-            reason = (f"skip input {skip_tensor} is float: {res.conv} outputs float and the Add stays float "
-                      f"(rule 2; {'quantize the skip input' if not note else 'left float'}){note}")
+            reason = (f"fuses into INT8 {res.conv}, but its skip input {skip_tensor} arrives in float, so the group "
+                      f"writes float (rule 2; {'quantize the skip input' if not note else 'left float'}){note}")
             return Finding(Kind.FLOAT_ADD, add.name, "Add", reason, group,
                            Cause.HOISTED_ONTO_FLOAT_CONCAT if note else Cause.FLOAT_SKIP, (skip_tensor,))
         quantizers = sorted({self.edges[e].q_node for e in quantized_side})

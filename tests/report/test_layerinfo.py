@@ -33,6 +33,10 @@ IVIT = "ivit_trt10_myelin_per_layer.txt"
     ("Float", "fp32"),
     ("UInt8", "uint8"),
     ("N/A due to dynamic shapes", "unknown"),
+    ("BFloat16", "bf16"),                     # TensorRT 10/11 DataType names (nvinfer1::DataType, Python bindings)
+    ("Row major linear BFloat16 format", "bf16"),
+    ("FP8", "fp8"),
+    ("FP4E2M1", "fp4"),
 ])
 def test_precision_of_format(text, expected):
     assert precision_of_format(text) == expected
@@ -174,3 +178,15 @@ def test_qdqtool_report_json_reads_back(trt_fixtures):
     assert again.layers == original.layers and again.summary == original.summary
     with pytest.raises(QdqError, match="damaged"):
         parse_layer_info({"format": "qdqtool-layers", "layers": [{"no_name": 1}]})
+
+
+@pytest.mark.parametrize("layer_type, weighted", [("gemm", True), ("correlation", True), ("kgen", False),
+                                                  ("CaskConvolution", True), ("Reformat", False)])
+def test_myelin_layer_types(layer_type, weighted):
+    """Myelin engines (TensorRT 10/11) print kernel kinds: gemm and correlation carry weights, kgen is generated
+    pointwise/reduction code."""
+    from qdqtool.report.layerinfo import layer_from_dict
+
+    layer = layer_from_dict({"Name": "n", "LayerType": layer_type, "Inputs": [{"DataType": "Int8"}],
+                             "Outputs": [{"DataType": "Float"}]})
+    assert layer.is_weighted == weighted
