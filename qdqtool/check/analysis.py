@@ -264,10 +264,14 @@ class Analysis:
         layer = engine.layer_of_node().get(found.node)
         if found.kind != Kind.FUSED_ADD or layer is None or layer.precision == layer.precision.INT8:
             return found
-        why = layer.reason.split(", writes float: ")[-1]
+        why = layer.reason.split(", writes float: ")[-1].removesuffix(" (rules 1, 2)")
+        output = layer.outputs[0].name if layer.outputs else ""
+        if self.view.is_graph_output(output):   # a graph output is float by design: nothing to quantize
+            cause, advice = Cause.GRAPH_OUTPUT, "a graph output is float by design"
+        else:
+            cause, advice = Cause.FLOAT_READER, "quantize every reader of its output"
         return Finding(Kind.FLOAT_ADD, found.node, found.op_type, f"fuses into INT8 {found.nodes[0]} but the group "
-                       f"writes float: {why} (rule 2; quantize every reader of its output)", found.nodes,
-                       Cause.FLOAT_READER, found.tensors, found.scales)
+                       f"writes float: {why} (rule 2; {advice})", found.nodes, cause, found.tensors, found.scales)
 
     def report(self, engine: EngineModel) -> CheckReport:
         findings: list[Finding] = []

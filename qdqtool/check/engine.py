@@ -2,8 +2,8 @@
 
 One EngineModel (trt/engine_model.py): fused groups (INT8 conv + epilogue + the Add it hosts + activation, conv +
 MaxPool), INT8 pooling, Concats and Adds, float layers, and every Q/DQ that cannot fuse as its own layer, each with
-the precision of what it reads and writes and the reason. `check`'s findings, `report --compare` and the HTML page
-read it. The rules, each held against the engines of ../shared/fixtures/trt/pairs:
+the precision of what it reads and writes and the reason. `check`'s findings, the report's comparison with a
+model and the HTML page read it. The rules, each held against the engines of ../shared/fixtures/trt/pairs:
 - a layer writes INT8 only when every reader of its output is a quantizer (directly, or behind ops a Q moves back
   through: commuting ops, Concats); a fused Conv+Add also needs its skip input to arrive through a DQ;
 - a Q fuses into the layer that writes its tensor INT8, else it runs standalone (a graph input's Q always does);
@@ -351,7 +351,8 @@ class _Predictor:
                 continue
             readers = self.float_readers(tensor)
             int8_writer = writer is not None and writer.role == LayerRole.FUSED
-            float_only = [r for r in readers if r in self.view.by_name and not self.can_run_int8(self.view.by_name[r])]
+            float_only = [r for r in readers
+                          if r not in self.view.by_name or not self.can_run_int8(self.view.by_name[r])]
             if not int8_writer:
                 cause = Cause.FLOAT_BOUNDARY
                 why = (f"{producer.name} runs in float ({writer.reason if writer else 'float'}): where a float "
@@ -410,7 +411,7 @@ def predict_engine(qdq: QdqView, config: PlacementConfig | None = None,
 STANDALONE_WHY = {
     Cause.FLOAT_BOUNDARY: "where a float region (a float Add, an SE block's Mul, a float pool) meets an INT8 one: "
                           "one Reformat wherever the Q stands, the lesser cost than keeping the INT8 layers float",
-    Cause.FLOAT_READER: "a reader that could take a Q reads the tensor in float (fix-residuals --scope all)",
+    Cause.FLOAT_READER: "a reader that could take a Q reads the tensor in float (fix-residuals' scope all)",
     Cause.FLOAT_SKIP: "its writer hosts an Add whose skip arrives in float (quantize the skip)",
     Cause.FLOAT_CONSUMER: "a DQ read by a layer that runs in float",
 }

@@ -1,5 +1,5 @@
 """The fix-residuals pipeline: read, plan with the best ranges available, apply, compare outputs, write atomically.
---scope residuals repairs the model's own placement edit by edit; --scope all re-places every Q/DQ by calibrate's
+scope residuals repairs the model's own placement edit by edit; scope all re-places every Q/DQ by calibrate's
 rules (replace_pipeline.py); both give one FixResult."""
 
 from __future__ import annotations

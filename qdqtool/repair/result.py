@@ -15,7 +15,7 @@ from qdqtool.repair.replace_all import ReplacePlan
 
 @dataclass(frozen=True)
 class FixResult:
-    """plan: the edits of --scope residuals (FixPlan) or the re-placement of --scope all (ReplacePlan); the rest is
+    """plan: the edits of scope residuals (FixPlan) or the re-placement of scope all (ReplacePlan); the rest is
     the same for both: the model (None when nothing needed fixing), check's report on it, where ranges came from."""
 
     plan: Union[FixPlan, ReplacePlan]

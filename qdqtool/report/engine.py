@@ -1,5 +1,5 @@
 """A real engine's layer information as an EngineModel (trt/engine_model.py), the shape `check` predicts, so the two
-compare node by node (`report --compare`) and the HTML page draws either."""
+compare node by node (the report's comparison with a model) and the HTML page draws either."""
 
 from __future__ import annotations
 

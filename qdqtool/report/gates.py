@@ -16,9 +16,10 @@ GATES: dict[Gate, str] = {
     Gate.FLOAT_CONV: "a convolution, Gemm or MatMul not running in INT8",
 }
 NAME_ONLY_GATES = frozenset({Gate.REFORMAT})  # the only gate a names-only layer file (no precisions) can judge
-# gates only `report --compare MODEL.onnx` can judge
+# gates only a report compared with the Q/DQ model it came from can judge
 COMPARISON_GATES: dict[Gate, str] = {
-    Gate.MISMATCH: "an ONNX node whose predicted layer, role or precision differs from the engine's (report --compare)",
+    Gate.MISMATCH: "an ONNX node whose predicted layer, role or precision differs from the engine's (the report "
+                   "compared with its model)",
 }  # the only gate a names-only layer file (no precisions) can judge
 
 

@@ -66,7 +66,8 @@ def prediction_by_gate(prediction) -> tuple[dict[str, int], dict[str, list[str]]
 
 @dataclass(frozen=True)
 class EngineComparison:
-    """`report --compare`: the gate rows and the per-node diff of the predicted engine against the built one."""
+    """A report compared with its model: the gate rows and the per-node diff of the predicted engine against the
+    built one."""
 
     gates: tuple[GateComparison, ...]
     differences: tuple[NodeDifference, ...]

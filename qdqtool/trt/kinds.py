@@ -27,7 +27,7 @@ class Gate(StrEnum):
     REQUANT_CONCAT = "requant-concat"
     REFORMAT = "reformat"
     FLOAT_CONV = "float-conv"
-    MISMATCH = "mismatch"            # report --compare only: a node whose predicted layer differs from the engine's
+    MISMATCH = "mismatch"            # a report compared with its model: a node whose predicted layer differs
 
 
 class Rule(StrEnum):
