@@ -21,7 +21,6 @@ from qdqtool.trt.analysis import (
     range_spread,
     residual_add,
     spread_concats,
-    writes_graph_output,
 )
 from qdqtool.trt.kinds import Cause, EdgeRule, Outcome, Rule
 from qdqtool.trt.rules import DECODE_OPS, FUSIBLE_EPILOGUES, INT8_POOLS, WEIGHTED_OPS, is_commuting, weight_channel_axis
@@ -231,12 +230,6 @@ class _Planner:
                 continue
             fused, skip, conv_name = residual.fused_index, residual.skip_index, residual.conv
             skip_tensor = node.input[skip]
-            if writes_graph_output(self.view, node):
-                self.decide(node, Rule.RESIDUAL_ADD, Outcome.FLOAT,
-                            f"{conv_name} fuses the Add, but the group's output is a graph output and so float: an "
-                            "INT8 skip would only add a standalone DQ, so the skip stays float (rule 2)",
-                            [skip_tensor], Cause.GRAPH_OUTPUT, conv=conv_name)
-                continue
             blocked = self.block(node, [skip_tensor])
             if blocked is not None:
                 self.decide(node, Rule.RESIDUAL_ADD, Outcome.FLOAT,

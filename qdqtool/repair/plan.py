@@ -21,7 +21,7 @@ from qdqtool.onnxgraph.qdqview import GRAPH_OUTPUT, Edge, QdqView
 from qdqtool.placement.plan import PlacementConfig, PlacementPlan, plan_placement
 from qdqtool.repair.apply import RepairEdit
 from qdqtool.repair.infer import infer_skip_scale
-from qdqtool.trt.analysis import ResidualAdd, activation_inputs, is_two_input_add, range_spread, writes_graph_output
+from qdqtool.trt.analysis import ResidualAdd, activation_inputs, is_two_input_add, range_spread
 from qdqtool.trt.kinds import Cause, EditKind, Outcome, Rule, ScaleSource
 from qdqtool.trt.rules import WEIGHTED_OPS, is_commuting
 from qdqtool.trt.scales import amax_from_scale, same_scale, scale_from_amax
@@ -118,10 +118,9 @@ class _Repairs:
                                 Cause.CONV_SIDE_QDQ)
                 continue
             self.skips[(node.name, res.skip_index)] = res
-            if not writes_graph_output(self.view, node):   # else the group writes float: an INT8 skip buys nothing
-                self.insert((node.name, res.skip_index), skip,
-                            f"skip input of {node.name}: {res.conv} fuses the Add only when the skip arrives in INT8",
-                            Cause.FLOAT_SKIP)
+            self.insert((node.name, res.skip_index), skip,
+                        f"skip input of {node.name}: {res.conv} fuses the Add only when the skip arrives in INT8",
+                        Cause.FLOAT_SKIP)
             keep = {(node.name, res.fused_index)} if self.config.placement.residual_mode == "both" else set()
             for edge in res.conv_side_edges:
                 if edge not in keep:

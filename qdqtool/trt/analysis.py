@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import onnx
 
 from qdqtool.onnxgraph.graph import GraphView
-from qdqtool.trt.fusion import MAX_EPILOGUE_STEPS, Edge, EpilogueChain, epilogue_chain
-from qdqtool.trt.rules import FUSIBLE_EPILOGUES, is_commuting
+from qdqtool.trt.fusion import Edge, EpilogueChain, epilogue_chain
+from qdqtool.trt.rules import is_commuting
 
 
 def activation_inputs(view: GraphView, node: onnx.NodeProto) -> list[tuple[int, str]]:
@@ -78,20 +78,6 @@ def engine_residual(view: GraphView, add: onnx.NodeProto, is_int8_conv: Callable
     order = view.order
     fused = max(free or convs, key=lambda i: order[sides[i].conv.name])
     return ResidualAdd(add.name, fused, sides[fused].conv.name, sides[fused])
-
-
-def writes_graph_output(view: GraphView, add: onnx.NodeProto) -> bool:
-    """The Add's output, or the activation fused after it, is a graph output: the fused group writes float (rule 2),
-    so an INT8 skip would only add a standalone DQ. Placement and fix-residuals leave such a skip float."""
-    tensor = add.output[0]
-    for _ in range(MAX_EPILOGUE_STEPS):
-        if view.is_graph_output(tensor):
-            return True
-        readers = view.consumers(tensor)
-        if len(readers) != 1 or readers[0][0].op_type not in FUSIBLE_EPILOGUES:
-            return False
-        tensor = readers[0][0].output[0]
-    return False
 
 
 def range_spread(ranges: Mapping[str, float] | None, tensors: Iterable[str]) -> float | None:
