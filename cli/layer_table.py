@@ -67,7 +67,8 @@ def _tensorrt_lines(report: PrecisionReport) -> list[str]:
     s = report.summary
     lines = [
         f"layers: {s.layer_count}    by output precision: {_counts(s.precision_counts)}",
-        f"reformat layers: {s.reformat_count}"
+        f"reformat layers: {s.reformat_count} standalone Q/DQ (the reformat gate)"
+        + (f"; all Reformats by kind: {_counts(s.reformat_kinds)}" if s.reformat_kinds else "")
         + (f" ({_counts(s.reformat_conversions)})" if s.reformat_conversions else ""),
         f"fused residual convolutions: {len(s.fused_residual_convs)}" + (
             f", with INT8 output: {len(s.fused_int8_residuals)}" if report.precision_known else " (judged from names)"),

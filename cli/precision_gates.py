@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import click
 
 from qdqtool.errors import ConfigError, QdqError
-from qdqtool.report.gates import GATES, NAME_ONLY_GATES, describe_violations, measures_tensorrt, parse_gates
+from qdqtool.report.gates import (
+    COMPARISON_GATES,
+    GATES,
+    NAME_ONLY_GATES,
+    describe_violations,
+    measures_tensorrt,
+    parse_gates,
+)
 from qdqtool.report.layers import PrecisionReport
 
 GATE_EXIT_STATUS = 3
@@ -23,18 +30,21 @@ class GatesType(click.ParamType):
 
     name = "GATES"
 
+    def __init__(self, allowed: Mapping[str, str] = GATES):
+        self.allowed = allowed
+
     def convert(self, value: Any, param, ctx) -> tuple[str, ...]:
         if isinstance(value, tuple):
             return value
         try:
-            return parse_gates(value)
+            return parse_gates(value, self.allowed)
         except ConfigError as exc:
             self.fail(str(exc), param, ctx)
 
 
-def fail_on_option(verb: str = "is found") -> Callable:
-    return click.option("--fail-on", "fail_on", type=GatesType(), default="", metavar="GATES",
-                        help=f"Comma list; exit {GATE_EXIT_STATUS} when any {verb}: " + ", ".join(GATES))
+def fail_on_option(verb: str = "is found", allowed: Mapping[str, str] = GATES) -> Callable:
+    return click.option("--fail-on", "fail_on", type=GatesType(allowed), default="", metavar="GATES",
+                        help=f"Comma list; exit {GATE_EXIT_STATUS} when any {verb}: " + ", ".join(allowed))
 
 
 def show_option(default: str) -> Callable:
@@ -60,10 +70,10 @@ def show_option(default: str) -> Callable:
     return decorate
 
 
-def report_options(command: Callable) -> Callable:
+def report_options(command: Callable, allowed: Mapping[str, str] = GATES) -> Callable:
     """--fail-on, --json and --show: the options of every command that prints a precision report."""
     options = (
-        fail_on_option(),
+        fail_on_option(allowed=allowed),
         click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout."),
         show_option("all"),
     )
@@ -72,20 +82,25 @@ def report_options(command: Callable) -> Callable:
     return command
 
 
-def enforce_gates(report: PrecisionReport, gates: Sequence[str]) -> None:
-    """Print each violated gate on stderr and exit 3; refuse gates that need precisions when none are known."""
+def enforce_gates(report: PrecisionReport, gates: Sequence[str], extra_counts: Mapping[str, int] | None = None) -> None:
+    """Print each violated gate on stderr and exit 3; refuse gates that need precisions when none are known.
+    extra_counts: the counts of gates the report itself cannot judge (report --compare's mismatch)."""
     if not gates:
         return
     if not measures_tensorrt(report):
         raise QdqError(f"--fail-on judges TensorRT's layers, and {report.source} was built by ONNX Runtime, whose CPU "
                        "nodes are not TensorRT's; judge the Q/DQ model with `qdqtool check MODEL --fail-on ...` "
                        "(what `qdqtool build` does itself when it builds with ONNX Runtime)")
+    missing = [g for g in gates if g in COMPARISON_GATES and g not in (extra_counts or {})]
+    if missing:
+        raise QdqError(f"--fail-on {','.join(missing)} needs --compare MODEL.onnx (the Q/DQ model the engine was "
+                       "built from)", settings=("fail_on",))
     if not report.precision_known:
-        blind = [g for g in gates if g not in NAME_ONLY_GATES]
+        blind = [g for g in gates if g not in NAME_ONLY_GATES and g not in COMPARISON_GATES]
         if blind:
             raise QdqError(f"--fail-on {','.join(blind)} needs layer precisions, but {report.source} has names only; "
                            "export it with `trtexec --profilingVerbosity=detailed --exportLayerInfo=FILE`")
-    exit_on_failed_gates(describe_violations(report.summary.gate_counts(), gates))
+    exit_on_failed_gates(describe_violations({**report.summary.gate_counts(), **(extra_counts or {})}, gates))
 
 
 def exit_on_failed_gates(failures: Sequence[str]) -> None:

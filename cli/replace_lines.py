@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from qdqtool.check.predict import CheckReport
-from qdqtool.repair.pipeline import FixResult
-from qdqtool.repair.replace_pipeline import ReplaceResult
+from qdqtool.repair.result import FixResult
 from qdqtool.trt.kinds import Kind
 
 
@@ -19,7 +18,7 @@ def reformat_hint(after: CheckReport) -> list[str]:
             "--scope all re-places every Q/DQ by calibrate's rules and removes them"]
 
 
-def replace_lines(result: ReplaceResult, output: Path | None, dry_run: bool) -> list[str]:
+def replace_lines(result: FixResult, output: Path | None, dry_run: bool) -> list[str]:
     plan = result.plan
     counts = ", ".join(f"{kind} {n}" for kind, n in plan.kinds().items())
     lines = [f"--scope all: {counts}" + (" (dry run: nothing written)" if dry_run else "")]
@@ -37,7 +36,7 @@ def replace_lines(result: ReplaceResult, output: Path | None, dry_run: bool) -> 
     return lines + outcome_lines(result, output, dry_run, notes, "re-placed", "already placed")
 
 
-def outcome_lines(result: FixResult | ReplaceResult, output: Path | None, dry_run: bool, notes: list[str],
+def outcome_lines(result: FixResult, output: Path | None, dry_run: bool, notes: list[str],
                   fixed: str, unchanged: str) -> list[str]:
     """check's counts before -> after, notes, the output difference and what was written (both scopes)."""
     before, after = result.plan.before.counts(), result.after.counts()

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import functools
 from pathlib import Path
 
 import click
 
 import qdqtool
 from qdqtool.fileio import check_output_path, write_json_atomically
-from qdqtool.report.gates import measures_tensorrt
+from qdqtool.report.gates import COMPARISON_GATES, GATES, measures_tensorrt
 
 from .common import emit_json
 from .layer_table import report_text
 from .precision_gates import EXIT_EPILOG, enforce_gates, report_options
 
+MAX_DIFFERENCES_SHOWN = 30
+
 
 @click.command("report", epilog=EXIT_EPILOG)
 @click.argument("layer_info", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Also write the report as JSON to this file.")
-@report_options
+@functools.partial(report_options, allowed={**GATES, **COMPARISON_GATES})
 @click.option("--compare", "compare_model", type=click.Path(path_type=Path), metavar="MODEL.onnx",
-              help="Compare with `qdqtool check`'s prediction for the Q/DQ ONNX model that produced the engine.")
+              help="Compare with `qdqtool check`'s prediction for the Q/DQ ONNX model that produced the engine: per "
+                   "gate, and per ONNX node (its layer, role and INT8/float precision).")
 def report_command(layer_info: Path, output: Path | None, fail_on: tuple[str, ...], as_json: bool, show: str,
                    compare_model: Path | None) -> None:
     """Show which layers of a TensorRT engine run in INT8, from `trtexec --profilingVerbosity=detailed
@@ -30,22 +33,22 @@ def report_command(layer_info: Path, output: Path | None, fail_on: tuple[str, ..
         check_output_path(layer_info, output)
     report = qdqtool.read_report(layer_info)
     payload = report.to_json()
-    rows = []
+    comparison = None
     if compare_model is not None:
-        rows = qdqtool.compare_report(report, compare_model)
-        payload["compare"] = {"model": str(compare_model), "gates": [asdict(row) for row in rows]}
+        comparison = qdqtool.compare_engine(report, compare_model)
+        payload["compare"] = {"model": str(compare_model), **comparison.to_json()}
     if output is not None:
         write_json_atomically(output, payload)
     if as_json:
         emit_json(payload)
     else:
         click.echo(report_text(report, show))
-        if rows:
-            click.echo(comparison_text(rows, compare_model, measures_tensorrt(report)))
-    enforce_gates(report, fail_on)
+        if comparison is not None:
+            click.echo(comparison_text(comparison, compare_model, measures_tensorrt(report)))
+    enforce_gates(report, fail_on, comparison.counts() if comparison is not None else None)
 
 
-def comparison_text(rows: list[qdqtool.GateComparison], model: Path, tensorrt: bool = True) -> str:
+def comparison_text(comparison: qdqtool.EngineComparison, model: Path, tensorrt: bool = True) -> str:
     if tensorrt:
         lines = [f"compared with `qdqtool check {model}` (predicted / observed):"]
     else:
@@ -53,7 +56,7 @@ def comparison_text(rows: list[qdqtool.GateComparison], model: Path, tensorrt: b
                  "whose CPU nodes are not TensorRT's layers (build with TensorRT, export its layer information, "
                  "compare that)"]
     unknown = "observed unknown (names only)" if tensorrt else "not observable (ONNX Runtime build)"
-    for row in rows:
+    for row in comparison.gates:
         verdict = {True: "agrees", False: "DIFFERS", None: unknown}[row.agrees]
         observed = "?" if row.observed is None else row.observed
         lines.append(f"  {row.gate:15s} {row.predicted:4d} / {observed!s:>4}  {verdict}")
@@ -61,4 +64,13 @@ def comparison_text(rows: list[qdqtool.GateComparison], model: Path, tensorrt: b
             lines.append(f"    predicted only: {', '.join(row.predicted_only[:8])}")
         if row.observed_only:
             lines.append(f"    observed only: {', '.join(row.observed_only[:8])}")
+    if not tensorrt:   # ONNX Runtime's nodes are no TensorRT layers: a per-node diff against them means nothing
+        return "\n".join(lines)
+    judged = "layer, role and precision" if comparison.precision_known else "layer and role (names only)"
+    lines.append(f"per node ({judged}): {comparison.compared} ONNX nodes compared, "
+                 f"{len(comparison.differences)} differ")
+    for d in comparison.differences[:MAX_DIFFERENCES_SHOWN]:
+        lines.append(f"  {d.node}: {d.what} differs: engine {d.expected}; predicted {d.predicted}")
+    if len(comparison.differences) > MAX_DIFFERENCES_SHOWN:
+        lines.append(f"  ... and {len(comparison.differences) - MAX_DIFFERENCES_SHOWN} more (--json lists all)")
     return "\n".join(lines)

@@ -15,11 +15,10 @@ __version__ = "0.1.0"
 
 _API = (
     "BuildConfig", "BuildResult", "CalibrationConfig", "CalibrationOutputs", "CalibrationResult", "CheckReport",
-    "CompareConfig", "CompareResult", "DataConfig", "FixConfig", "FixResult", "GateComparison", "MeasureConfig",
-    "PlacementConfig", "PrecisionReport",
-    "build_engine", "calibrate_from_cache", "calibrate_model", "check_model", "compare_models", "compare_report",
-    "fix_residuals",
-    "read_report",
+    "CompareConfig", "CompareResult", "DataConfig", "EngineComparison", "FixConfig", "FixResult", "GateComparison",
+    "MeasureConfig", "PlacementConfig", "PrecisionReport",
+    "build_engine", "calibrate_from_cache", "calibrate_model", "check_model", "compare_engine", "compare_models",
+    "compare_report", "fix_residuals", "read_report",
 )
 _ERRORS = ("QdqError", "ConfigError", "DataError", "ModelError", "OutputError", "RangeError", "BackendUnavailable")
 __all__ = [*_API, *_ERRORS, "Preprocess", "PRESETS", "__version__"]

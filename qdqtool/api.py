@@ -37,7 +37,13 @@ from qdqtool.repair.pipeline import DataConfig, FixResult, fix_file, fix_model, 
 from qdqtool.repair.plan import FixConfig
 from qdqtool.report.layerinfo import read_layer_info
 from qdqtool.report.layers import PrecisionReport
-from qdqtool.report.versus_check import GateComparison, compare_with_prediction, prediction_by_gate
+from qdqtool.report.versus_check import (
+    EngineComparison,
+    GateComparison,
+    compare_engines,
+    compare_with_prediction,
+    prediction_by_gate,
+)
 
 ModelLike = Union[str, "os.PathLike[str]", onnx.ModelProto]
 Progress = Optional[Callable[[int], None]]
@@ -47,11 +53,10 @@ Data = object
 
 __all__ = [
     "BuildConfig", "BuildResult", "CalibrationConfig", "CalibrationOutputs", "CalibrationResult", "CheckReport",
-    "CompareConfig", "CompareResult", "DataConfig", "FixConfig", "FixResult", "GateComparison", "MeasureConfig",
-    "PlacementConfig", "PrecisionReport",
-    "build_engine", "calibrate_from_cache", "calibrate_model", "check_model", "compare_models", "compare_report",
-    "fix_residuals",
-    "read_report",
+    "CompareConfig", "CompareResult", "DataConfig", "EngineComparison", "FixConfig", "FixResult", "GateComparison",
+    "MeasureConfig", "PlacementConfig", "PrecisionReport",
+    "build_engine", "calibrate_from_cache", "calibrate_model", "check_model", "compare_engine", "compare_models",
+    "compare_report", "fix_residuals", "read_report",
 ]
 
 
@@ -118,3 +123,11 @@ def read_report(layer_info: Union[str, "os.PathLike[str]"]) -> PrecisionReport:
 def compare_report(report: PrecisionReport, model: ModelLike) -> list[GateComparison]:
     """One row per gate: what check_model predicts for the Q/DQ model against what the engine report observed."""
     return compare_with_prediction(report, *prediction_by_gate(check_model(model)))
+
+
+def compare_engine(report: PrecisionReport, model: ModelLike,
+                   config: Optional[PlacementConfig] = None) -> EngineComparison:
+    """The gate rows and the per-node diff: each ONNX node's predicted layer, role and precision (check_model's
+    engine) against the engine the report describes."""
+    prediction = check_model(model, config)
+    return compare_engines(report, prediction, prediction.engine)

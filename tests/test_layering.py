@@ -102,3 +102,55 @@ def test_the_checker_sees_an_upward_import():
     lower = PACKAGE / "onnxgraph" / "edit.py"
     found = imports_of(lower, "def f():\n    from qdqtool.calibrate.pipeline import calibrate_model\n")
     assert [m for m in found if layer_of(m) > layer_of(module_name(lower))] == ["qdqtool.calibrate.pipeline"]
+
+
+def import_graph(texts: dict[Path, str] | None = None) -> dict[str, set[str]]:
+    """Module -> the qdqtool modules it imports (function-level imports included); texts replace files' contents."""
+    graph = {}
+    for path in SOURCES:
+        text = (texts or {}).get(path)
+        graph[module_name(path)] = {m for m in imports_of(path, text) if m in ALL_MODULES and m != module_name(path)}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import circle (a -> b -> ... -> a) in the graph, or [] when there is none. A circle inside one layer
+    passes the layer test, yet makes import order matter and hides which module builds on which."""
+    state: dict[str, int] = {}           # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(module: str) -> list[str]:
+        state[module] = 1
+        path.append(module)
+        for imported in sorted(graph.get(module, ())):
+            if state.get(imported) == 1:
+                return [*path[path.index(imported):], imported]
+            if imported not in state:
+                found = visit(imported)
+                if found:
+                    return found
+        path.pop()
+        state[module] = 2
+        return []
+
+    for module in sorted(graph):
+        if module not in state:
+            found = visit(module)
+            if found:
+                return found
+    return []
+
+
+def test_no_import_circle():
+    cycle = find_cycle(import_graph())
+    assert cycle == [], f"import circle: {' -> '.join(cycle)}"
+
+
+def test_the_checker_sees_an_import_circle_inside_a_layer():
+    """The circle test can fail: repair.pipeline and repair.replace_pipeline importing each other (same layer, so the
+    layer test passes) is reported."""
+    replace = PACKAGE / "repair" / "replace_pipeline.py"
+    text = replace.read_text() + "\n\ndef f():\n    from qdqtool.repair.pipeline import fix_model\n"
+    cycle = find_cycle(import_graph({replace: text}))
+    assert cycle and cycle[0] == cycle[-1]
+    assert {"qdqtool.repair.pipeline", "qdqtool.repair.replace_pipeline"} <= set(cycle)

@@ -21,6 +21,7 @@ from qdqtool.calibrate.sensitivity import keep_float_nodes, measure_sensitivity,
 from qdqtool.calibrate.summary import plan_summary
 from qdqtool.calibrate.target import TargetResult, meet_error_target
 from qdqtool.calibrate.trtcache import DEFAULT_VERSION_TAG, write_calibration_cache
+from qdqtool.check.engine import predict_engine, standalone_notes
 from qdqtool.errors import ConfigError, DataError
 from qdqtool.fileio import check_distinct_outputs, check_not_data_file, check_output_path, save_model_atomically
 from qdqtool.onnxgraph.graph import GraphView
@@ -31,6 +32,7 @@ from qdqtool.onnxgraph.prepare import (
     refuse_existing_qdq,
     refuse_integer_kernels,
 )
+from qdqtool.onnxgraph.qdqview import read_qdq
 from qdqtool.placement.apply import apply_plan
 from qdqtool.placement.plan import PlacementConfig, PlacementPlan, group_amax, plan_placement
 from qdqtool.runner import check_session_opens
@@ -173,6 +175,7 @@ def calibrate_model(model: onnx.ModelProto, samples: Optional[SampleSet],
                   for tensor, cost in zip(target.kept, target.costs)]
         tensor_amax = group_amax(plan, amax_map(ranges))
     quantized = apply_plan(model, plan, tensor_amax)
+    notes += standalone_notes(predict_engine(read_qdq(quantized), config.placement))   # the Reformats it leaves
     names = [o.name for o in model.graph.output]
     error = measure_outputs(names, references, model_outputs(quantized, feeds)) if feeds else None
     report = source.report(view, plan, ranges, tensor_amax) if source is not None else {}

@@ -1,1 +1,5 @@
-"""Predicting, from the graph alone, how TensorRT will fuse and type each Add and Concat."""
+"""Predicting, from the graph alone, the engine TensorRT will build: fused groups, standalone Q/DQ, precisions."""
+
+from qdqtool.check.engine import predict_engine
+
+__all__ = ["predict_engine"]

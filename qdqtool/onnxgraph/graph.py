@@ -100,6 +100,11 @@ class GraphView:
 
     # --- order ----------------------------------------------------------------------------------------------
     @cached_property
+    def order(self) -> Dict[str, int]:
+        """Node name -> its position in the graph (nodes are in topological order)."""
+        return {node.name: i for i, node in enumerate(self.nodes)}
+
+    @cached_property
     def depth(self) -> Dict[str, int]:
         """Longest path, in nodes, from any graph input to each node (by node name); nodes are in topological order."""
         depth_of_tensor: Dict[str, int] = {}

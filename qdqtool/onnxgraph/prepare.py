@@ -223,6 +223,34 @@ def constants_to_initializers(graph: onnx.GraphProto) -> int:
     return moved
 
 
+def fold_weight_aliases(graph: onnx.GraphProto) -> int:
+    """Read an Identity (or a Cast to the type it already has) on an initializer as the initializer: the PyTorch
+    exporter writes `W2 = Identity(W1)` when two layers share a weight, and TensorRT folds it. Its readers then read
+    the initializer, so the layers behind it are quantized like any other; the alias nodes are dropped."""
+    types = {t.name: t.data_type for t in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    alias: dict = {}
+    kept: List[onnx.NodeProto] = []
+    for node in graph.node:
+        source = alias.get(node.input[0], node.input[0]) if len(node.input) == 1 else None
+        to = next((a.i for a in node.attribute if a.name == "to"), None)
+        is_alias = source in types and len(node.output) == 1 and node.output[0] not in outputs and (
+            node.op_type == "Identity" or (node.op_type == "Cast" and to == types[source]))
+        if is_alias:
+            alias[node.output[0]] = source
+        else:
+            kept.append(node)
+    if not alias:
+        return 0
+    for node in kept:
+        for i, name in enumerate(node.input):
+            if name in alias:
+                node.input[i] = alias[name]
+    del graph.node[:]
+    graph.node.extend(kept)
+    return len(alias)
+
+
 def upgrade_opset(model: onnx.ModelProto, target: int = MIN_QDQ_OPSET) -> onnx.ModelProto:
     """Convert the default domain to opset `target` when it is lower (per-channel DequantizeLinear needs 13)."""
     current = default_opset(model)
@@ -287,6 +315,9 @@ def _prepare_in_place(prepared: onnx.ModelProto) -> Tuple[onnx.ModelProto, List[
     moved = constants_to_initializers(prepared.graph)
     if moved:
         notes.append(f"{moved} Constant nodes treated as weights (initializers)")
+    folded = fold_weight_aliases(prepared.graph)
+    if folded:
+        notes.append(f"{folded} Identity/no-op Cast nodes on weights read as the weight itself (a shared weight)")
     renamed = name_nodes(prepared.graph)
     if renamed:
         notes.append(f"{renamed} unnamed nodes given names")

@@ -11,11 +11,17 @@ GATES: dict[Gate, str] = {
     Gate.FLOAT_ADD: "an Add left outside INT8 (a residual that did not fuse into an INT8 convolution, or a float Add)",
     Gate.FLOAT_CONCAT: "a Concat running in float",
     Gate.REQUANT_CONCAT: "a Concat whose inputs need a requantize or Reformat (input scales differ from the output's)",
-    Gate.REFORMAT: "any Reformat layer (a Q/DQ TensorRT could not fuse, a requantize, or a layout/precision "
-                   "conversion)",
+    Gate.REFORMAT: "a Q/DQ TensorRT runs as its own Reformat layer (not fused; graph-input quantizers and layout "
+                   "copies not counted) or a requantize",
     Gate.FLOAT_CONV: "a convolution, Gemm or MatMul not running in INT8",
 }
 NAME_ONLY_GATES = frozenset({Gate.REFORMAT})  # the only gate a names-only layer file (no precisions) can judge
+# gates only a report compared with the Q/DQ model it came from can judge
+COMPARISON_GATES: dict[Gate, str] = {
+    Gate.MISMATCH: "an ONNX node whose predicted layer, role or precision differs from the engine's (the report "
+                   "compared with its model)",
+}  # the only gate a names-only layer file (no precisions) can judge
+
 ONNXRUNTIME_BACKEND = "onnxruntime"          # how an ONNX Runtime build's report names its backend (first word)
 
 
@@ -25,12 +31,12 @@ def measures_tensorrt(report) -> bool:
     return report.backend.split(" ", 1)[0] != ONNXRUNTIME_BACKEND
 
 
-def parse_gates(text: str) -> tuple[str, ...]:
+def parse_gates(text: str, allowed: Mapping[str, str] = GATES) -> tuple[str, ...]:
     """'float-add,reformat' -> ('float-add', 'reformat'); empty text -> (); an unknown name raises ConfigError."""
     names = [part.strip().lower() for part in (text or "").split(",") if part.strip()]
-    unknown = [name for name in names if name not in GATES]
+    unknown = [name for name in names if name not in allowed]
     if unknown:
-        raise ConfigError(f"unknown gate(s) {', '.join(unknown)}; choose from: {', '.join(GATES)}",
+        raise ConfigError(f"unknown gate(s) {', '.join(unknown)}; choose from: {', '.join(allowed)}",
                           settings=("fail_on",))
     return tuple(dict.fromkeys(Gate(name) for name in names))
 
@@ -42,4 +48,5 @@ def violated_gates(counts: Mapping[str, int], gates: Iterable[str]) -> list[str]
 
 def describe_violations(counts: Mapping[str, int], gates: Iterable[str]) -> list[str]:
     """One line per violated gate: 'float-add: 3 (an Add left outside INT8 ...)'."""
-    return [f"{gate}: {counts[gate]} ({GATES[gate]})" for gate in violated_gates(counts, gates)]
+    described = {**GATES, **COMPARISON_GATES}
+    return [f"{gate}: {counts[gate]} ({described[gate]})" for gate in violated_gates(counts, gates)]

@@ -18,6 +18,7 @@ from qdqtool.fileio import read_text_file
 from qdqtool.report.layers import (
     ADD_TOKEN,
     CONV_TOKEN,
+    QDQ_NAME,
     REFORMAT_LAYER_TYPES,
     REFORMAT_NAME_PREFIXES,
     UNKNOWN,
@@ -41,9 +42,9 @@ _DATATYPES = tuple((re.compile(pattern, re.IGNORECASE), precision) for pattern, 
     (r"\bInt8\b", "int8"),
     (r"\bUInt8\b", "uint8"),
     (r"\b(?:FP16|Half)\b", "fp16"),
-    (r"\bBF16\b", "bf16"),
-    (r"\bFP8\b", "fp8"),
-    (r"\bFP4\b", "fp4"),
+    (r"\b(?:BF16|BFloat16)\b", "bf16"),
+    (r"\b(?:FP8|FP8E4M3|E4M3)\b", "fp8"),
+    (r"\b(?:FP4|FP4E2M1|E2M1)\b", "fp4"),
     (r"\bInt4\b", "int4"),
     (r"\b(?:FP32|Float)\b", "fp32"),
     (r"\bInt32\b", "int32"),
@@ -105,7 +106,7 @@ def layer_from_name(name: str) -> LayerPrecision:
     return LayerPrecision(
         name=name,
         onnx_nodes=nodes,
-        is_reformat=name.startswith(REFORMAT_NAME_PREFIXES),
+        is_reformat=name.startswith(REFORMAT_NAME_PREFIXES) or bool(QDQ_NAME.match(name)),
         fused_residual_add=conv_then_add,
     )
 
@@ -127,6 +128,9 @@ def layer_from_dict(entry: Mapping) -> LayerPrecision:
         tactic=str(entry.get("TacticName") or entry.get("TacticValue") or ""),
         is_reformat=layer_type in REFORMAT_LAYER_TYPES,  # a NoOp named "Reformatting CopyNode ..." costs nothing
         fused_residual_add=is_conv and (_has_fused_add(name) or len(inputs) >= 2),
+        origin=str(entry.get("Origin") or ""),
+        input_tensors=tuple(str(t.get("Name", "")) for t in inputs),
+        output_tensors=tuple(str(t.get("Name", "")) for t in outputs),
     )
 
 

@@ -17,9 +17,25 @@ INT8 = "int8"
 FLOAT_PRECISIONS = frozenset({"fp32", "fp16", "bf16", "fp64"})
 
 # Which layers carry which kind of work, judged from the layer type (TensorRT or ONNX Runtime op type).
-WEIGHTED_TYPE_WORDS = ("conv", "gemm", "matmul", "matrixmultiply", "fullyconnected")
+# Myelin engines (TensorRT 10/11) print lower-case kernel kinds: "gemm" for matrix multiplies and 1x1 convolutions,
+# "kgen" for generated pointwise/reduction kernels, "correlation" for convolutions.
+WEIGHTED_TYPE_WORDS = ("conv", "gemm", "matmul", "matrixmultiply", "fullyconnected", "correlation")
 REFORMAT_LAYER_TYPES = frozenset({"Reformat", "MyelinReformat", "QuantizeLinear", "DequantizeLinear"})
 REFORMAT_NAME_PREFIXES = ("Reformatting CopyNode",)
+QDQ_LAYER_TYPES = {"QuantizeLinear": "quantize", "DequantizeLinear": "dequantize"}   # ONNX Runtime's Q/DQ nodes
+QDQ_NAME = re.compile(r"^(?:.*/)?(Quantize|Dequantize)Linear(?:_\d+)?$")
+
+
+class ReformatKind:
+    """What a Reformat layer is (LayerRole values of trt/engine_model.py): a standalone Q/DQ (Origin "QDQ"), the
+    graph input's quantizer, a same-type layout copy or a type conversion (Origin "REFORMAT")."""
+
+    QUANTIZE = "quantize"
+    DEQUANTIZE = "dequantize"
+    INPUT_QUANTIZE = "input-quantize"
+    LAYOUT = "layout"
+    CONVERT = "convert"
+    DEFECTS = frozenset({QUANTIZE, DEQUANTIZE})   # what the `reformat` gate counts
 
 
 def _op_token(op: str) -> re.Pattern:
@@ -49,6 +65,27 @@ class LayerPrecision:
     fused_residual_add: bool = False
     is_fallback: bool = False      # a float node between INT8 nodes (ONNX Runtime backend)
     requantizes: bool = False      # its inputs arrive at another scale than its output (ONNX Runtime QLinearConcat)
+    origin: str = ""               # TensorRT's "Origin" field: "QDQ" (a Q/DQ node run alone), "REFORMAT" (inserted)
+    input_tensors: tuple[str, ...] = ()
+    output_tensors: tuple[str, ...] = ()
+
+    def reformat_kind(self, graph_inputs: Iterable[str] = ()) -> str:
+        """The ReformatKind of a Reformat layer ("" for other layers): Origin "QDQ" (else a Q/DQ op type or a
+        layer named after a Q/DQ node) is a Q/DQ run alone, the graph input's quantizer when it reads a graph
+        input; the rest are layout copies (same type in and out, or types unknown) or conversions."""
+        if not self.is_reformat:
+            return ""
+        src = next((p for p in self.input_precisions if p != UNKNOWN), UNKNOWN)
+        dst = next((p for p in self.output_precisions if p != UNKNOWN), UNKNOWN)
+        named = QDQ_NAME.match(self.name)
+        if self.origin.upper() == "QDQ" or self.layer_type in QDQ_LAYER_TYPES or (not self.origin and named):
+            if set(self.input_tensors) & set(graph_inputs):
+                return ReformatKind.INPUT_QUANTIZE
+            if dst != UNKNOWN:
+                return ReformatKind.QUANTIZE if dst == INT8 else ReformatKind.DEQUANTIZE
+            kind = QDQ_LAYER_TYPES.get(self.layer_type) or (named.group(1).lower() if named else "quantize")
+            return ReformatKind.DEQUANTIZE if kind == "dequantize" else ReformatKind.QUANTIZE
+        return ReformatKind.LAYOUT if src == dst or UNKNOWN in (src, dst) else ReformatKind.CONVERT
 
     @property
     def precision(self) -> str:
@@ -97,8 +134,12 @@ class PrecisionSummary:
     layer_count: int
     precision_counts: dict = field(default_factory=dict)   # precision -> layers with at least one output of it
     layer_type_counts: dict = field(default_factory=dict)
-    reformat_count: int = 0
-    reformat_conversions: dict = field(default_factory=dict)  # 'fp16->int8' -> count
+    reformat_count: int = 0        # standalone Q/DQ layers other than graph-input quantizers (the `reformat` gate)
+    reformat_conversions: dict = field(default_factory=dict)  # 'fp16->int8' -> count, over every Reformat layer
+    reformat_kinds: dict = field(default_factory=dict)        # ReformatKind -> count
+    standalone_qdq: tuple[str, ...] = ()                      # the layers the `reformat` gate counts
+    input_quantizers: tuple[str, ...] = ()
+    layout_copies: tuple[str, ...] = ()
     fused_residual_convs: tuple[str, ...] = ()
     fused_int8_residuals: tuple[str, ...] = ()
     float_adds: tuple[str, ...] = ()
@@ -186,14 +227,16 @@ def _reformat_conversion(layer: LayerPrecision) -> str | None:
     return f"{src}->{dst}" if src and dst else None
 
 
-def summarize(layers: Iterable[LayerPrecision]) -> PrecisionSummary:
-    """Counts and name lists over layers; layers of unknown precision are never counted as float."""
-    layers = tuple(layers)
+def summarize(layers: Iterable[LayerPrecision], graph_inputs: Iterable[str] = ()) -> PrecisionSummary:
+    """Counts and name lists over layers; layers of unknown precision are never counted as float. graph_inputs:
+    the engine's input tensors (a Q/DQ reading one is the graph input's quantizer, not a defect)."""
+    layers, graph_inputs = tuple(layers), frozenset(graph_inputs)
     precision_counts: Counter = Counter()
     for layer in layers:
         known = {p for p in layer.output_precisions if p != UNKNOWN}
         precision_counts.update(known or {UNKNOWN})
     reformats = [layer for layer in layers if layer.is_reformat]
+    kinds = {layer.name: layer.reformat_kind(graph_inputs) for layer in reformats}
     conversions = Counter(c for c in map(_reformat_conversion, reformats) if c)
     fused = [layer for layer in layers if layer.fused_residual_add]
     float_adds, float_concats, requant_concats = [], [], []
@@ -205,13 +248,19 @@ def summarize(layers: Iterable[LayerPrecision]) -> PrecisionSummary:
             float_concats.extend(concats)
         if concats and layer.requantizes:
             requant_concats.extend(concats)
-    requant_concats.extend(r.name for r in reformats if CONCAT_TOKEN.search(r.name))
+    # a Reformat about a Concat requantizes only when it changes the type or is a Q/DQ; a layout copy does not
+    requant_concats.extend(r.name for r in reformats
+                           if CONCAT_TOKEN.search(r.name) and kinds[r.name] != ReformatKind.LAYOUT)
     return PrecisionSummary(
         layer_count=len(layers),
         precision_counts=dict(precision_counts.most_common()),
         layer_type_counts=dict(Counter(layer.layer_type or UNKNOWN for layer in layers).most_common()),
-        reformat_count=len(reformats),
+        reformat_count=sum(kind in ReformatKind.DEFECTS for kind in kinds.values()),
         reformat_conversions=dict(conversions.most_common()),
+        reformat_kinds=dict(Counter(kinds.values()).most_common()),
+        standalone_qdq=tuple(name for name, kind in kinds.items() if kind in ReformatKind.DEFECTS),
+        input_quantizers=tuple(name for name, kind in kinds.items() if kind == ReformatKind.INPUT_QUANTIZE),
+        layout_copies=tuple(name for name, kind in kinds.items() if kind == ReformatKind.LAYOUT),
         fused_residual_convs=tuple(layer.name for layer in fused),
         fused_int8_residuals=tuple(layer.name for layer in fused if layer.outputs_int8),
         float_adds=tuple(float_adds),
@@ -232,15 +281,15 @@ def make_report(
     latency: LatencyComparison | None = None,
 ) -> PrecisionReport:
     """A report whose summary is computed from the layers; precision is known when any layer has a known output."""
-    layers = tuple(layers)
+    layers, io_tensors = tuple(layers), tuple(io_tensors)
     return PrecisionReport(
         backend=backend,
         source=source,
         layers=layers,
-        summary=summarize(layers),
+        summary=summarize(layers, io_tensors),
         precision_known=any(layer.precision_known for layer in layers),
         notes=tuple(notes),
-        io_tensors=tuple(io_tensors),
+        io_tensors=io_tensors,
         latency=latency,
     )
 

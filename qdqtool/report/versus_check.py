@@ -1,13 +1,16 @@
-"""Comparing an engine's real layer precisions with `qdqtool check`'s prediction for the ONNX model it came from."""
+"""Comparing an engine's real layers with `qdqtool check`'s prediction for the ONNX model it came from: per gate
+(counts and node names) and per ONNX node (the layer it falls in, its role and precision: trt.engine_model)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
+from qdqtool.report.engine import engine_from_layers
 from qdqtool.report.gates import GATES, NAME_ONLY_GATES, measures_tensorrt
 from qdqtool.report.layerinfo import onnx_nodes_of
 from qdqtool.report.layers import PrecisionReport
+from qdqtool.trt.engine_model import EngineModel, NodeDifference, compared_nodes, node_differences
 from qdqtool.trt.kinds import Gate
 
 
@@ -60,3 +63,33 @@ def prediction_by_gate(prediction) -> tuple[dict[str, int], dict[str, list[str]]
         if finding.gate:
             nodes.setdefault(finding.gate, []).append(finding.node)
     return prediction.counts(), nodes
+
+
+@dataclass(frozen=True)
+class EngineComparison:
+    """A report compared with its model: the gate rows and the per-node diff of the predicted engine against the
+    built one."""
+
+    gates: tuple[GateComparison, ...]
+    differences: tuple[NodeDifference, ...]
+    compared: int                        # ONNX nodes compared
+    precision_known: bool                # False: names only, precisions were not compared
+
+    def counts(self) -> dict[str, int]:
+        return {Gate.MISMATCH: len(self.differences)}
+
+    def to_json(self) -> dict[str, object]:
+        return {"gates": [asdict(row) for row in self.gates], "nodes_compared": self.compared,
+                "precision_known": self.precision_known, "differences": [asdict(d) for d in self.differences]}
+
+
+def compare_engines(report: PrecisionReport, prediction, predicted: EngineModel) -> EngineComparison:
+    """Gate rows (compare_with_prediction) and the per-node diff of `predicted` (check.predict_engine) against the
+    engine the report describes. With names only, precision differences are not judged (only groups and roles)."""
+    engine = engine_from_layers(report)
+    nodes = compared_nodes(predicted, engine)
+    differences = node_differences(predicted, engine, nodes)
+    if not report.precision_known:
+        differences = [d for d in differences if d.what != "precision"]
+    return EngineComparison(tuple(compare_with_prediction(report, *prediction_by_gate(prediction))),
+                            tuple(differences), len(nodes), report.precision_known)

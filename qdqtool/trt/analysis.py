@@ -64,6 +64,22 @@ def residual_add(view: GraphView, add: onnx.NodeProto, is_int8_conv: Callable[[s
     return ResidualAdd(add.name, fused, sides[fused].conv.name, sides[fused])
 
 
+def engine_residual(view: GraphView, add: onnx.NodeProto, is_int8_conv: Callable[[str], bool],
+                    is_quantized: Callable[[Edge], bool]) -> ResidualAdd | None:
+    """The convolution TensorRT fuses a two-input Add into, in a Q/DQ graph (docs/TRT_RULES.md rule 2, "host"): of the
+    sides ending in an INT8 conv, those whose edges carry no Q/DQ (a DQ on a side makes it the skip); of those, the
+    conv that runs last in graph order, whose kernel reads the other side as a finished tensor. When every side
+    carries Q/DQ the last conv still hosts it, and the Q/DQ on its side splits the fusion. None: no INT8 conv side."""
+    sides = add_sides(view, add)
+    convs = [i for i, chain in enumerate(sides) if chain.conv is not None and is_int8_conv(chain.conv.name)]
+    free = [i for i in convs if not any(is_quantized(e) for e in ((add.name, i), *sides[i].edges))]
+    if not convs:
+        return None
+    order = view.order
+    fused = max(free or convs, key=lambda i: order[sides[i].conv.name])
+    return ResidualAdd(add.name, fused, sides[fused].conv.name, sides[fused])
+
+
 def range_spread(ranges: Mapping[str, float] | None, tensors: Iterable[str]) -> float | None:
     """How far apart the ranges of tensors are (largest / smallest amax); None when any range is unknown."""
     if ranges is None:

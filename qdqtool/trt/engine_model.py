@@ -22,6 +22,7 @@ class Precision(StrEnum):
     FP16 = "fp16"
     BF16 = "bf16"
     FP32 = "fp32"
+    FLOAT = "float"       # predicted float: FP32 or FP16 as the builder's flags and tactics decide
     FP8 = "fp8"
     FP4 = "fp4"
     INT32 = "int32"
@@ -31,13 +32,18 @@ class Precision(StrEnum):
 
     @property
     def is_float(self) -> bool:
-        return self in (Precision.FP16, Precision.BF16, Precision.FP32)
+        return self in (Precision.FP16, Precision.BF16, Precision.FP32, Precision.FLOAT)
+
+    @property
+    def family(self) -> str:
+        """What a prediction can say: "int8", "float" (FP32/FP16/BF16 alike) or the type itself."""
+        return "float" if self.is_float else str(self)
 
 
 class LayerRole(StrEnum):
     """What one engine layer is."""
 
-    FUSED = "fused"                     # a compute layer and what fused into it (conv + epilogue + Add + act, conv + pool)
+    FUSED = "fused"                     # a compute layer and what fused into it (conv+epilogue+Add+act, conv+pool)
     QUANTIZE = "quantize"               # a standalone QuantizeLinear: a Reformat of Origin "QDQ"
     DEQUANTIZE = "dequantize"           # a standalone DequantizeLinear: a Reformat of Origin "QDQ"
     INPUT_QUANTIZE = "input-quantize"   # a graph input's quantizer: always its own layer, unavoidable, not a defect
@@ -64,7 +70,7 @@ class TensorPort:
 class EngineLayer:
     """One layer. name: as TensorRT would print it ("Conv_95 + Add_97 + Relu_98"); nodes: its ONNX nodes in graph
     order; reason: for people (why it runs this way, why it could not fuse); scales: quantizer tensor -> scale;
-    fix: what `fix-residuals` would change here, "" when nothing."""
+    fix: what `fix-residuals` would change here, "" when nothing; cause: the why for code."""
 
     name: str
     role: LayerRole
@@ -75,6 +81,7 @@ class EngineLayer:
     reason: str = ""
     scales: tuple[tuple[str, float], ...] = ()
     fix: str = ""
+    cause: str = ""   # machine-readable why (trt.kinds.Cause text), "" when nothing to say
 
     @property
     def precision(self) -> Precision:
@@ -92,7 +99,7 @@ class EngineLayer:
             "nodes": list(self.nodes), "op_types": list(self.op_types),
             "inputs": [{"name": p.name, "precision": str(p.precision)} for p in self.inputs],
             "outputs": [{"name": p.name, "precision": str(p.precision)} for p in self.outputs],
-            "reason": self.reason, "scales": dict(self.scales), "fix": self.fix,
+            "reason": self.reason, "scales": dict(self.scales), "fix": self.fix, "cause": self.cause,
         }
 
 
@@ -133,21 +140,37 @@ class NodeDifference:
 
 def node_differences(predicted: EngineModel, engine: EngineModel,
                      nodes: Iterable[str] | None = None) -> list[NodeDifference]:
-    """Per ONNX node: the layer it falls in (its node set), the layer's role and its output precision, compared.
-    nodes: which ONNX nodes to compare (default: every node the engine names)."""
+    """Per ONNX node: the layer it falls in (its node set), the layer's role and its output precision family (int8 or
+    float: a prediction cannot tell FP16 from FP32), compared.
+
+    nodes: which ONNX nodes to compare; default: every node the engine names that the prediction knows, and each
+    predicted standalone Q/DQ layer by its first node (absent from the engine: fused there). Node sets are compared
+    on the nodes both sides know, since engines leave folded nodes (BatchNormalization, an activation after a conv,
+    activation DQs) out of layer names and name weights and unnamed layers the ONNX graph does not have."""
     mine, theirs = predicted.layer_of_node(), engine.layer_of_node()
     differences = []
-    for node in (theirs if nodes is None else nodes):
+    for node in compared_nodes(predicted, engine) if nodes is None else nodes:
         a, b = mine.get(node), theirs.get(node)
         if a is None or b is None:
             if a is not b:
                 differences.append(NodeDifference(node, _describe(b), _describe(a), "group"))
             continue
-        what = ("group" if set(a.nodes) != set(b.nodes) else "role" if a.role != b.role
-                else "precision" if a.precision != b.precision else "")
+        what = ("group" if set(a.nodes) & set(theirs) != set(b.nodes) & set(mine) else "role" if a.role != b.role
+                else "precision" if a.precision.family != b.precision.family else "")
         if what:
             differences.append(NodeDifference(node, _describe(b), _describe(a), what))
     return differences
+
+
+_QDQ_ROLES = (LayerRole.QUANTIZE, LayerRole.DEQUANTIZE, LayerRole.INPUT_QUANTIZE)
+
+
+def compared_nodes(predicted: EngineModel, engine: EngineModel) -> list[str]:
+    """The nodes node_differences compares by default: those the engine names that the prediction knows, then each
+    predicted standalone Q/DQ layer by its first node."""
+    mine, theirs = predicted.layer_of_node(), engine.layer_of_node()
+    standalone = [layer.nodes[0] for layer in predicted.of_role(*_QDQ_ROLES) if layer.nodes]
+    return list(dict.fromkeys([*(n for n in theirs if n in mine), *standalone]))
 
 
 def _describe(layer: EngineLayer | None) -> str:

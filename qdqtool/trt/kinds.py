@@ -27,6 +27,7 @@ class Gate(StrEnum):
     REQUANT_CONCAT = "requant-concat"
     REFORMAT = "reformat"
     FLOAT_CONV = "float-conv"
+    MISMATCH = "mismatch"            # a report compared with its model: a node whose predicted layer differs
 
 
 class Rule(StrEnum):
@@ -45,6 +46,7 @@ class EdgeRule(StrEnum):
     RESIDUAL_SKIP = "residual-skip"
     RESIDUAL_BOTH = "residual-both"
     STANDALONE_ADD = "standalone-add"
+    POOL_INPUT = "pool-input"             # a pooling layer between INT8 layers runs INT8 with a Q on its input
     COMMUTING_INPUT = "commuting-input"   # fix-residuals --scope all keeps a model's Q/DQ on a commuting op's input
 
 
@@ -70,7 +72,8 @@ class Kind(StrEnum):
     REQUANT_CONCAT = "requant-concat"
     SCALE_MISMATCH = "scale-mismatch"
     TWO_SCALES = "two-scales"        # one float tensor read by quantizers of different scales
-    REFORMAT = "reformat"
+    REFORMAT = "reformat"            # a standalone Q/DQ layer (other than a graph input's quantizer)
+    INPUT_QUANTIZE = "input-quantize"   # a graph input's quantizer: always its own layer, unavoidable, not a defect
 
 
 # finding kind -> the gate it counts toward (None: fine for TensorRT)
@@ -87,6 +90,7 @@ KIND_GATES: dict[Kind, Gate | None] = {
     Kind.SCALE_MISMATCH: Gate.REFORMAT,
     Kind.TWO_SCALES: Gate.REFORMAT,
     Kind.REFORMAT: Gate.REFORMAT,
+    Kind.INPUT_QUANTIZE: None,
 }
 
 
@@ -131,6 +135,9 @@ class Cause(StrEnum):
     COMMUTING_SCALES = "commuting-scales"
     TWO_SCALES = "two-scales"
     FLOAT_CONSUMER = "float-consumer"
+    FLOAT_BOUNDARY = "float-boundary"    # a Q where a float region meets an INT8 one: its writer runs float, or a
+    #                                      reader that cannot run INT8 needs the tensor in float: no placement fuses it
+    FLOAT_READER = "float-reader"        # a float reader that could take a Q keeps its writer (or fused group) float
     HOISTED_ONTO_FLOAT_CONCAT = "hoisted-onto-float-concat"   # its Q would move in front of a float Concat's inputs
     # repairs
     MODE = "mode"                    # an explicit choice of the user (residual/standalone-add mode)

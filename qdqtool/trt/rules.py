@@ -41,11 +41,27 @@ COMMUTING_OPS = frozenset({
     "Squeeze", "Unsqueeze", "Identity", "Upsample", "DepthToSpace", "SpaceToDepth",
 })
 
+# Pooling TensorRT runs in INT8 between a DQ and a Q (CudaPooling int8 -> int8); MaxPool also fuses into the INT8
+# convolution before it (ConvActPool) when it writes INT8.
+INT8_POOLS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"})
+CONV_POOLS = frozenset({"MaxPool"})
+# Ops that only move or reshape data: TensorRT turns them into shuffles or folds them; no precision of their own.
+SHAPE_OPS = frozenset({
+    "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Shape", "Gather", "Identity", "Cast", "Constant",
+    "ConstantOfShape", "Expand", "Slice", "Split", "Pad", "Range", "Unique", "NonZero",
+})
+
+# Ops that read only a tensor's shape, never its values: they do not make its writer write float.
+SHAPE_READERS = frozenset({"Shape", "Size"})
+
 # Pointwise ops TensorRT fuses into a preceding convolution (Conv(+BN)(+act) -> Add). Single data input 0.
 FUSIBLE_EPILOGUES = frozenset({
     "BatchNormalization", "Relu", "LeakyRelu", "Clip", "HardSwish", "Elu", "Selu", "Softplus", "Tanh",
     "PRelu", "Sigmoid",
 })
+# Elementwise ops with a constant operand (a bias or scale written as its own node, a BatchNorm split into Mul/Add):
+# TensorRT folds them into the preceding convolution or Gemm, as `fc.bias + ... [ElementWise]` in a Gemm layer's name.
+CONSTANT_EPILOGUES = frozenset({"Add", "Sub", "Mul", "Div"})
 # Gated activations written as Mul(x, gate(x)): SiLU = x * Sigmoid(x), HardSwish = x * HardSigmoid(x).
 GATED_ACTIVATION_GATES = frozenset({"Sigmoid", "HardSigmoid"})
 
@@ -76,6 +92,18 @@ def weight_channel_axis(op: onnx.NodeProto, weight_rank: int) -> Optional[int]:
         trans_b = next((a.i for a in op.attribute if a.name == "transB"), 0)
         return 0 if trans_b else 1
     return weight_rank - 1
+
+
+def constant_epilogue_input(node: onnx.NodeProto, is_constant) -> Optional[int]:
+    """For an elementwise op with one constant operand (CONSTANT_EPILOGUES), the index of its data input, else None."""
+    if node.op_type not in CONSTANT_EPILOGUES or len(node.input) != 2:
+        return None
+    constant = [is_constant(t) for t in node.input]
+    if constant == [False, True]:
+        return 0
+    if constant == [True, False] and node.op_type in ("Add", "Mul"):
+        return 1
+    return None
 
 
 def is_commuting(node: onnx.NodeProto) -> bool:

@@ -37,7 +37,8 @@ def test_names_only_refuses_precision_gates(trt_fixtures):
     names_only = trt_fixtures / "detr_names_only_layer_info.json"
     result = run(names_only, "--fail-on", "float-add", "--summary-only")
     assert result.exit_code == 1 and "profilingVerbosity=detailed" in result.stderr
-    assert run(names_only, "--fail-on", "reformat", "--summary-only").exit_code == 3
+    # its 247 "Reformatting CopyNode" layers are layout copies, no Q/DQ: the reformat gate (judged by name) passes
+    assert run(names_only, "--fail-on", "reformat", "--summary-only").exit_code == 0
 
 
 def test_unknown_gate_and_missing_file_are_user_errors(tmp_path):

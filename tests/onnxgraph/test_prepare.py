@@ -70,3 +70,32 @@ def test_refuse_existing_qdq_points_to_fix_residuals():
     model.graph.node.append(helper.make_node("QuantizeLinear", ["x", "s"], ["q"]))
     with pytest.raises(ModelError, match="fix-residuals"):
         refuse_existing_qdq(model)
+
+
+def test_a_weight_behind_an_identity_is_the_weight_and_its_conv_is_quantized():
+    """`W2 = Identity(W1)` (the PyTorch exporter, for a shared weight) and a no-op Cast: both convs are quantized."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from qdqtool.onnxgraph.graph import GraphView
+    from qdqtool.onnxgraph.prepare import prepare_float_model
+    from qdqtool.placement.plan import plan_placement
+    from qdqtool.trt.kinds import Outcome
+
+    w = numpy_helper.from_array(np.ones((4, 4, 3, 3), np.float32), "w")
+    nodes = [helper.make_node("Identity", ["w"], ["w_alias"], name="alias"),
+             helper.make_node("Cast", ["w"], ["w_cast"], name="cast", to=TensorProto.FLOAT),
+             helper.make_node("Conv", ["x", "w"], ["a"], name="a", pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["a", "w_alias"], ["b"], name="b", pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["b", "w_cast"], ["y"], name="c", pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "shared", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    unprepared = plan_placement(GraphView(model))
+    assert {d.node: d.outcome for d in unprepared.decisions}["b"] == Outcome.FLOAT   # what the issue saw
+    prepared, notes = prepare_float_model(model)
+    assert [n.op_type for n in prepared.graph.node] == ["Conv", "Conv", "Conv"]
+    assert any("Identity/no-op Cast" in note for note in notes)
+    plan = plan_placement(GraphView(prepared))
+    assert {d.node: d.outcome for d in plan.decisions} == dict.fromkeys("abc", Outcome.INT8)
+    assert len(model.graph.node) == 5     # the input is never modified

@@ -33,6 +33,10 @@ IVIT = "ivit_trt10_myelin_per_layer.txt"
     ("Float", "fp32"),
     ("UInt8", "uint8"),
     ("N/A due to dynamic shapes", "unknown"),
+    ("BFloat16", "bf16"),                     # TensorRT 10/11 DataType names (nvinfer1::DataType, Python bindings)
+    ("Row major linear BFloat16 format", "bf16"),
+    ("FP8", "fp8"),
+    ("FP4E2M1", "fp4"),
 ])
 def test_precision_of_format(text, expected):
     assert precision_of_format(text) == expected
@@ -48,7 +52,11 @@ def test_mobilenet_qat_residual_adds_output_fp16(trt_fixtures):
     assert s.precision_counts == {"int8": 53, "fp16": 15, "fp32": 5}
     fp32_types = Counter(layer.layer_type for layer in report.layers if "fp32" in layer.output_precisions)
     assert fp32_types == {"CaskConvolution": 4, "NoOp": 1}
-    assert s.reformat_count == 18
+    # 18 Reformat layers: 17 of Origin "QDQ" (the graph input's quantizer, then 16 quantizers run standalone, each
+    # FP16/FP32 -> Int8) and one layout copy (Origin "REFORMAT", FP16 -> FP16 before GlobalAveragePool_843)
+    assert s.reformat_kinds == {"quantize": 16, "input-quantize": 1, "layout": 1}
+    assert s.reformat_count == 16 and s.input_quantizers == ("QuantizeLinear_2",)
+    assert s.layout_copies == ("Reformatting CopyNode for Input Tensor 0 to GlobalAveragePool_843",)
     assert s.reformat_conversions == {"fp16->int8": 13, "fp32->int8": 4, "fp16->fp16": 1}
     assert len(s.fused_residual_convs) == 10 and s.fused_int8_residuals == ()
     fused = [layer for layer in report.layers if layer.fused_residual_add]
@@ -57,7 +65,7 @@ def test_mobilenet_qat_residual_adds_output_fp16(trt_fixtures):
     assert all(layer.input_precisions[1] in ("fp16", "fp32") and layer.precision in ("fp16", "fp32") for layer in fused)
     assert "features.3.conv.2.weight + QuantizeLinear_138 + Conv_142 + Add_144" in s.fused_residual_convs
     assert len(s.float_adds) == 10 and "Add_144" in s.float_adds
-    assert s.gate_counts()["float-add"] == 10 and s.gate_counts()["reformat"] == 18
+    assert s.gate_counts()["float-add"] == 10 and s.gate_counts()["reformat"] == 16
     assert report.io_tensors == ("input1", "1179")
 
 
@@ -67,7 +75,10 @@ def test_mobilenet_v2_residuals_stay_int8(trt_fixtures):
     assert s.layer_count == 58
     assert s.layer_type_counts["CaskConvolution"] == 34 and s.layer_type_counts["FusedConvActConvolution"] == 2
     assert s.precision_counts == {"int8": 53, "fp16": 3, "fp32": 2}
-    assert s.reformat_count == 3
+    # 3 Reformats: the graph input's quantizer, a layout copy before GlobalAveragePool_747 and QuantizeLinear_757
+    # after that float pool: only the last is a standalone Q/DQ the `reformat` gate counts
+    assert s.reformat_kinds == {"input-quantize": 1, "layout": 1, "quantize": 1}
+    assert s.reformat_count == 1 and s.standalone_qdq == ("QuantizeLinear_757",)
     assert len(s.fused_residual_convs) == 10
     assert s.fused_int8_residuals == s.fused_residual_convs
     assert "features.3.conv.2.weight + QuantizeLinear_119 + Conv_121 + Add_123" in s.fused_int8_residuals
@@ -89,7 +100,8 @@ def test_controlnet_fp16_engine_reformats_and_float_fallbacks(trt_fixtures):
     assert s.precision_counts == {"fp16": 326, "fp32": 62, "int32": 1}
     fp32_types = Counter(layer.layer_type for layer in report.layers if "fp32" in layer.output_precisions)
     assert fp32_types == {"NoOp": 26, "Reformat": 22, "PluginV2": 5, "Scale": 5, "ElementWise": 4}
-    assert s.reformat_count == 58 + 21  # Reformat + MyelinReformat
+    # 58 Reformat + 21 MyelinReformat layers, no Q/DQ (an FP16 engine): same-type copies are layout, the rest convert
+    assert s.reformat_count == 0 and s.reformat_kinds == {"layout": 49, "convert": 30}
     assert s.reformat_conversions == {"fp16->fp16": 49, "fp16->fp32": 22, "fp32->fp16": 7, "int32->fp16": 1}
     assert len(s.fused_residual_convs) == 18 and s.fused_int8_residuals == ()
     assert "/input_blocks.0/input_blocks.0.0/Conv + /Add" in s.fused_residual_convs
@@ -108,7 +120,7 @@ def test_names_only_file_gives_names_and_unknown_precision(trt_fixtures):
     assert any("names only" in note for note in report.notes)
     assert s.layer_count == 840 and s.precision_counts == {"unknown": 840}
     assert all(layer.precision == "unknown" and layer.name for layer in report.layers)
-    assert s.reformat_count == 247
+    assert s.reformat_count == 0 and s.reformat_kinds == {"layout": 247}   # "Reformatting CopyNode ...", no Q/DQ
     assert len(s.fused_residual_convs) == 53
     assert s.float_adds == () and s.float_convs == ()  # unknown precision is never counted as float
     assert report.io_tensors == ("image", "boxes", "logits", "classes")
@@ -166,3 +178,15 @@ def test_qdqtool_report_json_reads_back(trt_fixtures):
     assert again.layers == original.layers and again.summary == original.summary
     with pytest.raises(QdqError, match="damaged"):
         parse_layer_info({"format": "qdqtool-layers", "layers": [{"no_name": 1}]})
+
+
+@pytest.mark.parametrize("layer_type, weighted", [("gemm", True), ("correlation", True), ("kgen", False),
+                                                  ("CaskConvolution", True), ("Reformat", False)])
+def test_myelin_layer_types(layer_type, weighted):
+    """Myelin engines (TensorRT 10/11) print kernel kinds: gemm and correlation carry weights, kgen is generated
+    pointwise/reduction code."""
+    from qdqtool.report.layerinfo import layer_from_dict
+
+    layer = layer_from_dict({"Name": "n", "LayerType": layer_type, "Inputs": [{"DataType": "Int8"}],
+                             "Outputs": [{"DataType": "Float"}]})
+    assert layer.is_weighted == weighted
