@@ -14,8 +14,9 @@ from qdqtool.build.shapes import ShapeProfile, parse_shape_profile, parse_shapes
 from qdqtool.build.trtexec import shell_line
 from qdqtool.errors import ConfigError
 from qdqtool.fileio import check_distinct_outputs, check_output_path, write_json_atomically
+from qdqtool.report.engine_page import report_views, write_engine_page
 
-from .common import emit_json
+from .common import emit_json, html_option, wrote_page
 from .data_options import DataOptions, data_options
 from .layer_table import report_text
 from .precision_gates import EXIT_EPILOG, enforce_gates, report_options
@@ -78,10 +79,12 @@ def shape_profiles(ctx: click.Context, param: click.Parameter, values: tuple[str
 @data_options
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="Write the layer report as JSON.")
 @report_options
+@html_option
 def build_command(model: Path, engine: Path, backend: str, shapes: dict[str, ShapeProfile], workspace_mib: int | None,
                   weakly_typed: bool, fp16: bool, runs: int, warmup: int, no_latency: bool,
                   reference: Path | None, ranges: Path | None, trtexec_major: str | None, report_path: Path | None,
-                  fail_on: tuple[str, ...], as_json: bool, show: str, data: DataOptions) -> None:
+                  fail_on: tuple[str, ...], as_json: bool, show: str, data: DataOptions,
+                  html_path: Path | None) -> None:
     """Build MODEL (a Q/DQ ONNX file) into an engine and show which layers really run in INT8.
 
     Also prints the equivalent trtexec command, for building the engine on another machine."""
@@ -94,7 +97,12 @@ def build_command(model: Path, engine: Path, backend: str, shapes: dict[str, Sha
     if report_path is not None:  # before the build: a bad report path must not cost a build
         check_distinct_outputs(engine, report_path)
         check_output_path(model, report_path)
+    if html_path is not None:
+        check_distinct_outputs(engine, report_path, html_path)
+        check_output_path(model, html_path, "html")
     result = qdqtool.build_engine(config)
+    if html_path is not None:
+        wrote_page(write_engine_page(html_path, f"qdqtool build {model.name}", report_views(result.report)[0]))
     payload = {**result.report.to_json(), "engine": str(result.engine),
                "trtexec": [{"tensorrt": c.tensorrt_major, "command": shell_line(c), "note": c.note}
                            for c in result.trtexec],

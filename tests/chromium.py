@@ -20,6 +20,7 @@ from pathlib import Path
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--remote-debugging-pipe")
+READY = "document.body && document.body.dataset.state === 'ready'"
 SKIP_REASON = "chromium not installed (Debian: apt-get install -y chromium, or `make browser`)"
 
 
@@ -125,18 +126,21 @@ class Browser:
             raise RuntimeError(f"script failed: {result['exceptionDetails'].get('text')}")
         return result.get("result", {}).get("value")
 
-    def open(self, path: Path, ready: str = "document.body && document.body.dataset.state === 'ready'",
-             timeout: float = 120) -> float:
-        """Navigate to a file and wait until `ready` holds; the seconds from navigation to ready."""
+    def open(self, path: Path, timeout: float = 120) -> float:
+        """Navigate to a file and wait until the page says it is ready; the seconds from navigation to ready."""
         start = time.monotonic()
         self.call("Page.navigate", {"url": Path(path).resolve().as_uri()}, session=True)
-        deadline = start + timeout
+        self.wait(READY, timeout)
+        return time.monotonic() - start
+
+    def wait(self, condition: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.evaluate(f"!!({ready})"):
-                return time.monotonic() - start
+            if self.evaluate(f"!!({condition})"):
+                return
             time.sleep(0.05)
         state = self.evaluate("document.body ? document.body.dataset.state : 'no body'")
-        raise TimeoutError(f"page not ready after {timeout} s (state {state}); errors: {self.errors}")
+        raise TimeoutError(f"not {condition} after {timeout} s (state {state}); errors: {self.errors}")
 
     def screenshot(self, path: Path) -> Path:
         data = self.call("Page.captureScreenshot", {"format": "png"}, session=True)["data"]

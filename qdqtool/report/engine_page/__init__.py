@@ -2,5 +2,7 @@
 --html). graph: edges and layout segments read from an EngineModel; page: the HTML with its script inlined."""
 
 from qdqtool.report.engine_page.page import PageView, engine_page_html, int8_coverage, layer_marks, write_engine_page
+from qdqtool.report.engine_page.views import check_views, report_views
 
-__all__ = ["PageView", "engine_page_html", "int8_coverage", "layer_marks", "write_engine_page"]
+__all__ = ["PageView", "check_views", "engine_page_html", "int8_coverage", "layer_marks", "report_views",
+           "write_engine_page"]

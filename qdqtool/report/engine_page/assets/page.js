@@ -256,13 +256,21 @@
     }
   }
 
+  // the compute nodes of a fused layer (its weight and Q/DQ nodes left out), else the layer's name
+  var QDQ_OPS = {"QuantizeLinear": 1, "DequantizeLinear": 1, "weight": 1, "": 1};
+  function shortName(layer) {
+    if (BADGE[layer.role]) return layer.name;
+    var compute = layer.nodes.filter(function (n, k) { return !(layer.ops[k] in QDQ_OPS) && !/weight$/.test(n); });
+    return compute.length ? compute.join(" + ") : layer.name;
+  }
+
   function boxMarkup(layer, i, x, y) {
     var c = colour(layer.precision), marks = layer.marks.map(function (m) { return " m-" + m; }).join("");
     var badge = BADGE[layer.role] ? BADGE[layer.role] + " \u00b7 " : "";
     var flags = layer.marks.indexOf("float-add") >= 0 || layer.marks.indexOf("float-concat") >= 0 ? "\u26a0 " : "";
-    var label = flags + badge + layer.name;
-    if (label.length > 34) label = label.slice(0, 33) + "\u2026";
+    var label = flags + badge + shortName(layer);
     var count = layer.nodes.length > 1 ? " (" + layer.nodes.length + ")" : "";
+    if (label.length + count.length > 34) label = label.slice(0, 33 - count.length) + "\u2026";
     return '<g class="box p-' + esc(layer.precision) + " r-" + esc(layer.role) + marks + '" data-i="' + i +
       '" data-precision="' + esc(layer.precision) + '" data-role="' + esc(layer.role) + '" data-marks="' +
       esc(layer.marks.join(" ")) + '" transform="translate(' + x + "," + y + ')">' +
