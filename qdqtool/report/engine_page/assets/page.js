@@ -46,7 +46,9 @@
   var main = el("div", {id: "main"});
   var stage = el("div", {id: "stage"});
   var details = el("aside", {id: "details"}, "Hover or click a box for its reason, scales and fix.");
-  main.appendChild(stage); main.appendChild(details);
+  // the precision strip: every layer in execution order as one line of its colour (click: go there)
+  var strip = el("canvas", {id: "strip", width: 18, height: 600, title: "layers in execution order, by precision"});
+  main.appendChild(strip); main.appendChild(stage); main.appendChild(details);
   body.appendChild(header); body.appendChild(main);
   header.appendChild(el("h1", {}, DATA.title));
   var tabs = el("nav", {id: "tabs"});
@@ -142,7 +144,7 @@
       if (other.svg) other.svg.style.display = other === view ? "" : "none";
     });
     current = view;
-    statsOf(view); legendOf(view);
+    statsOf(view); legendOf(view); paintStrip(view);
     if (!view.svg) draw(view); else if (view.drawn) body.dataset.state = "ready";
   }
   window.qdqShowView = show;
@@ -251,7 +253,7 @@
       view.drawn = true;
       view.renderMs = Math.round(performance.now() - started);
       svg.dataset.renderMs = view.renderMs; svg.dataset.layout = view.mode || "none";
-      fitWidth(view);
+      initialView(view);
       if (current === view) body.dataset.state = "ready";
     }
   }
@@ -297,6 +299,22 @@
       '" stroke="' + colour(p).edge + '" d="' + path + '"/>';
   }
 
+  function paintStrip(view) {
+    var layers = view.data.layers, h = strip.clientHeight || 600, ctx = strip.getContext("2d");
+    strip.height = h;
+    ctx.clearRect(0, 0, strip.width, h);
+    var step = h / Math.max(1, layers.length);
+    layers.forEach(function (l, i) {
+      ctx.fillStyle = colour(l.precision).fill;
+      ctx.fillRect(0, Math.floor(i * step), strip.width, Math.max(1, Math.ceil(step)));
+    });
+  }
+  strip.addEventListener("click", function (e) {
+    if (!current || !current.drawn) return;
+    var i = Math.floor((e.offsetY / (strip.clientHeight || 1)) * current.data.layers.length);
+    centreOn(Math.max(0, Math.min(current.data.layers.length - 1, i)));
+  });
+
   // ---- zoom and pan
   function apply(view) {
     if (view.frame) return;
@@ -310,6 +328,11 @@
     var w = stage.clientWidth || 1200;
     view.k = Math.min(1, (w - 40) / (view.width + 40));
     view.tx = w / 2; view.ty = 20; apply(view);
+  }
+  // the whole network when its boxes stay big enough to tell their colours apart, else its top at full width
+  function initialView(view) {
+    var w = stage.clientWidth || 1200, h = stage.clientHeight || 800;
+    if (Math.min((w - 40) / (view.width + 40), (h - 40) / (view.height + 40)) >= 0.12) fitAll(view); else fitWidth(view);
   }
   function fitAll(view) {
     var w = stage.clientWidth || 1200, h = stage.clientHeight || 800;
