@@ -95,7 +95,8 @@ def silu_bottleneck(channels: int = 4) -> onnx.ModelProto:
 
 
 def two_conv_add(channels: int = 4) -> onnx.ModelProto:
-    """Add of two conv branches of different depth: the deeper one is fused, the shallow one is the skip."""
+    """Add of two conv branches of different depth. Placement (float graph) fuses the deeper one and quantizes the
+    shallow one as the skip; in a Q/DQ graph with neither side quantized TensorRT fuses the later conv (short)."""
     b = Builder()
     x = b.input("x", [1, channels, 8, 8])
     stem = b.op("Relu", [b.conv(x, channels, channels, "stem")], "stem_relu")

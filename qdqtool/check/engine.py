@@ -31,6 +31,7 @@ from qdqtool.trt.rules import (
     INT8_POOLS,
     QUANTIZE,
     SHAPE_OPS,
+    SHAPE_READERS,
     WEIGHTED_OPS,
     constant_epilogue_input,
     is_commuting,
@@ -74,6 +75,7 @@ class _Predictor:
         self.layer_of: dict[str, _Layer] = {}        # float-graph node -> its layer
         self.int8_tensors: set[str] = set()          # tensors an INT8 layer writes in INT8
         self.int8_edges: set[Edge] = set()           # inputs an INT8 layer reads in INT8 (their DQ fuses)
+        self.moved_dq: dict[Edge, list[str]] = {}    # a DQ moved past a commuting op -> the float readers it feeds
         self.hosts = {}
         for node in self.view.nodes:
             if is_two_input_add(self.view, node):
@@ -93,25 +95,41 @@ class _Predictor:
                 found.update(t for t in node.output if t)
         return frozenset(found)
 
+    def can_run_int8(self, node: onnx.NodeProto) -> bool:
+        """An op TensorRT runs in INT8 when Q/DQ surround it: weighted ops, Adds, pools, Concats, commuting ops."""
+        return (node.op_type in WEIGHTED_OPS or node.op_type in INT8_POOLS or node.op_type in ("Add", "Concat")
+                or is_commuting(node))
+
+    def some_reader_quantized(self, node: onnx.NodeProto) -> bool:
+        return any((c.name, i) in self.edges for t in node.output if t for c, i in self.view.consumers(t)) or any(
+            self.output_quantized(t) for t in node.output if t)
+
     # --- readers ---------------------------------------------------------------------------------------------
     def ends_in_quantizers(self, tensor: str, depth: int = 0) -> bool:
         """Every reader of the tensor is a quantizer, directly or behind ops a Q moves back through (commuting ops,
         Concats whose output is quantized): then its writer can write INT8."""
         readers = self.view.consumers(tensor)
-        if self.view.is_graph_output(tensor) or not readers:
+        if (self.view.is_graph_output(tensor) and not self.output_quantized(tensor)) or not (
+                readers or self.view.is_graph_output(tensor)):
             return False
-        for consumer, index in readers:
-            if (consumer.name, index) in self.edges:
-                continue
-            through = consumer.op_type == "Concat" or (index == 0 and is_commuting(consumer))
-            if not (through and depth < READER_WALK and consumer.output
-                    and all(self.ends_in_quantizers(t, depth + 1) for t in consumer.output if t)):
-                return False
-        return True
+        return all(self.reads_int8(consumer, index, depth) for consumer, index in readers)
+
+    def reads_int8(self, consumer: onnx.NodeProto, index: int, depth: int = 0) -> bool:
+        """The reader takes this input through a quantizer, or passes it on to quantizers only (a Q moves back)."""
+        if (consumer.name, index) in self.edges or consumer.op_type in SHAPE_READERS:
+            return True
+        through = consumer.op_type == "Concat" or (index == 0 and is_commuting(consumer))
+        return through and depth < READER_WALK and bool(consumer.output) and all(
+            self.ends_in_quantizers(t, depth + 1) for t in consumer.output if t)
+
+    def output_quantized(self, tensor: str) -> bool:
+        """A graph output read through a Q/DQ pair (its Q fuses into the writer; the DQ makes the float output)."""
+        return any(node == GRAPH_OUTPUT for (node, _), _q in self.a.by_tensor.get(tensor, []))
 
     def float_readers(self, tensor: str) -> list[str]:
-        readers = [c.name for c, i in self.view.consumers(tensor) if (c.name, i) not in self.edges]
-        return readers + (["the graph output"] if self.view.is_graph_output(tensor) else [])
+        readers = [c.name for c, i in self.view.consumers(tensor) if not self.reads_int8(c, i)]
+        float_output = self.view.is_graph_output(tensor) and not self.output_quantized(tensor)
+        return readers + (["the graph output"] if float_output else [])
 
     def arrives_int8(self, node: onnx.NodeProto, index: int) -> bool:
         return (node.name, index) in self.edges or node.input[index] in self.int8_tensors
@@ -258,6 +276,14 @@ class _Predictor:
         elif is_two_input_add(self.view, node):
             found = self.a.standalone_add_finding(node)
             self.single(node, found.kind == Kind.INT8_ADD, found.reason, data)
+        elif is_commuting(node) and data and (node.name, data[0]) in self.edges and self.some_reader_quantized(node):
+            # a DQ moves forward through a commuting op (rule 5): the op runs INT8 for its quantized readers, and
+            # the DQ, moved past it, runs standalone for its float readers, if any
+            floats = [r for t in node.output if t for r in self.float_readers(t)]
+            if floats:
+                self.moved_dq[(node.name, data[0])] = floats
+            self.single(node, True, "its input arrives through a DQ and a quantizer reads its output: runs INT8 "
+                        "(rule 5)", data[:1])
         elif node.op_type in INT8_POOLS or is_commuting(node):
             int8 = bool(data) and self.arrives_int8(node, data[0]) and all(
                 self.ends_in_quantizers(t) for t in node.output if t)
@@ -325,10 +351,15 @@ class _Predictor:
                 continue
             readers = self.float_readers(tensor)
             int8_writer = writer is not None and writer.role == LayerRole.FUSED
+            float_only = [r for r in readers if r in self.view.by_name and not self.can_run_int8(self.view.by_name[r])]
             if not int8_writer:
-                cause = Cause.FLOAT_PRODUCER
+                cause = Cause.FLOAT_BOUNDARY
                 why = (f"{producer.name} runs in float ({writer.reason if writer else 'float'}): where a float "
                        "region meets an INT8 one, TensorRT runs the Q on its own wherever it stands")
+            elif float_only:
+                cause = Cause.FLOAT_BOUNDARY
+                why = (f"{tensor} is also read by {', '.join(float_only)}, which cannot run INT8, so {producer.name} "
+                       "writes float: where a float region meets an INT8 one, TensorRT runs the Q on its own")
             elif readers:
                 cause = Cause.FLOAT_READER
                 why = f"{tensor} is also read in float by {', '.join(readers)}, so {producer.name} writes float"
@@ -347,6 +378,14 @@ class _Predictor:
         for dq_node, uses in self.grouped(lambda q: q.dq_node).items():
             edges = [edge for edge, _ in uses]
             quantizer = uses[0][1]
+            moved = [f"{r} (moved past {name}, rule 5)" for name, i in edges for r in self.moved_dq.get((name, i), [])]
+            if moved:
+                self.layers.append(_Layer(
+                    LayerRole.DEQUANTIZE, [dq_node], [DEQUANTIZE], [TensorPort(quantizer.tensor, Precision.INT8)],
+                    [TensorPort(quantizer.tensor, Precision.FLOAT)],
+                    f"runs standalone (a Reformat): feeds {', '.join(moved)}, which reads it in float (rule 7)",
+                    self.view.order[edges[0][0]] + 0.5, {quantizer.tensor: quantizer.scale}, "", Cause.FLOAT_CONSUMER))
+                continue
             if all(edge in self.int8_edges for edge in edges):
                 reader = self.layer_of[edges[0][0]]
                 reader.nodes.insert(0, dq_node)

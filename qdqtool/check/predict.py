@@ -15,7 +15,7 @@ from qdqtool.onnxgraph.qdqview import QdqView
 from qdqtool.placement.plan import PlacementConfig
 from qdqtool.trt.kinds import ProblemKind
 
-__all__ = ["Analysis", "CheckReport", "Finding", "check_model", "refuse_untakeable", "report_lines"]
+__all__ = ["Analysis", "CheckReport", "Finding", "check_model", "refuse_untakeable", "report_lines", "report_of"]
 
 # problems TensorRT refuses to build (symmetric int8 only, per-tensor activations): problem kind -> the way out
 UNTAKEABLE = {
@@ -40,7 +40,11 @@ def check_model(qdq: QdqView, config: PlacementConfig | None = None) -> CheckRep
     zero points, per-channel activations) is refused with a ModelError rather than passed with a problem line: a CI
     gate on check must not pass a model the builder rejects."""
     refuse_untakeable(qdq)
-    analysis = Analysis(qdq, config)
-    return analysis.report(predict_engine(qdq, config, analysis))
+    return report_of(Analysis(qdq, config))
+
+
+def report_of(analysis: Analysis) -> CheckReport:
+    """The check report of an analysis already made (repair builds on one): its findings over the predicted engine."""
+    return analysis.report(predict_engine(analysis.qdq, analysis.config, analysis))
 
 

@@ -23,7 +23,7 @@ from qdqtool.trt.analysis import (
     spread_concats,
 )
 from qdqtool.trt.kinds import Cause, EdgeRule, Outcome, Rule
-from qdqtool.trt.rules import DECODE_OPS, WEIGHTED_OPS, is_commuting, weight_channel_axis
+from qdqtool.trt.rules import DECODE_OPS, FUSIBLE_EPILOGUES, INT8_POOLS, WEIGHTED_OPS, is_commuting, weight_channel_axis
 
 RESIDUAL_MODES = ("skip", "both")
 STANDALONE_ADD_MODES = ("float", "int8")
@@ -336,6 +336,36 @@ class _Planner:
                         f"one scale for its {len(inputs)} inputs and its output ({ratio_text}); TensorRT "
                         "removes the Concat (rule 4)", [node.output[0], *inputs], Cause.ONE_SCALE, spread=ratio)
 
+    # --- pooling between INT8 layers ------------------------------------------------------------------------
+    def int8_writer(self, tensor: str) -> bool:
+        """The tensor is written by an INT8 conv group (through its fusible epilogues) or by a residual Add fused
+        into one: a layer that writes INT8 when every reader is a quantizer."""
+        fused_adds = {d.node for d in self.decisions if d.rule == Rule.RESIDUAL_ADD and d.outcome == Outcome.FUSED_INT8}
+        for node in self.view.upstream_nodes(tensor, limit=8):
+            if node.name in self.int8_convs or node.name in fused_adds:
+                return True
+            if node.op_type not in FUSIBLE_EPILOGUES or self.view.fan_out(node.output[0]) != 1:
+                return False
+        return False
+
+    def plan_pools(self) -> None:
+        """A pooling layer whose output is quantized runs INT8 when its input is quantized too (DQ -> pool -> Q:
+        `GlobalAveragePool_300`, int8 -> int8, in the resnet18-qat-residual-qgap engine). Its input is quantized when
+        that lets the writer write INT8: the writer is an INT8 conv group and every other reader of the tensor is
+        quantized already. Otherwise the pool stays float and the Q after it is the cheaper one (its tensor is the
+        smaller)."""
+        for node in self.view.nodes:
+            if node.op_type not in INT8_POOLS or is_commuting(node) or self.config.excludes(node.name):
+                continue
+            tensor = node.input[0]
+            if not self.view.is_float(tensor) or not any(self.reaches_int8(t) for t in node.output if t):
+                continue
+            others = [(c.name, i) for c, i in self.view.consumers(tensor) if c.name != node.name]
+            if self.view.is_graph_output(tensor) or any(edge not in self.inputs for edge in others):
+                continue
+            if self.int8_writer(tensor) and self.block(node, [tensor]) is None:
+                self.quantize(tensor, node, 0, EdgeRule.POOL_INPUT)
+
     # --- rule 5: ops that commute with Q/DQ -----------------------------------------------------------------
     def plan_commuting(self) -> None:
         int8 = {q.tensor for q in self.inputs.values()} | set(self.groups.parent)
@@ -353,6 +383,7 @@ class _Planner:
         self.plan_weighted()
         self.plan_adds()
         self.plan_concats()
+        self.plan_pools()
         self.plan_commuting()
         quantized = {q.tensor for q in self.inputs.values()}
         self.observe.update(quantized)

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from qdqtool.check.predict import Analysis, CheckReport, refuse_untakeable
+from qdqtool.check.predict import Analysis, CheckReport, refuse_untakeable, report_of
 from qdqtool.errors import RangeError
 from qdqtool.onnxgraph.graph import GraphView
 from qdqtool.onnxgraph.qdqview import GRAPH_OUTPUT, Edge, QdqView
@@ -332,7 +332,7 @@ def plan_repairs(qdq: QdqView, config: FixConfig | None = None,
     for edit in edits:
         log.info("%s %s[%d] %s: %s", edit.kind, edit.node, edit.input_index, edit.tensor, edit.reason)
     return FixPlan(tuple(edits), tuple(repairs.kept), tuple(sorted(repairs.missing)), observe,
-                   repairs.analysis.report(), qdq.see_through)
+                   report_of(repairs.analysis), qdq.see_through)
 
 
 def require_ranges(plan: FixPlan) -> None:

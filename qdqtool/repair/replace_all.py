@@ -10,11 +10,12 @@ from the quantizers around its Add (repair/infer.py). Weights keep their int8 va
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from qdqtool.check.predict import Analysis, CheckReport
+from qdqtool.check.predict import Analysis, CheckReport, report_of
 from qdqtool.onnxgraph.graph import GraphView
 from qdqtool.onnxgraph.qdqview import GRAPH_OUTPUT, Edge, QdqView
 from qdqtool.placement.plan import (
@@ -33,6 +34,8 @@ from qdqtool.trt.fusion import gated_activation_input
 from qdqtool.trt.kinds import Cause, EdgeRule, Kind, Outcome, Rule, ScaleSource, StrEnum
 from qdqtool.trt.rules import FUSIBLE_EPILOGUES, WEIGHTED_OPS, is_commuting
 from qdqtool.trt.scales import amax_from_scale, same_scale, scale_from_amax
+
+log = logging.getLogger("qdqtool")
 
 
 class ChangeKind(StrEnum):
@@ -156,7 +159,7 @@ class _Replacement:
             if tensor not in self.ranges:
                 self.ranges[tensor] = amax
                 self.sources[tensor] = (ScaleSource.MEASURED, "a ranges file or data")
-        self.before = self.analysis.report()
+        self.before = report_of(self.analysis)
         standalone = "int8" if config.standalone_add == "int8" else "float"
         placement = config.placement
         self.placement = replace(placement, standalone_add=standalone,
@@ -197,6 +200,11 @@ class _Replacement:
         """calibrate's plan, plus the model's own Q/DQ on commuting-op inputs that the plan ties to the op's output
         scale: TensorRT moves them through the op either way (rule 5), so they stay where the model put them."""
         plan = plan_placement(self.view, self.placement, self.ranges)
+        unranged = [q for q in plan.inputs if q.rule == EdgeRule.POOL_INPUT and q.tensor not in self.ranges]
+        for q in unranged:   # no quantizer in the model and no data: the pool stays float, its output Q standalone
+            log.info("pool input %s left float: no range for it (give calibration data or a ranges file)", q.tensor)
+        if unranged:
+            plan = replace(plan, inputs=tuple(q for q in plan.inputs if q not in unranged))
         grouped = {t for group in plan.groups for t in group}
         planned = {(q.node, q.input_index) for q in plan.inputs}
         kept = [QuantizedInput(q.tensor, node, index, EdgeRule.COMMUTING_INPUT)
@@ -332,6 +340,7 @@ RULE_TEXT = {
     EdgeRule.RESIDUAL_BOTH: "conv-side input of a residual Add, one scale with the skip (rule 2)",
     EdgeRule.STANDALONE_ADD: "standalone INT8 Add (rule 3)",
     EdgeRule.COMMUTING_INPUT: "input of an op TensorRT moves Q/DQ through, at its output's scale (rule 5)",
+    EdgeRule.POOL_INPUT: "input of a pooling layer between INT8 layers, which then runs INT8",
 }
 
 

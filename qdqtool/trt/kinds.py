@@ -46,6 +46,7 @@ class EdgeRule(StrEnum):
     RESIDUAL_SKIP = "residual-skip"
     RESIDUAL_BOTH = "residual-both"
     STANDALONE_ADD = "standalone-add"
+    POOL_INPUT = "pool-input"             # a pooling layer between INT8 layers runs INT8 with a Q on its input
     COMMUTING_INPUT = "commuting-input"   # fix-residuals --scope all keeps a model's Q/DQ on a commuting op's input
 
 
@@ -134,8 +135,9 @@ class Cause(StrEnum):
     COMMUTING_SCALES = "commuting-scales"
     TWO_SCALES = "two-scales"
     FLOAT_CONSUMER = "float-consumer"
-    FLOAT_PRODUCER = "float-producer"    # a Q whose tensor is written in float (a float reader, a float layer)
-    FLOAT_READER = "float-reader"        # a fused group whose output has a float reader writes float
+    FLOAT_BOUNDARY = "float-boundary"    # a Q where a float region meets an INT8 one: its writer runs float, or a
+    #                                      reader that cannot run INT8 needs the tensor in float: no placement fuses it
+    FLOAT_READER = "float-reader"        # a float reader that could take a Q keeps its writer (or fused group) float
     HOISTED_ONTO_FLOAT_CONCAT = "hoisted-onto-float-concat"   # its Q would move in front of a float Concat's inputs
     # repairs
     MODE = "mode"                    # an explicit choice of the user (residual/standalone-add mode)

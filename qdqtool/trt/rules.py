@@ -51,6 +51,9 @@ SHAPE_OPS = frozenset({
     "ConstantOfShape", "Expand", "Slice", "Split", "Pad", "Range", "Unique", "NonZero",
 })
 
+# Ops that read only a tensor's shape, never its values: they do not make its writer write float.
+SHAPE_READERS = frozenset({"Shape", "Size"})
+
 # Pointwise ops TensorRT fuses into a preceding convolution (Conv(+BN)(+act) -> Add). Single data input 0.
 FUSIBLE_EPILOGUES = frozenset({
     "BatchNormalization", "Relu", "LeakyRelu", "Clip", "HardSwish", "Elu", "Selu", "Softplus", "Tanh",

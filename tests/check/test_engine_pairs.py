@@ -25,7 +25,8 @@ NODE = re.compile(r"^[A-Za-z]+_\d+$")
 
 def pair(trt_fixtures, name):
     folder = trt_fixtures / "pairs"
-    model = onnx.load_from_string(gzip.open(folder / f"{name}.onnx.gz").read())
+    with gzip.open(folder / f"{name}.onnx.gz") as packed:
+        model = onnx.load_from_string(packed.read())
     layers = json.loads((folder / f"{name}.engine.graph.json").read_text())["Layers"]
     return model, layers, folder / f"{name}.engine.graph.json"
 

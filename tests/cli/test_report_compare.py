@@ -20,7 +20,8 @@ def run(*args):
 
 def unpacked(trt_fixtures, tmp_path, name):
     model = tmp_path / f"{name}.onnx"
-    model.write_bytes(gzip.open(trt_fixtures / "pairs" / f"{name}.onnx.gz").read())
+    with gzip.open(trt_fixtures / "pairs" / f"{name}.onnx.gz") as packed:
+        model.write_bytes(packed.read())
     return trt_fixtures / "pairs" / f"{name}.engine.graph.json", model
 
 

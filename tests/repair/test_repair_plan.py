@@ -70,15 +70,17 @@ def test_ort_shape_removes_conv_side_qdq_and_keeps_the_skip():
     assert counts["reformat"] < check_model(read_qdq(model)).counts()["reformat"]
 
 
-def test_deeper_branch_is_fused_and_shortcut_conv_output_needs_a_measured_range():
+def test_the_later_conv_hosts_and_the_main_branch_output_needs_a_measured_range():
+    """No quantizer on either Add input: TensorRT fuses the Add into the conv that runs last (the shortcut; Conv_95 +
+    Add_97 in the resnet18-qat engine), so the main branch's output is the skip to quantize."""
     model = tiny_qdq.qat(tiny.two_conv_add())
-    with pytest.raises(RangeError, match="short_out") as raised:
+    with pytest.raises(RangeError, match="deep2_out") as raised:
         from qdqtool.repair.plan import require_ranges
         require_ranges(plan_repairs(read_qdq(model), FixConfig(strict_scales=True)))
     assert raised.value.settings == ("ranges", "data")
-    plan, _ = fixed(model, measured={"short_out": 2.54})
+    plan, _ = fixed(model, measured={"deep2_out": 2.54})
     insert = next(e for e in plan.edits if e.kind == "insert")
-    assert (insert.node, insert.input_index, insert.tensor) == ("add", 0, "short_out")
+    assert (insert.node, insert.input_index, insert.tensor) == ("add", 1, "deep2_out")
     assert insert.scale == pytest.approx(2.54 / 127) and insert.source == ScaleSource.MEASURED
 
 
@@ -130,11 +132,11 @@ def test_dry_run_and_missing_ranges_write_nothing(tmp_path):
     source.write_bytes(tiny_qdq.qat(tiny.two_conv_add()).SerializeToString())
     runner = CliRunner()
     dry = runner.invoke(cli, ["fix-residuals", str(source), "-o", str(tmp_path / "a.onnx"), "--dry-run",
-                              "--ranges", str(_ranges(tmp_path, {"short_out": 2.0})), "--json"])
+                              "--ranges", str(_ranges(tmp_path, {"deep2_out": 2.0})), "--json"])
     assert dry.exit_code == 0, dry.output
-    assert json.loads(dry.output)["edits"][0]["tensor"] == "short_out"
+    assert json.loads(dry.output)["edits"][0]["tensor"] == "deep2_out"
     missing = runner.invoke(cli, ["fix-residuals", str(source), "-o", str(tmp_path / "b.onnx"), "--strict-scales"])
-    assert missing.exit_code == 1 and "short_out" in missing.output and "--data" in missing.output
+    assert missing.exit_code == 1 and "deep2_out" in missing.output and "--data" in missing.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["qat.onnx", "ranges.json"]
 
 
