@@ -248,6 +248,7 @@
     }
 
     function finish() {
+      svg.dataset.layoutMs = Math.round(performance.now() - started);
       edgeLayer.insertAdjacentHTML("beforeend", d.edges.map(function (e) { return edgeMarkup(view, e, jobs, results); }).join(""));
       view.width = widest; view.height = y;
       view.drawn = true;
