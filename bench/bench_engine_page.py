@@ -9,7 +9,6 @@ resnet18-qat-residual from ../shared, report --compare)."""
 from __future__ import annotations
 
 import gzip
-import random
 import sys
 import tempfile
 from pathlib import Path
@@ -18,33 +17,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))   # the Chromium driver and the generated models live with the tests
 
 from chromium import Browser, find_chromium  # noqa: E402
-from engine_models import residual_engine  # noqa: E402
+from engine_models import irregular_engine, residual_engine  # noqa: E402
 
 from qdqtool.report.engine_page import PageView, write_engine_page  # noqa: E402
-from qdqtool.trt.engine_model import EngineLayer, EngineModel, LayerRole, Precision, TensorPort  # noqa: E402
+from qdqtool.trt.engine_model import EngineModel  # noqa: E402
 
 TARGET_SECONDS = {10_000: 10.0}
 TARGET_BYTES = {2_000: 5_000_000}
-REASON = ("CaskConvolution: int8 -> int8, tactic sm80_xmma_fprop_implicit_gemm_interleaved_i8i8_i8i32_f32_nchw_vect_c"
-          "_32kcrs_vect_c_32_nchw_vect_c_32_tilesize128x128x64_stage4_warpsize2x2x1_g1_tensor16x8x32")
-
-
-def irregular_engine(layers: int, seed: int = 0) -> EngineModel:
-    """Each layer reads the previous one and, one time in three, a tensor 2 to 12 layers back: no two segments
-    alike. Names and reasons as long as TensorRT's."""
-    rng = random.Random(seed)
-    made = []
-    for i in range(layers):
-        inputs = [TensorPort(f"/backbone/stage{i // 50}/t{i - 1}", Precision.INT8)] if i else []
-        if i > 12 and rng.random() < 1 / 3:
-            inputs.append(TensorPort(f"/backbone/stage{(i - 12) // 50}/t{i - rng.randint(2, 12)}", Precision.INT8))
-        precision = Precision.FP16 if rng.random() < 0.05 else Precision.INT8
-        nodes = (f"/backbone/stage{i // 50}/conv{i}/Conv", f"/backbone/stage{i // 50}/act{i}/Relu")
-        made.append(EngineLayer(" + ".join(nodes), LayerRole.FUSED, nodes, ("Conv", "Relu"), tuple(inputs),
-                                (TensorPort(f"/backbone/stage{i // 50}/t{i}", precision),), REASON))
-    return EngineModel("generated", tuple(made))
-
-
 def measure(browser: Browser, model: EngineModel, folder: Path, name: str) -> tuple[float, int, str]:
     page = write_engine_page(folder / f"{name}.html", name, [PageView("engine", model)])
     seconds = browser.open(page, timeout=600)

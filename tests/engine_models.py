@@ -3,6 +3,8 @@ residual network of any size (the shape of ResNet blocks: conv, then conv + Add 
 
 from __future__ import annotations
 
+import random
+
 from qdqtool.trt.engine_model import EngineLayer, EngineModel, LayerRole, Precision, TensorPort
 
 I8, F32, F16 = Precision.INT8, Precision.FP32, Precision.FP16
@@ -59,3 +61,23 @@ def residual_engine(layers: int, float_every: int = 97) -> EngineModel:
                 i = f"{i}q"
         tensor = i
     return EngineModel("generated", tuple(made[:layers]))
+
+
+REASON = ("CaskConvolution: int8 -> int8, tactic sm80_xmma_fprop_implicit_gemm_interleaved_i8i8_i8i32_f32_nchw_vect_c"
+          "_32kcrs_vect_c_32_nchw_vect_c_32_tilesize128x128x64_stage4_warpsize2x2x1_g1_tensor16x8x32")
+
+
+def irregular_engine(layers: int, seed: int = 0) -> EngineModel:
+    """Each layer reads the previous one and, one time in three, a tensor 2 to 12 layers back: no two segments
+    alike. Names and reasons as long as TensorRT's."""
+    rng = random.Random(seed)
+    made = []
+    for i in range(layers):
+        inputs = [TensorPort(f"/backbone/stage{i // 50}/t{i - 1}", Precision.INT8)] if i else []
+        if i > 12 and rng.random() < 1 / 3:
+            inputs.append(TensorPort(f"/backbone/stage{(i - 12) // 50}/t{i - rng.randint(2, 12)}", Precision.INT8))
+        precision = Precision.FP16 if rng.random() < 0.05 else Precision.INT8
+        nodes = (f"/backbone/stage{i // 50}/conv{i}/Conv", f"/backbone/stage{i // 50}/act{i}/Relu")
+        made.append(EngineLayer(" + ".join(nodes), LayerRole.FUSED, nodes, ("Conv", "Relu"), tuple(inputs),
+                                (TensorPort(f"/backbone/stage{i // 50}/t{i}", precision),), REASON))
+    return EngineModel("generated", tuple(made))

@@ -34,6 +34,16 @@ def test_check_writes_the_page_and_keeps_json_clean(model, tmp_path):
     assert page.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
 
 
+def test_build_writes_the_page_of_the_built_engine(model, tmp_path):
+    page = tmp_path / "built.html"
+    result = CliRunner().invoke(cli, ["build", str(model), "-o", str(tmp_path / "tiny.ort.onnx"), "--backend", "ort",
+                                      "--no-latency", "--html", str(page)])
+    assert result.exit_code == 0, result.output
+    assert f"engine page: {page}" in result.stderr
+    text = page.read_text(encoding="utf-8")
+    assert '"label":"engine"' in text and '"layers":[{' in text
+
+
 @pytest.mark.parametrize("command", ["check", "build"])
 def test_html_into_a_missing_folder(model, tmp_path, command):
     page = tmp_path / "missing" / "page.html"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-from engine_models import residual_engine, tiny_engine
+from engine_models import irregular_engine, residual_engine, tiny_engine
 
 from qdqtool.report.engine_page import PageView, engine_page_html, int8_coverage, layer_marks, write_engine_page
 from qdqtool.report.engine_page.graph import chains_of, cut_after, page_graph, segments_of, tensor_edges
@@ -107,3 +107,10 @@ def test_write_is_atomic_and_leaves_no_temp_file(tmp_path):
     path = write_engine_page(tmp_path / "page.html", "t", [PageView("engine", tiny_engine())])
     assert path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert [p.name for p in tmp_path.iterdir()] == ["page.html"]
+
+
+def test_a_two_thousand_layer_page_stays_under_five_megabytes(tmp_path):
+    """YOLOX-sized: 2,000 layers with names and reasons as long as TensorRT's (issue 23: under 5 MB)."""
+    path = write_engine_page(tmp_path / "big.html", "2k", [PageView("engine", irregular_engine(2000))])
+    assert path.stat().st_size < 5_000_000
+    assert len(_data(path.read_text(encoding="utf-8"))["views"][0]["layers"]) == 2000

@@ -80,7 +80,8 @@
 
   // ---- views: one svg each, drawn when first shown
   var views = DATA.views.map(function (view, v) {
-    var tab = el("button", {type: "button", "data-view": v, "class": "tab"}, view.label + " (" + view.source + ")");
+    var name = view.label === view.source ? view.label : view.label + " (" + view.source + ")";
+    var tab = el("button", {type: "button", "data-view": v, "class": "tab"}, name);
     tab.addEventListener("click", function () { show(v); });
     tabs.appendChild(tab);
     return {data: view, index: v, tab: tab, svg: null, pos: [], drawn: false, k: 1, tx: 0, ty: 0, width: 0, height: 0};
