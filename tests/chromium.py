@@ -133,6 +133,13 @@ class Browser:
         self.wait(READY, timeout)
         return time.monotonic() - start
 
+    def run_before_scripts(self, source: str) -> str:
+        """Run source in every page before its own scripts (e.g. to take a browser feature away); returns an id."""
+        return self.call("Page.addScriptToEvaluateOnNewDocument", {"source": source}, session=True)["identifier"]
+
+    def forget_script(self, identifier: str) -> None:
+        self.call("Page.removeScriptToEvaluateOnNewDocument", {"identifier": identifier}, session=True)
+
     def wait(self, condition: str, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

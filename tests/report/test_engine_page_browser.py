@@ -92,6 +92,19 @@ def test_hand_built_engine(browser, tmp_path):
     assert "quantize the skip input of Add_4 at x0's scale" in details
 
 
+def test_without_workers_the_page_lays_itself_out(browser, tmp_path):
+    model = residual_engine(400)
+    page = write_engine_page(tmp_path / "plain.html", "no workers", [PageView("engine", model)])
+    script = browser.run_before_scripts("window.Worker = undefined;")
+    try:
+        dom = _open(browser, page)
+        layout = browser.evaluate("document.getElementById('view-0').dataset.layout")
+    finally:
+        browser.forget_script(script)
+    assert layout.startswith("page")
+    _assert_boxes_match(dom, model.to_json()["layers"], {})
+
+
 @pytest.mark.parametrize("name", PAIRS)
 def test_engine_pairs_match_report_and_check_json(browser, trt_fixtures, tmp_path, name):
     onnx_path = tmp_path / f"{name}.onnx"

@@ -190,23 +190,28 @@
       for (var w = 0; w < count; w++) workers.push(new Worker(url));
     } catch (err) { workers = []; }
     var plain = unique.map(function (j) { return {index: j.index, chains: j.chains, links: j.links}; });
-    if (workers.length) {
-      workers.forEach(function (worker, w) {
-        worker.onmessage = function (m) { answer(m.data); };
-        worker.onerror = function (e) { recordError("layout worker: " + e.message); };
-        // contiguous shares, so the top of the network is laid out (and drawn) first
-        var size = Math.ceil(plain.length / workers.length);
-        worker.postMessage(plain.slice(w * size, (w + 1) * size));
-      });
-      return "worker x" + workers.length + ", " + unique.length + " distinct of " + jobs.length + " segments";
+    function onPage(share) {   // in slices of 30 ms, so the page stays responsive
+      var next = 0;
+      (function slice() {
+        var until = performance.now() + 30;
+        while (next < share.length && performance.now() < until) answer(qdqLayout(share[next++]));
+        if (next < share.length) setTimeout(slice, 0);
+      })();
     }
-    var next = 0;
-    (function slice() {
-      var until = performance.now() + 30;
-      while (next < plain.length && performance.now() < until) answer(qdqLayout(plain[next++]));
-      if (next < plain.length) setTimeout(slice, 0);
-    })();
-    return "page, " + unique.length + " distinct of " + jobs.length + " segments";
+    var distinct = unique.length + " distinct of " + jobs.length + " segments";
+    if (!workers.length) { onPage(plain); return "page, " + distinct; }
+    var size = Math.ceil(plain.length / workers.length);
+    workers.forEach(function (worker, w) {
+      var share = plain.slice(w * size, (w + 1) * size);   // contiguous: the top is laid out (and drawn) first
+      worker.onmessage = function (m) { answer(m.data); };
+      worker.onerror = function (e) {   // a worker that cannot start or fails: its share is laid out here
+        e.preventDefault();
+        recordError("layout worker: " + e.message);
+        onPage(share);
+      };
+      worker.postMessage(share);
+    });
+    return "worker x" + workers.length + ", " + distinct;
   }
 
   var SVGNS = "http://www.w3.org/2000/svg";
@@ -229,7 +234,7 @@
         placeSegment(results[nextSegment]);
         nextSegment += 1;
       }
-      if (nextSegment === jobs.length) finish();
+      if (nextSegment === jobs.length && !view.drawn) finish();
     });
 
     function placeSegment(r) {
@@ -350,7 +355,7 @@
     if (!current || !current.drawn) return;
     e.preventDefault();
     var rect = stage.getBoundingClientRect();
-    if (e.ctrlKey || e.metaKey || Math.abs(e.deltaY) < 4) zoomAt(current, Math.exp(-e.deltaY / 300), e.clientX - rect.left, e.clientY - rect.top);
+    if (e.ctrlKey || e.metaKey) zoomAt(current, Math.exp(-e.deltaY / 300), e.clientX - rect.left, e.clientY - rect.top);
     else { current.tx -= e.deltaX; current.ty -= e.deltaY; apply(current); }
   }, {passive: false});
   var drag = null;
