@@ -227,6 +227,7 @@
     view.svg = svg; view.vp = vp;
     var d = view.data, jobs = jobsOf(view), results = [], nextSegment = 0, y = 0, widest = BOX.width;
     view.pos = new Array(d.layers.length);
+    view.bands = [];
     if (!jobs.length) return finish();
     view.mode = startLayout(jobs, function (result) {
       results[result.index] = result;
@@ -248,14 +249,21 @@
         });
       });
       r.x0 = x0; r.y0 = y;
+      view.bands.push([y, y + r.height]);
       widest = Math.max(widest, r.width);
       y += r.height + BOX.pitch;
-      boxLayer.insertAdjacentHTML("beforeend", html.join(""));
+      boxLayer.insertAdjacentHTML("beforeend", '<g class="segment" data-s="' + r.index + '">' + html.join("") + "</g>");
     }
 
     function finish() {
       svg.dataset.layoutMs = Math.round(performance.now() - started);
-      edgeLayer.insertAdjacentHTML("beforeend", d.edges.map(function (e) { return edgeMarkup(view, e, jobs, results); }).join(""));
+      var bySegment = d.segments.map(function () { return []; });
+      d.edges.forEach(function (e) { bySegment[view.chainOf[e[0]][0]].push(edgeMarkup(view, e, jobs, results)); });
+      edgeLayer.insertAdjacentHTML("beforeend", bySegment.map(function (paths, s) {
+        return '<g class="segment" data-s="' + s + '">' + paths.join("") + "</g>"; }).join(""));
+      view.groups = d.segments.map(function (_, s) {
+        return svg.querySelectorAll('g.segment[data-s="' + s + '"]'); });
+      view.shown = d.segments.map(function () { return true; });
       view.width = widest; view.height = y;
       view.drawn = true;
       view.renderMs = Math.round(performance.now() - started);
@@ -329,6 +337,18 @@
       view.frame = 0;
       view.vp.setAttribute("transform", "translate(" + view.tx + "," + view.ty + ") scale(" + view.k + ")");
       view.svg.classList.toggle("far", view.k < 0.45);
+      cull(view);
+    });
+  }
+  // segments more than a screen above or below the window are not drawn (display none): panning stays fluid
+  function cull(view) {
+    if (!view.groups) return;
+    var h = stage.clientHeight || 800, top = (-view.ty - h) / view.k, bottom = (h - view.ty + h) / view.k;
+    view.bands.forEach(function (band, s) {
+      var shown = band[1] >= top && band[0] <= bottom;
+      if (shown === view.shown[s]) return;
+      view.shown[s] = shown;
+      view.groups[s].forEach(function (g) { g.style.display = shown ? "" : "none"; });
     });
   }
   function fitWidth(view) {
@@ -461,6 +481,10 @@
     var i = current.data.layers.findIndex(function (l) { return l.nodes.indexOf(node) >= 0; });
     if (i >= 0) { centreOn(i); select(i); }
   }
+  window.qdqMove = function (tx, ty, k) {   // for scripts and tests: the pan and zoom a drag or wheel would set
+    if (!current) return;
+    current.tx = tx; current.ty = ty; current.k = k; apply(current);
+  };
   window.qdqSearch = function (q) { runSearch(String(q).toLowerCase()); return hits.slice(); };
 
   show(0);
