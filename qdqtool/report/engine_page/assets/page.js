@@ -274,11 +274,14 @@
   }
 
   // the compute nodes of a fused layer (its weight and Q/DQ nodes left out), else the layer's name
+  var LABEL_CHARS = 30;   // what fits in a box at 12 px
   var QDQ_OPS = {"QuantizeLinear": 1, "DequantizeLinear": 1, "weight": 1, "": 1};
   function shortName(layer) {
     if (BADGE[layer.role]) return layer.name;
     var compute = layer.nodes.filter(function (n, k) { return !(layer.ops[k] in QDQ_OPS) && !/weight$/.test(n); });
-    return compute.length ? compute.join(" + ") : layer.name;
+    if (!compute.length) return layer.name;
+    var label = compute.join(" + ");   // long paths: their last two parts ("/model.2/cv1/conv/Conv" -> "conv/Conv")
+    return label.length <= LABEL_CHARS ? label : compute.map(function (n) { return n.split("/").slice(-2).join("/"); }).join(" + ");
   }
 
   function boxMarkup(layer, i, x, y) {
@@ -287,7 +290,7 @@
     var flags = layer.marks.indexOf("float-add") >= 0 || layer.marks.indexOf("float-concat") >= 0 ? "\u26a0 " : "";
     var label = flags + badge + shortName(layer);
     var count = layer.nodes.length > 1 ? " (" + layer.nodes.length + ")" : "";
-    if (label.length + count.length > 34) label = label.slice(0, 33 - count.length) + "\u2026";
+    if (label.length + count.length > LABEL_CHARS) label = label.slice(0, LABEL_CHARS - 1 - count.length) + "\u2026";
     return '<g class="box p-' + esc(layer.precision) + " r-" + esc(layer.role) + marks + '" data-i="' + i +
       '" data-precision="' + esc(layer.precision) + '" data-role="' + esc(layer.role) + '" data-marks="' +
       esc(layer.marks.join(" ")) + '" transform="translate(' + x + "," + y + ')">' +
