@@ -123,6 +123,7 @@ def test_engine_pairs_match_report_and_check_json(browser, trt_fixtures, tmp_pat
     _assert_boxes_match(dom, engine["layers"], report_json["summary"]["gate_counts"])
     reformats = [b["i"] for b in sorted(dom["boxes"], key=lambda b: b["i"]) if "reformat" in b["marks"]]
     assert reformats == [i for i, layer in enumerate(report_json["layers"]) if layer["is_reformat"]]
+    assert browser.evaluate("+document.getElementById('reformats').dataset.count") == len(reformats)
     differing = browser.evaluate("document.querySelectorAll('#differences li').length")
     assert differing == len(report_json["compare"]["differences"])
 

@@ -99,8 +99,16 @@
       chip.style.background = colour(p).fill; chip.style.color = colour(p).text;
       line.appendChild(chip);
     });
-    var reformats = d.layers.filter(function (l) { return l.marks.indexOf("reformat") >= 0; }).length;
-    line.appendChild(el("span", {"class": "plain"}, "Reformat layers " + reformats));
+    var kinds = {"qdq": 0, "input-quantize": 0, "layout": 0, "convert": 0}, reformats = 0;
+    d.layers.forEach(function (l) {
+      if (l.marks.indexOf("reformat") < 0) return;
+      reformats += 1;
+      l.marks.forEach(function (m) { if (m in kinds) kinds[m] += 1; });
+    });
+    var parts = Object.keys(kinds).filter(function (k) { return kinds[k]; }).map(function (k) {
+      return {"qdq": "Q/DQ", "input-quantize": "input", "layout": "layout", "convert": "type"}[k] + " " + kinds[k]; });
+    line.appendChild(el("span", {"class": "plain", id: "reformats", "data-count": reformats},
+                        "Reformat layers " + reformats + (parts.length ? " (" + parts.join(", ") + ")" : "")));
     var cov = d.coverage[1] ? (100 * d.coverage[0] / d.coverage[1]).toFixed(1) + "%" : "n/a";
     line.appendChild(el("span", {"class": "plain", id: "coverage",
       title: "ONNX nodes in layers computing INT8, out of the nodes of every compute layer (fused or float)"},
@@ -133,7 +141,7 @@
     });
     ["qdq", "input-quantize", "layout", "float-add", "diff"].forEach(function (m) {
       if (m === "diff" && !DATA.differences.length) return;
-      var item = el("span", {"class": "key mark m-" + m}, MARK_TEXT[m]);
+      var item = el("span", {"class": "key mark m-" + m}, m === "float-add" ? "float Add / Concat" : MARK_TEXT[m]);
       legend.appendChild(item);
     });
   }
