@@ -1,4 +1,4 @@
-"""What each command draws: check the predicted engine; report and build the engine's layers, with `--compare`
+"""What each command draws: check the predicted engine; report and build the engine's layers, when compared
 also the prediction and the ONNX nodes where the two differ."""
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ def check_views(prediction: CheckReport) -> list[PageView]:
 
 def report_views(report: PrecisionReport,
                  prediction: CheckReport | None = None) -> tuple[list[PageView], list[NodeDifference]]:
-    """The engine first; with a prediction (report --compare) the predicted engine second and the differences."""
+    """The engine first; with a prediction (a report compared with its model) the predicted engine second, and the
+    ONNX nodes where the two differ."""
     views = [PageView("engine", engine_from_layers(report), report.summary.gate_counts())]
     if prediction is None:
         return views, []
