@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 ASSETS := calib_data/models/yolov8n_320.onnx
 OUT    := out
 
-.PHONY: install assets test lint demo bench bench-peers fuzz clean
+.PHONY: install assets test lint demo bench bench-peers fuzz clean browser screenshot
 
 install: $(STAMP)
 
@@ -33,11 +33,20 @@ demo: $(STAMP) $(ASSETS)
 	$(BIN)/qdqtool calibrate calib_data/models/yolov8n_320.onnx $(DEMO_DATA) \
 		-o $(OUT)/yolov8n.qdq.onnx --cache $(OUT)/yolov8n.calib.cache
 	@echo "== 2/3 check: how TensorRT will fuse and type the layers (from the graph alone)"
-	$(BIN)/qdqtool check $(OUT)/yolov8n.qdq.onnx --fail-on float-add,requant-concat
+	$(BIN)/qdqtool check $(OUT)/yolov8n.qdq.onnx --fail-on float-add,requant-concat --html $(OUT)/yolov8n.check.html
+	@echo "== the predicted engine as a page (open it in a browser, no network needed): $(OUT)/yolov8n.check.html"
 	@echo "== 3/3 build: TensorRT if present with a GPU (yolov8n.qdq.engine), else ONNX Runtime (yolov8n.qdq.ort.onnx,"
 	@echo "       TensorRT's gates then judged on check's prediction); per-layer precision"
 	$(BIN)/qdqtool build $(OUT)/yolov8n.qdq.onnx $(DEMO_DATA) --runs 20 --fail-on float-add,requant-concat,reformat \
 		--report $(OUT)/yolov8n.layers.json --show summary
+
+# Headless Chromium for the engine page's browser tests (Debian's package; tests skip without it)
+browser:
+	@command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
+
+# The README's picture of the engine page (TensorRT pair resnet18-qat-residual from ../shared, report --compare)
+screenshot: $(STAMP) browser
+	$(BIN)/python -m bench.bench_engine_page shot docs/engine-page.png
 
 # Random graphs: 400 per property with fresh seeds (make test runs 25 with a fixed seed)
 fuzz: $(STAMP)

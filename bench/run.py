@@ -10,6 +10,7 @@ from . import (
     bench_apply,
     bench_auto_time,
     bench_calibrate,
+    bench_engine_page,
     bench_fix,
     bench_large,
     bench_measure,
@@ -36,6 +37,8 @@ def main(argv) -> int:
         print("\n".join(bench_calibrate.main()), flush=True)
     if "measure" in chosen:   # the headline against task metrics over 4 methods on 3 models (~3 min)
         print("\n".join(bench_measure.main()), flush=True)
+    if "engine-page" in chosen:   # issue 23's targets: the HTML page at 2,000 and 10,000 layers (~2 min)
+        print("\n".join(bench_engine_page.main()), flush=True)
     if "auto-time" in chosen:   # issue 10's time target: auto vs percentile at 32 samples (~10 min)
         print("\n".join(bench_auto_time.main()), flush=True)
     if "accuracy" in chosen:

@@ -15,8 +15,9 @@ from qdqtool.build.trtexec import shell_line
 from qdqtool.errors import ConfigError, QdqError
 from qdqtool.fileio import check_distinct_outputs, check_output_path, write_json_atomically
 from qdqtool.report.gates import describe_violations
+from qdqtool.report.engine_page import check_views, report_views, write_engine_page
 
-from .common import emit_json
+from .common import emit_json, html_option, wrote_page
 from .data_options import DataOptions, data_options
 from .layer_table import report_text
 from .precision_gates import EXIT_EPILOG, enforce_gates, exit_on_failed_gates, report_options
@@ -80,10 +81,12 @@ def shape_profiles(ctx: click.Context, param: click.Parameter, values: tuple[str
 @data_options
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="Write the layer report as JSON.")
 @report_options
+@html_option
 def build_command(model: Path, engine: Path | None, backend: str, shapes: dict[str, ShapeProfile],
                   workspace_mib: int | None, weakly_typed: bool, fp16: bool, runs: int, warmup: int, no_latency: bool,
                   reference: Path | None, ranges: Path | None, trtexec_major: str | None, report_path: Path | None,
-                  fail_on: tuple[str, ...], as_json: bool, show: str, data: DataOptions) -> None:
+                  fail_on: tuple[str, ...], as_json: bool, show: str, data: DataOptions,
+                  html_path: Path | None) -> None:
     """Build MODEL (a Q/DQ ONNX file) into an engine and show which layers really run in INT8.
 
     Also prints the equivalent trtexec command, for building the engine on another machine."""
@@ -97,7 +100,14 @@ def build_command(model: Path, engine: Path | None, backend: str, shapes: dict[s
         check_distinct_outputs(*(default_output(model, b) for b in OUTPUT_SUFFIXES) if engine is None else (engine,),
                                report_path)
         check_output_path(model, report_path)
+    if html_path is not None:
+        check_distinct_outputs(engine, report_path, html_path)
+        check_output_path(model, html_path, "html")
     result = qdqtool.build_engine(config)
+    if html_path is not None:
+        # an ONNX Runtime build's nodes are not TensorRT's layers: its page is the predicted engine, named so
+        views = check_views(result.prediction) if result.prediction is not None else report_views(result.report)[0]
+        wrote_page(write_engine_page(html_path, f"qdqtool build {model.name}", views))
     counts = result.gate_counts()
     payload = {"figures": FIGURES[result.gates_judged_on], **result.report.to_json(), "engine": str(result.engine),
                "gates": {"judged_on": result.gates_judged_on, "counts": counts,

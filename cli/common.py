@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator, Optional
 
 import click
@@ -39,3 +40,14 @@ def progress_bar(label: str, quiet: bool) -> Iterator:
 def quiet_from(ctx: click.Context) -> bool:
     root = ctx.find_root()
     return bool(root.obj and root.obj.get("quiet"))
+
+
+def html_option(command):
+    """--html OUT.html: the engine page (qdqtool.report.engine_page), one self-contained file."""
+    return click.option("--html", "html_path", type=click.Path(path_type=Path), metavar="OUT.html",
+                        help="Also write the engine as one self-contained HTML page (boxes coloured by precision; "
+                             "opens from disk, no network).")(command)
+
+
+def wrote_page(path: Path) -> None:
+    click.echo(f"engine page: {path}", err=True)

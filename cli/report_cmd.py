@@ -8,10 +8,11 @@ from pathlib import Path
 import click
 
 import qdqtool
-from qdqtool.fileio import check_output_path, write_json_atomically
+from qdqtool.fileio import check_distinct_outputs, check_output_path, write_json_atomically
+from qdqtool.report.engine_page import report_views, write_engine_page
 from qdqtool.report.gates import COMPARISON_GATES, GATES, measures_tensorrt
 
-from .common import emit_json
+from .common import emit_json, html_option, wrote_page
 from .layer_table import report_text
 from .precision_gates import EXIT_EPILOG, enforce_gates, report_options
 
@@ -25,12 +26,18 @@ MAX_DIFFERENCES_SHOWN = 30
 @click.option("--compare", "compare_model", type=click.Path(path_type=Path), metavar="MODEL.onnx",
               help="Compare with `qdqtool check`'s prediction for the Q/DQ ONNX model that produced the engine: per "
                    "gate, and per ONNX node (its layer, role and INT8/float precision).")
+@html_option
 def report_command(layer_info: Path, output: Path | None, fail_on: tuple[str, ...], as_json: bool, show: str,
-                   compare_model: Path | None) -> None:
+                   compare_model: Path | None, html_path: Path | None) -> None:
     """Show which layers of a TensorRT engine run in INT8, from `trtexec --profilingVerbosity=detailed
     --exportLayerInfo=LAYERS.json` or the engine inspector's JSON (TensorRT 8.x to 11)."""
     if output is not None:
         check_output_path(layer_info, output)
+    if html_path is not None:
+        for source in (layer_info, compare_model):
+            if source is not None:
+                check_output_path(source, html_path, "html")
+        check_distinct_outputs(output, html_path)
     report = qdqtool.read_report(layer_info)
     payload = report.to_json()
     comparison = None
@@ -39,6 +46,10 @@ def report_command(layer_info: Path, output: Path | None, fail_on: tuple[str, ..
         payload["compare"] = {"model": str(compare_model), **comparison.to_json()}
     if output is not None:
         write_json_atomically(output, payload)
+    if html_path is not None:
+        prediction = qdqtool.check_model(compare_model) if compare_model is not None else None
+        views, differences = report_views(report, prediction)
+        wrote_page(write_engine_page(html_path, f"qdqtool report {layer_info.name}", views, differences))
     if as_json:
         emit_json(payload)
     else:

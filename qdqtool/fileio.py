@@ -22,14 +22,14 @@ from qdqtool.weightstore import needs_external_data, write_with_external_data
 Validator = Callable[[Path], None]
 
 
-def check_output_path(input_path: os.PathLike | str, output_path: os.PathLike | str) -> None:
+def check_output_path(input_path: os.PathLike | str, output_path: os.PathLike | str, setting: str = "output") -> None:
     """Before any heavy work: the output's folder must exist, and the output must not be the input file
-    (qdqtool never modifies user input in place)."""
+    (qdqtool never modifies user input in place). setting: the option that names this output, for the message."""
     src, dst = Path(input_path), Path(output_path)
     same = src.resolve() == dst.resolve() or (dst.exists() and src.exists() and os.path.samefile(src, dst))
     if same:
         raise OutputError(f"output path {dst} is the input file; "
-                          "choose another output path (qdqtool never overwrites its input)", settings=("output",))
+                          "choose another output path (qdqtool never overwrites its input)", settings=(setting,))
     _check_folder(dst)
 
 
