@@ -14,8 +14,8 @@ from qdqtool.build.shapes import ShapeProfile, parse_shape_profile, parse_shapes
 from qdqtool.build.trtexec import shell_line
 from qdqtool.errors import ConfigError, QdqError
 from qdqtool.fileio import check_distinct_outputs, check_output_path, write_json_atomically
-from qdqtool.report.gates import describe_violations
 from qdqtool.report.engine_page import check_views, report_views, write_engine_page
+from qdqtool.report.gates import describe_violations
 
 from .common import emit_json, html_option, wrote_page
 from .data_options import DataOptions, data_options
