@@ -13,7 +13,7 @@ import onnx
 
 from qdqtool.calibrate.pipeline import CalibrationConfig, CalibrationOutputs, calibrate_file
 from qdqtool.samples.images import PRESETS
-from qdqtool.samples.sets import open_samples
+from qdqtool.samples.opening import open_samples
 
 MODEL = Path(__file__).resolve().parents[1] / "calib_data" / "models" / "yolov8n_320.onnx"
 SIZE = 320

@@ -19,7 +19,8 @@ from qdqtool.onnxgraph.prepare import load_model
 from qdqtool.onnxgraph.qdqview import read_qdq
 from qdqtool.runner import create_session
 from qdqtool.samples.images import Preprocess
-from qdqtool.samples.sets import SampleSet, model_input_specs, open_samples
+from qdqtool.samples.opening import open_samples
+from qdqtool.samples.sets import SampleSet, model_input_specs
 from qdqtool.weightstore import WeightSource
 
 log = logging.getLogger("qdqtool")

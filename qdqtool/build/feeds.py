@@ -19,7 +19,8 @@ def sample_set(model: onnx.ModelProto, config: BuildConfig):
     when the preprocessing gives none."""
     if config.data_folder is None:
         return None
-    from qdqtool.samples.sets import model_input_specs, open_samples
+    from qdqtool.samples.opening import open_samples
+    from qdqtool.samples.sets import model_input_specs
 
     specs = model_input_specs(model)
     preprocess = config.preprocess

@@ -17,7 +17,7 @@ from qdqtool.check.predict import CheckReport, check_model
 from qdqtool.errors import ModelError
 from qdqtool.onnxgraph.prepare import load_model, load_model_graph
 from qdqtool.onnxgraph.qdqview import read_qdq
-from qdqtool.samples.sets import open_samples
+from qdqtool.samples.opening import open_samples
 
 log = logging.getLogger("qdqtool")
 

@@ -37,7 +37,8 @@ from qdqtool.placement.apply import apply_plan
 from qdqtool.placement.plan import PlacementConfig, PlacementPlan, group_amax, plan_placement
 from qdqtool.runner import check_session_opens
 from qdqtool.samples.images import Preprocess
-from qdqtool.samples.sets import SampleSet, open_samples
+from qdqtool.samples.opening import open_samples
+from qdqtool.samples.sets import SampleSet
 from qdqtool.trt.kinds import Outcome, Rule
 from qdqtool.trt.scales import scale_from_amax
 

@@ -20,7 +20,8 @@ from qdqtool.calibrate.ranges import amax_map, load_ranges
 from qdqtool.onnxgraph.qdqview import QdqView
 from qdqtool.runner import create_session
 from qdqtool.samples.images import Preprocess
-from qdqtool.samples.sets import SampleSet, open_samples, random_feed
+from qdqtool.samples.opening import open_samples
+from qdqtool.samples.sets import SampleSet, random_feed
 
 log = logging.getLogger("qdqtool")
 P = TypeVar("P")

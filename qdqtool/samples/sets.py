@@ -301,18 +301,6 @@ def conform(array: np.ndarray, spec: InputSpec, label: str) -> np.ndarray:
     return array
 
 
-def open_samples(model: onnx.ModelProto, data, preprocess: Preprocess = DEFAULT_PREPROCESS,
-                 max_samples: int | None = None) -> Samples:
-    """The samples, shaped for the model's inputs (the one way every stage opens its data). data: a folder (images
-    or .npy/.npz files), or in code a numpy array (samples along axis 0, for a one-input model), a dict of arrays
-    (input name -> samples along axis 0) or an iterable of feed dicts (input name -> one sample's array)."""
-    if isinstance(data, (str, os.PathLike)):
-        return SampleSet(data, model_input_specs(model), preprocess, max_samples)
-    from qdqtool.samples.arrays import ArraySamples
-
-    return ArraySamples(data, model_input_specs(model), max_samples)
-
-
 def _concatenate(pending: list[tuple[str, Sample]]) -> Sample:
     if len(pending) == 1:
         return pending[0][1]

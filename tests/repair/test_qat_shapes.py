@@ -182,7 +182,7 @@ def test_a_dq_on_one_side_makes_it_the_skip_and_the_other_conv_hosts_the_add():
     add = next(f for f in check_model(read_qdq(model)).findings if f.node == "add")
     assert add.nodes[0] == "short"
     # it writes float only because its reader is the float graph output (point 3): nothing a Q/DQ edit would change
-    assert add.kind == Kind.FLOAT_ADD and add.cause == Cause.FLOAT_READER and "graph output" in add.reason
+    assert add.kind == Kind.FLOAT_ADD and add.cause == Cause.GRAPH_OUTPUT and "graph output" in add.reason
     plan, _ = fix(model)
     assert not [e for e in plan.edits if e.node == "add"]
 
